@@ -1,0 +1,52 @@
+"""`metrics-agg`: one entry point; each subcommand lives in its own module and registers itself."""
+
+from __future__ import annotations
+
+__all__ = ["main"]
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+# Each module defines `register(subparsers)`; the parser it adds sets `func(args) -> int`.
+_COMMAND_MODULES = (
+    "metrics_agg.cli._count",   # count
+    "metrics_agg.cli._server",  # serve, seed
+    "metrics_agg.cli._ops",     # invoke, recount, verify, show
+    "metrics_agg.cli._demo",    # demo
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="metrics-agg",
+        description=(
+            "Exact 1/5/15/60-minute counts of Amplify records in AggregatedMetrics, "
+            "kept current from DynamoDB Streams. Start with `metrics-agg demo`."
+        ),
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in _COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

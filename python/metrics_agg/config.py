@@ -1,0 +1,91 @@
+"""Runtime configuration, read once from the environment (DESIGN §2 Auth)."""
+
+from __future__ import annotations
+
+__all__ = ["Config"]
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+
+from metrics_agg.errors import ConfigError
+
+_REGION_IN_HOST = re.compile(r"\.appsync-api\.([a-z0-9-]+)\.amazonaws\.com", re.ASCII)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Config:
+    """Knobs of one aggregator process. Keyword-only; `from_env` is the usual way in.
+
+    The API key is kept out of `repr` so a logged config never leaks it.
+    """
+
+    endpoint: str
+    api_key: str | None = field(default=None, repr=False)
+    region: str | None = None  # IAM only; defaults to the region in the endpoint host
+    max_hours_back: int = 168  # DESIGN §4.2: older hours are reported, not recounted
+    read_parallelism: int = 8
+    write_parallelism: int = 4
+    mutations_per_request: int = 25
+    page_limit: int = 1000
+    request_timeout: float = 10.0
+    max_attempts: int = 5
+
+    @property
+    def auth_mode(self) -> str:
+        return "api_key" if self.api_key else "iam"
+
+    @property
+    def signing_region(self) -> str:
+        """Region for SigV4.
+
+        Raises:
+            ConfigError: IAM auth on an endpoint whose host names no region.
+        """
+        if self.region:
+            return self.region
+        m = _REGION_IN_HOST.search(self.endpoint)
+        if m is None:
+            raise ConfigError(
+                "IAM auth needs a region: set AWS_REGION, or use an AppSync endpoint "
+                "(https://<id>.appsync-api.<region>.amazonaws.com/graphql), or set an API key"
+            )
+        return m.group(1)
+
+    def with_(self, **changes: object) -> Config:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Config:
+        """Read PLEXUS_API_URL|GRAPHQL_ENDPOINT and PLEXUS_API_KEY|GRAPHQL_API_KEY.
+
+        Raises:
+            ConfigError: no endpoint is set, or a numeric knob is not a number.
+        """
+        env = os.environ if environ is None else environ
+        endpoint = env.get("PLEXUS_API_URL") or env.get("GRAPHQL_ENDPOINT")
+        if not endpoint:
+            raise ConfigError(
+                "no GraphQL endpoint: set PLEXUS_API_URL (or GRAPHQL_ENDPOINT) to the AppSync "
+                "URL, or run `metrics-agg serve` and point it at http://127.0.0.1:8765/graphql"
+            )
+        values: dict[str, object] = {
+            "endpoint": endpoint,
+            "api_key": env.get("PLEXUS_API_KEY") or env.get("GRAPHQL_API_KEY") or None,
+            "region": env.get("METRICS_AGG_REGION") or None,
+        }
+        for name, var in (
+            ("max_hours_back", "METRICS_AGG_MAX_HOURS_BACK"),
+            ("read_parallelism", "METRICS_AGG_READ_PARALLELISM"),
+            ("write_parallelism", "METRICS_AGG_WRITE_PARALLELISM"),
+            ("mutations_per_request", "METRICS_AGG_MUTATIONS_PER_REQUEST"),
+        ):
+            raw = env.get(var)
+            if raw:
+                try:
+                    values[name] = int(raw)
+                except ValueError:
+                    raise ConfigError(f"{var} must be a whole number, got {raw!r}") from None
+        values.update(overrides)
+        return cls(**values)  # type: ignore[arg-type]
