@@ -13,62 +13,84 @@ __all__ = [
     "format_bucket_time",
     "format_write_time",
     "from_epoch_minute",
+    "parse_epoch_minute",
     "parse_instant",
     "parse_instant_or_none",
     "utc_now",
 ]
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 
 # ASCII digits only: `\d` would accept other Unicode digits.
 _GRAMMAR = re.compile(
-    r"(?P<y>[0-9]{4})-(?P<mo>[0-9]{2})-(?P<d>[0-9]{2})[Tt ]"
-    r"(?P<h>[0-9]{2}):(?P<mi>[0-9]{2})"
-    r"(?::(?P<s>[0-9]{2})(?:\.(?P<f>[0-9]{1,9}))?)?"
-    r"(?P<z>[Zz]|[+-][0-9]{2}:?[0-9]{2})?",
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt ]([0-9]{2}):([0-9]{2})"
+    r"(?::([0-9]{2})(?:\.([0-9]{1,9}))?)?"
+    r"(?:[Zz]|([+-])([0-9]{2})(:?)([0-9]{2}))?",
     re.ASCII,
 )
 
 
-def parse_instant_or_none(text: object) -> datetime | None:
-    """Aware UTC datetime for a string of the accepted form, else ``None``.
+def _fields(text: object) -> tuple[int, int, int, str] | None:
+    """(UTC epoch minute, second, offset minutes east, fraction digits) or ``None``.
 
-    Second 60 (a leap second) stays in its minute: it maps to second 59 plus the
-    fraction so it can never spill into the next minute's bucket.
+    Pure integer arithmetic: a valid local time whose offset moves it before year 1 or
+    after 9999 is still a valid timestamp (DESIGN §3 bounds the written fields), just
+    outside every window.
     """
     if not isinstance(text, str):
         return None
     m = _GRAMMAR.fullmatch(text)
     if m is None:
         return None
-    zone = m["z"]
-    if zone is not None and len(zone) == 6 and zone[3] != ":":
-        return None  # "+hh:mm" or "+hhmm", never "+hhm:m"
-    second = int(m["s"] or 0)
-    if second > 60:
+    y, mo, d, h, mi, s, frac, sign, zh, _colon, zm = m.groups()
+    hour, minute, second = int(h), int(mi), int(s or 0)
+    if hour > 23 or minute > 59 or second > 60:
         return None
-    frac = m["f"] or ""
+    try:
+        days = date(int(y), int(mo), int(d)).toordinal() - _EPOCH_ORDINAL
+    except ValueError:
+        return None  # year 0000, month 13, 2023-02-29, ...
+    offset = 0
+    if sign is not None:
+        if int(zh) > 23 or int(zm) > 59:
+            return None
+        offset = int(zh) * 60 + int(zm)
+        if sign == "-":
+            offset = -offset
+    return days * 1440 + hour * 60 + minute - offset, second, offset, frac or ""
+
+
+def parse_epoch_minute(text: object) -> int | None:
+    """UTC epoch minute of a string of the accepted form (DESIGN §3), else ``None``.
+
+    This is the classification the counters implement: ``None`` means `invalid`.
+    """
+    fields = _fields(text)
+    return None if fields is None else fields[0]
+
+
+def parse_instant_or_none(text: object) -> datetime | None:
+    """Aware UTC datetime for a string of the accepted form, else ``None``.
+
+    Second 60 (a leap second) stays in its minute: it maps to second 59 plus the
+    fraction so it can never spill into the next minute's bucket. The fraction is
+    truncated to microseconds. An accepted string whose instant falls outside
+    ``datetime``'s range (``0001-01-01T00:00+01:00``) also gives ``None``; use
+    ``parse_epoch_minute`` to tell it from an invalid one.
+    """
+    fields = _fields(text)
+    if fields is None:
+        return None
+    minute, second, _offset, frac = fields
     micro = int((frac + "000000")[:6])  # truncate, never round
     try:
-        dt = datetime(
-            int(m["y"]), int(m["mo"]), int(m["d"]), int(m["h"]), int(m["mi"]),
-            min(second, 59), micro, tzinfo=UTC,
-        )
-    except ValueError:
+        return EPOCH + timedelta(minutes=minute, seconds=min(second, 59), microseconds=micro)
+    except OverflowError:  # before year 1 or after 9999 once the offset is applied
         return None
-    if zone is not None and zone not in ("Z", "z"):
-        zh, zm = int(zone[1:3]), int(zone[-2:])
-        if zh > 23 or zm > 59:
-            return None
-        offset = timedelta(hours=zh, minutes=zm)
-        try:
-            dt = dt - offset if zone[0] == "+" else dt + offset
-        except OverflowError:
-            return None
-    return dt
 
 
 def parse_instant(text: str) -> datetime:

@@ -1,0 +1,309 @@
+"""Pure-Python counting loop: the same names, signatures and results as ``_rust_counter``.
+
+Only the loop lives here; ``buckets`` validates arguments and builds ``CountResult``.
+Speed comes from memoising the two halves of the common shape
+``YYYY-MM-DDThh:mm:ss`` + ``[.fff…][zone]``: the first half maps to a local epoch minute,
+the second to a zone offset, each validated once by the grammar of ``timestamps``.
+Every other shape (no seconds, invalid, non-str) takes the slow path, which applies the
+full grammar. Both caches are bounded and only ever hold fully validated entries.
+"""
+
+from __future__ import annotations
+
+__all__ = ["RawCount", "build_profile", "count_records", "count_strings"]
+
+import re
+from collections.abc import Sequence
+from datetime import date
+from typing import Final, TypeAlias
+
+from metrics_agg.timestamps import parse_epoch_minute
+
+RawCount: TypeAlias = tuple[
+    int,  # processed
+    int,  # missing
+    int,  # invalid
+    int,  # outside_window
+    list[list[int]],  # counts, one list per size
+    list[tuple[str | None, list[list[int]]]],  # (category, counts) in first-counted order
+    list[object],  # the first few invalid values
+]
+
+build_profile: Final = "python"
+
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+_HEAD = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt ]([0-9]{2}):([0-9]{2}):([0-9]{2})", re.ASCII)
+_REST = re.compile(r"(?:\.[0-9]{1,9})?(?:[Zz]|([+-])([0-9]{2}):?([0-9]{2}))?", re.ASCII)
+_CACHE_LIMIT = 1 << 16
+# "YYYY-MM-DDThh:mm:ss" -> local epoch minute; only valid heads are stored.
+_heads: dict[str, int] = {}
+# What follows the seconds -> zone offset in minutes east of UTC; only valid rests.
+_rests: dict[str, int] = {}
+
+_MISSING: Final = object()  # marker returned by `_classify`
+
+
+def _learn_head(head: str) -> int | None:
+    m = _HEAD.fullmatch(head)
+    if m is None:
+        return None
+    y, mo, d, h, mi, s = map(int, m.groups())
+    if h > 23 or mi > 59 or s > 60:
+        return None
+    try:
+        days = date(y, mo, d).toordinal() - _EPOCH_ORDINAL
+    except ValueError:
+        return None
+    minute = days * 1440 + h * 60 + mi
+    if len(_heads) >= _CACHE_LIMIT:
+        _heads.clear()
+    _heads[head] = minute
+    return minute
+
+
+def _learn_rest(rest: str) -> int | None:
+    m = _REST.fullmatch(rest)
+    if m is None:
+        return None
+    sign, zh, zm = m.groups()
+    offset = 0
+    if sign is not None:
+        hours, minutes = int(zh), int(zm)
+        if hours > 23 or minutes > 59:
+            return None
+        offset = hours * 60 + minutes
+        if sign == "-":
+            offset = -offset
+    if len(_rests) >= _CACHE_LIMIT:
+        _rests.clear()
+    _rests[rest] = offset
+    return offset
+
+
+def _classify(value: object) -> object:
+    """Epoch minute (int), ``_MISSING``, or ``None`` for invalid: the slow path."""
+    if value is None:
+        return _MISSING
+    if not isinstance(value, str):
+        return None
+    if value.__class__ is not str:
+        # A subclass counts by its characters, as the extension reads them.
+        value = str.__str__(value)
+    if not value:
+        return _MISSING
+    if len(value) > 19:
+        # Teach the caches the common shape so the next such string takes the fast path.
+        head = _learn_head(value[:19])
+        rest = _learn_rest(value[19:]) if head is not None else None
+        if head is not None and rest is not None:
+            return head - rest
+    return parse_epoch_minute(value)
+
+
+def _check(start_minute: int, end_minute: int, sizes: Sequence[int]) -> list[int]:
+    """The argument rules of the Rust ``Counter::new`` (same messages)."""
+    if end_minute <= start_minute:
+        raise ValueError(
+            f"window end (epoch minute {end_minute}) must be after its start "
+            f"(epoch minute {start_minute})"
+        )
+    checked = [int(size) for size in sizes]
+    if not checked:
+        raise ValueError("at least one bucket size is required")
+    for size in checked:
+        if size <= 0:
+            raise ValueError(f"bucket sizes must be positive minutes, got {size}")
+        if start_minute % size or end_minute % size:
+            raise ValueError(
+                f"window [{start_minute}, {end_minute}) in epoch minutes is not aligned to "
+                f"the {size}-minute buckets: start and end must be multiples of every size"
+            )
+    return checked
+
+
+def _sum_sizes(minutes: list[int], sizes: list[int]) -> list[list[int]]:
+    return [[sum(minutes[i : i + size]) for i in range(0, len(minutes), size)] for size in sizes]
+
+
+def count_strings(
+    timestamps: list[object],
+    categories: list[object] | None = None,
+    /,
+    *,
+    start_minute: int,
+    end_minute: int,
+    sizes: Sequence[int],
+    max_examples: int = 5,
+) -> RawCount:
+    """Count timestamp values (and optional parallel category labels) into buckets."""
+    checked = _check(start_minute, end_minute, sizes)
+    span = end_minute - start_minute
+    if categories is not None and len(categories) != len(timestamps):
+        raise ValueError(
+            f"categories has {len(categories)} items but timestamps has {len(timestamps)}"
+        )
+    missing = invalid = outside = processed = 0
+    examples: list[object] = []
+    heads, rests = _heads.get, _rests.get
+    if categories is None:
+        minutes = [0] * span
+        for text in timestamps:
+            if text.__class__ is str:
+                local = heads(text[:19])  # type: ignore[index]
+                if local is not None:
+                    offset = rests(text[19:])  # type: ignore[index]
+                    if offset is not None:
+                        index = local - offset - start_minute
+                        if 0 <= index < span:
+                            minutes[index] += 1
+                        else:
+                            outside += 1
+                        continue
+            minute = _classify(text)
+            if minute is None:
+                invalid += 1
+                if len(examples) < max_examples:
+                    examples.append(text)
+            elif minute is _MISSING:
+                missing += 1
+            elif 0 <= (index := minute - start_minute) < span:  # type: ignore[operator]
+                minutes[index] += 1
+            else:
+                outside += 1
+        processed = len(timestamps) - missing - invalid - outside
+        return processed, missing, invalid, outside, _sum_sizes(minutes, checked), [], examples
+
+    per_label: dict[str | None, list[int]] = {}
+    for text, label in zip(timestamps, categories, strict=True):
+        minute = None
+        if text.__class__ is str:
+            local = heads(text[:19])  # type: ignore[index]
+            if local is not None:
+                offset = rests(text[19:])  # type: ignore[index]
+                if offset is not None:
+                    minute = local - offset
+        if minute is None:
+            classified = _classify(text)
+            if classified is None:
+                invalid += 1
+                if len(examples) < max_examples:
+                    examples.append(text)
+                continue
+            if classified is _MISSING:
+                missing += 1
+                continue
+            minute = classified  # type: ignore[assignment]
+        index = minute - start_minute
+        if not 0 <= index < span:
+            outside += 1
+            continue
+        key = label if isinstance(label, str) else None
+        counts = per_label.get(key)
+        if counts is None:
+            counts = per_label[key] = [0] * span
+        counts[index] += 1
+        processed += 1
+    return _finish(processed, missing, invalid, outside, per_label, span, checked, examples)
+
+
+def _finish(
+    processed: int,
+    missing: int,
+    invalid: int,
+    outside: int,
+    per_label: dict[str | None, list[int]],
+    span: int,
+    sizes: list[int],
+    examples: list[object],
+) -> RawCount:
+    totals = [0] * span
+    for counts in per_label.values():
+        totals = [a + b for a, b in zip(totals, counts, strict=True)]
+    categories = [(label, _sum_sizes(counts, sizes)) for label, counts in per_label.items()]
+    return processed, missing, invalid, outside, _sum_sizes(totals, sizes), categories, examples
+
+
+def count_records(
+    records: list[object],
+    /,
+    *,
+    fields: Sequence[str],
+    category_field: str | None,
+    start_minute: int,
+    end_minute: int,
+    sizes: Sequence[int],
+    max_examples: int = 5,
+) -> RawCount:
+    """Count records (dicts, or objects with a mapping ``get``) by their first timestamp
+    field whose value is not absent, ``None`` or ``""``."""
+    checked = _check(start_minute, end_minute, sizes)
+    span = end_minute - start_minute
+    fields = list(fields)
+    if not fields:
+        raise ValueError("at least one timestamp field is required")
+    first = fields[0]
+    missing = invalid = outside = processed = 0
+    examples: list[object] = []
+    heads, rests = _heads.get, _rests.get
+    per_label: dict[str | None, list[int]] = {}
+    plain: list[int] | None = None  # the None label's counts, looked up once
+    for record in records:
+        minute = None
+        is_dict = isinstance(record, dict)
+        if record.__class__ is dict:
+            text = record.get(first)  # type: ignore[attr-defined]
+            if text.__class__ is str:
+                local = heads(text[:19])
+                if local is not None:
+                    offset = rests(text[19:])
+                    if offset is not None:
+                        minute = local - offset
+        if minute is None:
+            if not is_dict and not hasattr(record, "get"):
+                invalid += 1
+                if len(examples) < max_examples:
+                    examples.append(record)
+                continue
+            getter = dict.get.__get__(record) if is_dict else record.get  # type: ignore[attr-defined]
+            text = None
+            for field in fields:
+                text = getter(field)
+                if text is not None and not (isinstance(text, str) and not str.__len__(text)):
+                    break
+            else:
+                missing += 1
+                continue
+            classified = _classify(text)
+            if classified is None:
+                invalid += 1
+                if len(examples) < max_examples:
+                    examples.append(text)
+                continue
+            if classified is _MISSING:  # pragma: no cover - the loop above skipped those
+                missing += 1
+                continue
+            minute = classified
+        index = minute - start_minute  # type: ignore[operator]
+        if not 0 <= index < span:
+            outside += 1
+            continue
+        if category_field is None:
+            if plain is None:
+                plain = per_label[None] = [0] * span
+            plain[index] += 1
+        else:
+            label = (
+                dict.get(record, category_field)  # type: ignore[call-overload]
+                if is_dict
+                else record.get(category_field)  # type: ignore[attr-defined]
+            )
+            key = label if isinstance(label, str) else None
+            counts = per_label.get(key)
+            if counts is None:
+                counts = per_label[key] = [0] * span
+            counts[index] += 1
+        processed += 1
+    result = _finish(processed, missing, invalid, outside, per_label, span, checked, examples)
+    if category_field is None:
+        return (*result[:5], [], result[6])
+    return result
