@@ -10,12 +10,24 @@ __all__ = [
     "BUCKET_SIZES",
     "FEEDBACK_RECORD_TYPES",
     "SOURCE_MODELS",
+    "Batch",
+    "BucketDifference",
     "BucketKey",
     "BucketValue",
     "BucketWrite",
     "CountResult",
+    "HourRange",
     "ModelSpec",
+    "RangeRecords",
+    "Snapshot",
     "StoredBucket",
+    "StreamChange",
+    "UnitCounts",
+    "UnitKey",
+    "UnitOutcome",
+    "VerifyReport",
+    "WorkUnit",
+    "WriteOutcome",
     "model_for_table",
 ]
 
@@ -171,3 +183,159 @@ class BucketWrite:
     snapshot_time: datetime  # becomes `updatedAt`; the write's condition compares to it
     create: bool  # False: update an existing key
     created_at: datetime | None = None  # for creates; updates keep the stored one
+
+
+# --- Pipeline stage values (DESIGN §4): event -> plan -> read -> count -> write -> report ---
+
+
+@dataclass(frozen=True, slots=True)
+class StreamChange:
+    """One usable DynamoDB stream record, decoded (DESIGN §4.1)."""
+
+    model: str
+    account_id: str
+    record_id: str
+    event_name: str  # "INSERT" | "MODIFY" | "REMOVE"
+    sequence_number: str  # decimal digits; compare with `int()`
+    # The placing timestamp of each image (ModelSpec.timestamp_fields, first present wins);
+    # None when the image is absent or its timestamp is missing or invalid.
+    old_time: datetime | None
+    new_time: datetime | None
+    old_image: Mapping[str, object] | None
+    new_image: Mapping[str, object] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """A parsed stream event: the usable changes plus tallies of what was skipped."""
+
+    changes: tuple[StreamChange, ...]
+    total_records: int
+    unknown_tables: int = 0
+    malformed: int = 0
+    invalid_timestamps: int = 0  # images whose timestamp is present but not of the grammar
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class UnitKey:
+    """One (model, account) pair: the unit of reading, writing and failure (DESIGN §4.6)."""
+
+    model: str
+    account_id: str
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class HourRange:
+    """``[start, end)``, both aware UTC and aligned to whole hours."""
+
+    start: datetime
+    end: datetime
+
+    @property
+    def hours(self) -> int:
+        return int((self.end - self.start).total_seconds()) // 3600
+
+
+@dataclass(frozen=True, slots=True)
+class WorkUnit:
+    """What to recount for one (model, account), and why (DESIGN §4.2)."""
+
+    key: UnitKey
+    ranges: tuple[HourRange, ...]  # sorted, disjoint, non-adjacent
+    changes: tuple[StreamChange, ...] = ()  # this unit's batch records, in sequence order
+    # DESIGN §4.5: buckets holding an old or new timestamp of a batch record; always written.
+    touched: frozenset[BucketKey] = frozenset()
+    # Hours a batch record points at but outside the limits: reported, not recounted.
+    skipped_hours: tuple[datetime, ...] = ()
+
+    @property
+    def lowest_sequence(self) -> str | None:
+        if not self.changes:
+            return None
+        return min((c.sequence_number for c in self.changes), key=int)
+
+
+@dataclass(frozen=True, slots=True)
+class RangeRecords:
+    """The source records read for one hour range (plain dicts, as the counter takes them)."""
+
+    range: HourRange
+    records: tuple[Mapping[str, object], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """A unit's records as of ``snapshot_time`` (taken just before the reads started)."""
+
+    unit: WorkUnit
+    snapshot_time: datetime
+    ranges: tuple[RangeRecords, ...]
+    records_read: int  # rows returned by the list queries, before merging
+    merged_from_batch: int  # batch images that replaced or added a record
+    removed_by_batch: int  # ids the batch REMOVEd that the index still showed
+
+
+@dataclass(frozen=True, slots=True)
+class UnitCounts:
+    """Desired bucket values of every recordType of a unit (DESIGN §4.4)."""
+
+    unit: WorkUnit
+    snapshot_time: datetime
+    desired: Mapping[BucketKey, BucketValue]
+    processed: int
+    missing: int
+    invalid: int
+    outside_window: int
+    one_minute_total: int  # sum of the 1-minute buckets of the main recordType (cross-check)
+    invalid_examples: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class WriteOutcome:
+    """What writing one unit did (DESIGN §4.5)."""
+
+    compared: int  # desired plus stored buckets looked at
+    created: int
+    updated: int
+    superseded: int  # a newer snapshot had already written the bucket: not a failure
+    rounds: int
+
+
+@dataclass(frozen=True, slots=True)
+class BucketDifference:
+    """A stored bucket that disagrees with the truth (``verify``)."""
+
+    key: BucketKey
+    stored: BucketValue | None  # None: no record stored (readers take it as 0)
+    truth: BucketValue  # count 0 when no record of the snapshot falls in the bucket
+    fields: tuple[str, ...]  # which of "count", "complete", "metadata" differ
+
+    @property
+    def reason(self) -> str:
+        return ", ".join(self.fields)
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyReport:
+    """``pipeline.verify``: every stored bucket that differs from a fresh count."""
+
+    mismatches: tuple[BucketDifference, ...]
+    buckets_checked: int
+    records_counted: int
+
+
+@dataclass(frozen=True, slots=True)
+class UnitOutcome:
+    """The report of one unit: counted and written, or failed and retried from ``sequence``."""
+
+    key: UnitKey
+    ok: bool
+    started: bool = True
+    error: str | None = None  # error class and message; never payloads
+    sequence: str | None = None  # lowest SequenceNumber of the unit's batch records
+    records_counted: int = 0
+    invalid: int = 0
+    missing: int = 0
+    buckets_written: int = 0
+    buckets_planned: int = 0  # dry runs: what would have been written
+    superseded: int = 0

@@ -1,0 +1,79 @@
+"""CloudWatch embedded metric format: one JSON line per invocation (DESIGN §4.7).
+
+In Lambda (``AWS_LAMBDA_FUNCTION_NAME`` set) or with ``METRICS_AGG_EMF=1`` the line goes to
+stdout, where CloudWatch Logs extracts the metrics; elsewhere (CLI, local stream mapping,
+tests) it is logged at DEBUG so it does not clutter a terminal. The line carries figures
+and the event kind only: no account ids, keys, endpoints or payloads.
+"""
+
+from __future__ import annotations
+
+__all__ = ["NAMESPACE", "InvocationMetrics", "emit", "render"]
+
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TextIO
+
+NAMESPACE = "MetricsAgg"
+_log = logging.getLogger("metrics_agg")
+
+
+@dataclass(frozen=True, slots=True)
+class InvocationMetrics:
+    """The figures of one invocation."""
+
+    event_kind: str  # "stream" | "scheduled" | "recount"
+    records_counted: int
+    buckets_written: int
+    invalid_timestamps: int
+    duration_ms: float
+    failed_units: int
+    http_requests: int
+
+
+_METRICS = (
+    ("RecordsCounted", "records_counted", "Count"),
+    ("BucketsWritten", "buckets_written", "Count"),
+    ("InvalidTimestamps", "invalid_timestamps", "Count"),
+    ("DurationMs", "duration_ms", "Milliseconds"),
+    ("FailedUnits", "failed_units", "Count"),
+    ("HttpRequests", "http_requests", "Count"),
+)
+
+
+def render(metrics: InvocationMetrics, *, timestamp_ms: int | None = None) -> str:
+    """The EMF JSON line (no trailing newline)."""
+    doc: dict[str, object] = {
+        "_aws": {
+            "Timestamp": int(time.time() * 1000) if timestamp_ms is None else timestamp_ms,
+            "CloudWatchMetrics": [{
+                "Namespace": NAMESPACE,
+                "Dimensions": [["EventKind"]],
+                "Metrics": [{"Name": name, "Unit": unit} for name, _, unit in _METRICS],
+            }],
+        },
+        "EventKind": metrics.event_kind,
+    }
+    for name, attr, _ in _METRICS:
+        value = getattr(metrics, attr)
+        doc[name] = round(value, 3) if isinstance(value, float) else value
+    return json.dumps(doc, separators=(",", ":"))
+
+
+def emit(metrics: InvocationMetrics, *, stream: TextIO | None = None,
+         environ: Mapping[str, str] | None = None) -> None:
+    """Print the line to stdout in Lambda (or when asked), else log it at DEBUG."""
+    env = os.environ if environ is None else environ
+    line = render(metrics)
+    in_lambda = bool(env.get("AWS_LAMBDA_FUNCTION_NAME"))
+    if stream is not None or in_lambda or env.get("METRICS_AGG_EMF") == "1":
+        out = stream or sys.stdout
+        out.write(line + "\n")
+        out.flush()
+    else:
+        _log.debug("%s", line)

@@ -1,0 +1,338 @@
+"""The one orchestrator (DESIGN §4): event -> plan -> read -> count -> write -> report.
+
+The Lambda handler, the CLI and the local stream mapping all call `handle_event`:
+- a DynamoDB stream batch (``{"Records": [...]}``) recounts the affected hours of every
+  (model, account) of the batch and returns ``{"batchItemFailures": [...]}``;
+- the scheduled finalize event (EventBridge ``"Scheduled Event"``) recounts the current and
+  previous hour of every (model, account) active in the last two hours, which sets
+  ``complete`` on buckets that ended with no later record and repairs counts a lagging
+  index hid from a stream invocation. Active pairs are found as follows: if account ids
+  are given (``"accountIds"`` in the event or its ``detail``, else the comma-separated
+  env ``METRICS_AGG_ACCOUNT_IDS``), every model of those accounts; otherwise the
+  (account, recordType) of every AggregatedMetrics row updated in the last two hours
+  (`graphql.discovery`, a filtered scan), mapped back to models: every stream invocation
+  writes its touched buckets (DESIGN §4.5), so an active pair always has such a row;
+- a recount event ``{"recount": {"accountId", "model", "start", "end"}}`` backfills
+  ``[start, end)`` aligned outward to hours.
+
+A unit is one (model, account). A failed read or write of a unit (any `TransportError`)
+means nothing of it is trusted: its lowest sequence number is reported (DESIGN §4.6).
+A unit is not started with less than `MIN_UNIT_SECONDS` left; it is reported instead.
+The human log (DESIGN §4.7) goes to the ``metrics_agg`` logger at INFO; EMF via `emf`.
+"""
+
+from __future__ import annotations
+
+__all__ = ["MIN_UNIT_SECONDS", "handle_event", "recount", "run_unit", "verify"]
+
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from metrics_agg import emf
+from metrics_agg.config import Config
+from metrics_agg.counting import count_unit
+from metrics_agg.deadline import Deadline
+from metrics_agg.errors import TransportError
+from metrics_agg.graphql.transport import GraphQLClient
+from metrics_agg.models import (
+    BUCKET_SIZES,
+    SOURCE_MODELS,
+    UnitCounts,
+    UnitKey,
+    UnitOutcome,
+    VerifyReport,
+    WorkUnit,
+)
+from metrics_agg.planning import floor_hour, group_hours, plan_recount, plan_units
+from metrics_agg.reading import read_unit
+from metrics_agg.stream_events import parse_batch
+from metrics_agg.timestamps import format_bucket_time, parse_instant, utc_now
+from metrics_agg.writing import diff_buckets, plan_writes, read_stored, write_changes
+
+_log = logging.getLogger("metrics_agg")
+MIN_UNIT_SECONDS = 2.0  # a unit needs a few requests; starting one later would overrun
+_ACCOUNTS_ENV = "METRICS_AGG_ACCOUNT_IDS"
+_HOUR = timedelta(hours=1)
+_MODEL_OF_TYPE = {rt: spec.name for spec in SOURCE_MODELS.values() for rt in spec.record_types}
+
+
+def _n(value: int) -> str:
+    return f"{value:,}"
+
+
+def _window(unit: WorkUnit) -> str:
+    parts = [f"{format_bucket_time(r.start)}–{format_bucket_time(r.end)}" for r in unit.ranges]
+    return ", ".join(parts)
+
+
+def _log_counts(counts: UnitCounts) -> bool:
+    """Log the counting lines; False when the cross-check fails (a counter bug)."""
+    ok = counts.one_minute_total == counts.processed
+    _log.info("      processed %s · missing %s · invalid %s · outside window %s",
+              _n(counts.processed), _n(counts.missing), _n(counts.invalid),
+              _n(counts.outside_window))
+    if counts.invalid_examples:
+        _log.info("      invalid timestamps, e.g. %s", ", ".join(counts.invalid_examples))
+    _log.info("      Cross-check: %s in 1-min buckets vs %s records %s",
+              _n(counts.one_minute_total), _n(counts.processed), "✓" if ok else "✗")
+    spec = SOURCE_MODELS[counts.unit.key.model]
+    for record_type in spec.record_types:
+        per_size = []
+        for size in BUCKET_SIZES:
+            values = [v.count for k, v in counts.desired.items()
+                      if k.record_type == record_type and k.minutes == size]
+            per_size.append(f"{size}-min {sum(1 for v in values if v)}/{len(values)} "
+                            f"Σ{_n(sum(values))}")
+        _log.info("      %-24s %s", record_type, " · ".join(per_size))
+    return ok
+
+
+def run_unit(
+    client: Any, unit: WorkUnit, *, config: Config, deadline: Deadline,
+    clock: Callable[[], datetime] = utc_now, dry_run: bool = False,
+) -> UnitOutcome:
+    """Read, count and write one unit; I/O failures become a failed outcome, not a raise."""
+    key = unit.key
+    _log.info("%s · %s: %d h in %d range(s) [%s]", key.model, key.account_id,
+              sum(r.hours for r in unit.ranges), len(unit.ranges), _window(unit))
+    for hour in unit.skipped_hours:
+        _log.warning("      hour %s is beyond the recount limits: not recounted",
+                     format_bucket_time(hour))
+    t0 = time.monotonic()
+    try:
+        _log.info("[1/3] Querying %s", ", ".join(SOURCE_MODELS[key.model].list_queries))
+        snapshot = read_unit(client, unit, config=config, deadline=deadline, clock=clock)
+        _log.info("      %s rows read; batch images: %d merged, %d removed (%.2f s)",
+                  _n(snapshot.records_read), snapshot.merged_from_batch,
+                  snapshot.removed_by_batch, time.monotonic() - t0)
+        _log.info("[2/3] Counting %s records", _n(sum(len(r.records) for r in snapshot.ranges)))
+        counts = count_unit(snapshot)
+        if not _log_counts(counts):
+            return UnitOutcome(key, ok=False, error="cross-check failed",
+                               sequence=unit.lowest_sequence)
+        base = UnitOutcome(key, ok=True, records_counted=counts.processed,
+                           invalid=counts.invalid, missing=counts.missing)
+        if dry_run:
+            writes = plan_writes(counts, read_stored(client, counts, deadline=deadline))
+            _log.info("[3/3] Dry run: %s bucket(s) would be written", _n(len(writes)))
+            return _replace(base, buckets_planned=len(writes))
+        out = write_changes(client, counts, config=config, deadline=deadline)
+        _log.info("[3/3] Wrote %s bucket(s) of %s compared: %d created, %d updated, "
+                  "%d superseded by a newer snapshot (%d round(s), %.2f s)",
+                  _n(out.created + out.updated), _n(out.compared), out.created, out.updated,
+                  out.superseded, out.rounds, time.monotonic() - t0)
+        return _replace(base, buckets_written=out.created + out.updated,
+                        superseded=out.superseded)
+    except TransportError as exc:
+        _log.error("      ✗ %s · %s failed: %s: %s", key.model, key.account_id,
+                   type(exc).__name__, exc)
+        return UnitOutcome(key, ok=False, error=f"{type(exc).__name__}: {exc}",
+                           sequence=unit.lowest_sequence)
+
+
+def _replace(outcome: UnitOutcome, **changes: Any) -> UnitOutcome:
+    from dataclasses import replace
+
+    return replace(outcome, **changes)
+
+
+def _run_units(client: Any, units: Sequence[WorkUnit], *, config: Config, deadline: Deadline,
+               clock: Callable[[], datetime]) -> list[UnitOutcome]:
+    outcomes = []
+    for i, unit in enumerate(units, 1):
+        if deadline.remaining() < MIN_UNIT_SECONDS:
+            _log.warning("[%d/%d] %s · %s not started: deadline too close", i, len(units),
+                         unit.key.model, unit.key.account_id)
+            outcomes.append(UnitOutcome(unit.key, ok=False, started=False,
+                                        error="not started: deadline",
+                                        sequence=unit.lowest_sequence))
+            continue
+        _log.info("── unit %d/%d", i, len(units))
+        outcomes.append(run_unit(client, unit, config=config, deadline=deadline, clock=clock))
+    return outcomes
+
+
+def _report(outcomes: Sequence[UnitOutcome], seconds: float, requests: int) -> None:
+    failed = [o for o in outcomes if not o.ok]
+    counted = sum(o.records_counted for o in outcomes)
+    written = sum(o.buckets_written for o in outcomes)
+    if not failed:
+        _log.info("✓ SUCCESS: %d unit(s), %s records counted, %s buckets written, "
+                  "%d HTTP requests, %.2f s", len(outcomes), _n(counted), _n(written),
+                  requests, seconds)
+        return
+    names = "; ".join(f"{o.key.model} · {o.key.account_id}: {o.error}" for o in failed)
+    _log.warning("⚠ PARTIAL: %d of %d unit(s) failed (%s); %s records counted, %s buckets "
+                 "written, %d HTTP requests, %.2f s", len(failed), len(outcomes), names,
+                 _n(counted), _n(written), requests, seconds)
+
+
+def _scheduled_units(event: Mapping[str, Any], client: Any, now: datetime,
+                     deadline: Deadline) -> list[WorkUnit]:
+    detail = event.get("detail")
+    given = event.get("accountIds") or (detail.get("accountIds")
+                                        if isinstance(detail, Mapping) else None)
+    accounts = [a for a in given if isinstance(a, str) and a] if isinstance(given, list) else []
+    if not accounts:
+        accounts = [a.strip() for a in os.environ.get(_ACCOUNTS_ENV, "").split(",") if a.strip()]
+    pairs: set[UnitKey]
+    if accounts:
+        pairs = {UnitKey(model, a) for a in accounts for model in SOURCE_MODELS}
+        _log.info("Scheduled finalize: %d account(s) given, all models", len(accounts))
+    else:
+        from metrics_agg.graphql.discovery import list_recent_metric_scopes
+
+        scopes = list_recent_metric_scopes(client, since=now - 2 * _HOUR, deadline=deadline)
+        pairs = {UnitKey(_MODEL_OF_TYPE[rt], a) for a, rt in scopes if rt in _MODEL_OF_TYPE}
+        _log.info("Scheduled finalize: %d active (model, account) pair(s) in the last 2 h",
+                  len(pairs))
+    ranges = group_hours([floor_hour(now) - _HOUR, floor_hour(now)])
+    return [WorkUnit(key=k, ranges=ranges) for k in sorted(pairs)]
+
+
+def _kind(event: Mapping[str, Any]) -> str:
+    if "Records" in event:
+        return "stream"
+    if "recount" in event:
+        return "recount"
+    if event.get("source") == "aws.events" or event.get("detail-type") == "Scheduled Event":
+        return "scheduled"
+    raise ValueError("unrecognised event: expected a DynamoDB stream batch ({'Records': [...]}), "
+                     "an EventBridge 'Scheduled Event', or {'recount': {'accountId', 'model', "
+                     "'start', 'end'}}")
+
+
+def _recount_unit(spec: Mapping[str, Any]) -> WorkUnit:
+    try:
+        return plan_recount(str(spec["model"]), str(spec["accountId"]),
+                            parse_instant(str(spec["start"])), parse_instant(str(spec["end"])))
+    except KeyError as exc:
+        raise ValueError(f"recount event lacks {exc.args[0]!r}; expected accountId, model, "
+                         "start, end") from None
+
+
+def handle_event(event: Mapping[str, Any], *, config: Config, deadline: Deadline | None = None,
+                 client: GraphQLClient | None = None, now: datetime | None = None
+                 ) -> dict[str, Any]:
+    """Run one invocation; ``now`` (tests) fixes both the wall clock and the snapshot time.
+
+    Raises:
+        ValueError: the event is none of the three kinds, or a recount event is malformed.
+    """
+    t0 = time.monotonic()
+    kind = _kind(event)
+    deadline = deadline or Deadline()
+    clock: Callable[[], datetime] = utc_now if now is None else (lambda: now)
+    wall = clock()
+    own = client is None
+    active = GraphQLClient(config) if client is None else client
+    before = active.request_count
+    invalid_ts = 0
+    outcomes: list[UnitOutcome] = []
+    units: list[WorkUnit] = []
+    try:
+        if kind == "stream":
+            batch = parse_batch(event)
+            invalid_ts = batch.invalid_timestamps
+            units = plan_units(batch, now=wall, max_hours_back=config.max_hours_back)
+            names: dict[str, int] = {}
+            for c in batch.changes:
+                names[c.event_name] = names.get(c.event_name, 0) + 1
+            _log.info("Stream batch: %d record(s) -> %d change(s) (%s); skipped: %d unknown "
+                      "table, %d malformed; %d invalid image timestamp(s)",
+                      batch.total_records, len(batch.changes),
+                      ", ".join(f"{k} {v}" for k, v in sorted(names.items())) or "none",
+                      batch.unknown_tables, batch.malformed, batch.invalid_timestamps)
+            _log.info("Affected pairs: %d (%s)", len(units),
+                      ", ".join(f"{u.key.model} · {u.key.account_id}" for u in units) or "none")
+        elif kind == "recount":
+            units = [_recount_unit(event["recount"])]
+        else:
+            try:
+                units = _scheduled_units(event, active, wall, deadline)
+            except TransportError as exc:
+                _log.error("⚠ PARTIAL: finding active pairs failed: %s: %s",
+                           type(exc).__name__, exc)
+                outcomes = [UnitOutcome(UnitKey("*", "*"), ok=False, error=str(exc))]
+        if not outcomes:
+            outcomes = _run_units(active, units, config=config, deadline=deadline, clock=clock)
+            _report(outcomes, time.monotonic() - t0, active.request_count - before)
+        requests = active.request_count - before
+    finally:
+        if own:
+            active.close()
+    failed = [o for o in outcomes if not o.ok]
+    emf.emit(emf.InvocationMetrics(
+        event_kind=kind,
+        records_counted=sum(o.records_counted for o in outcomes),
+        buckets_written=sum(o.buckets_written for o in outcomes),
+        invalid_timestamps=invalid_ts + sum(o.invalid for o in outcomes),
+        duration_ms=(time.monotonic() - t0) * 1000.0,
+        failed_units=len(failed),
+        http_requests=requests,
+    ))
+    sequences = sorted({o.sequence for o in failed if o.sequence}, key=int)
+    response: dict[str, Any] = {"batchItemFailures": [{"itemIdentifier": s} for s in sequences]}
+    if kind != "stream":  # Lambda reads only batchItemFailures of a stream response
+        response.update({
+            "status": "PARTIAL" if failed else "SUCCESS",
+            "units": len(outcomes),
+            "failedUnits": [f"{o.key.model}/{o.key.account_id}" for o in failed],
+            "recordsCounted": sum(o.records_counted for o in outcomes),
+            "bucketsWritten": sum(o.buckets_written for o in outcomes),
+        })
+    return response
+
+
+def recount(*, config: Config, account_id: str, model: str, start: datetime, end: datetime,
+            dry_run: bool = False, client: GraphQLClient | None = None,
+            deadline: Deadline | None = None) -> UnitOutcome:
+    """Recount ``[start, end)`` (aligned outward to hours) of one (model, account).
+
+    ``dry_run`` reads and compares but writes nothing (``buckets_planned`` says how many).
+
+    Raises:
+        ValueError: unknown model, naive datetimes or an empty window.
+    """
+    unit = plan_recount(model, account_id, start, end)
+    active = GraphQLClient(config) if client is None else client
+    try:
+        return run_unit(active, unit, config=config, deadline=deadline or Deadline(),
+                        dry_run=dry_run)
+    finally:
+        if client is None:
+            active.close()
+
+
+def verify(*, config: Config, account_id: str, start: datetime, end: datetime,
+           models: Sequence[str] | None = None, client: GraphQLClient | None = None,
+           deadline: Deadline | None = None, check_complete: bool = False) -> VerifyReport:
+    """Recount without writing; every stored bucket that differs from the truth.
+
+    A bucket missing from the store counts as 0. ``complete`` is compared only with
+    ``check_complete`` (between two scheduled runs it lags by design).
+
+    Raises:
+        ValueError: unknown model, naive datetimes or an empty window.
+        ReadError: a read failed (the report would be incomplete).
+    """
+    units = [plan_recount(m, account_id, start, end) for m in (models or tuple(SOURCE_MODELS))]
+    active = GraphQLClient(config) if client is None else client
+    mismatches = []
+    checked = counted = 0
+    try:
+        for unit in units:
+            snapshot = read_unit(active, unit, config=config, deadline=deadline)
+            counts = count_unit(snapshot)
+            stored = read_stored(active, counts, deadline=deadline)
+            mismatches.extend(diff_buckets(counts, stored, check_complete=check_complete))
+            checked += len({k.composite_key for k in counts.desired} | set(stored))
+            counted += counts.processed
+    finally:
+        if client is None:
+            active.close()
+    return VerifyReport(tuple(mismatches), buckets_checked=checked, records_counted=counted)

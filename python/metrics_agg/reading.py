@@ -1,0 +1,176 @@
+"""`WorkUnit` -> `Snapshot`: read a unit's records and merge the batch's images (DESIGN §4.3).
+
+One `list_source_records` call per (hour range, list query); FeedbackItem has two list
+queries (editedAt and updatedAt) whose results are merged by id. Window membership is
+decided by the parsed instant, by the counter (`outside_window`), never by strings.
+
+Merging by id, across queries and ranges:
+- the same id returned twice: the newer version wins (effective timestamp, then
+  updatedAt), and it is placed in the range holding its effective timestamp, so one
+  record is counted at most once per unit;
+- the batch's own images (DESIGN §4.3, GSIs are eventually consistent): the last change
+  of an id in sequence order decides; INSERT/MODIFY put the new image in, REMOVE takes the
+  id out, except when the index already shows a version with a newer `updatedAt` than
+  that image (the batch is older than what the index shows, keep the newer).
+
+Any `ReadError`/`DeadlineExceeded` propagates: the unit fails as a whole (DESIGN §4.6).
+"""
+
+from __future__ import annotations
+
+__all__ = ["read_unit"]
+
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from typing import Any
+
+from metrics_agg.config import Config
+from metrics_agg.deadline import Deadline
+from metrics_agg.graphql import api
+from metrics_agg.models import SOURCE_MODELS, HourRange, ModelSpec, RangeRecords, Snapshot, WorkUnit
+from metrics_agg.timestamps import parse_instant_or_none, utc_now
+
+_Record = Mapping[str, Any]
+
+
+def _effective(rec: _Record, spec: ModelSpec) -> datetime | None:
+    """The placing instant: first present, non-empty timestamp field (DESIGN §2, §3)."""
+    for name in spec.timestamp_fields:
+        raw = rec.get(name)
+        if raw is None or raw == "":
+            continue
+        return parse_instant_or_none(raw)
+    return None
+
+
+def _version(rec: _Record, spec: ModelSpec) -> tuple[datetime | None, datetime | None]:
+    return _effective(rec, spec), parse_instant_or_none(rec.get("updatedAt"))
+
+
+def _newer(a: _Record, b: _Record, spec: ModelSpec) -> bool:
+    """True when ``b`` is a strictly newer version than ``a`` (unparsable sorts oldest)."""
+    va, vb = _version(a, spec), _version(b, spec)
+    for x, y in zip(va, vb, strict=True):
+        if x == y:
+            continue
+        if y is None:
+            return False
+        return x is None or y > x
+    return False
+
+
+def _range_of(when: datetime | None, ranges: tuple[HourRange, ...]) -> int | None:
+    if when is None:
+        return None
+    for i, r in enumerate(ranges):
+        if r.start <= when < r.end:
+            return i
+    return None
+
+
+def _fetch(
+    client: Any, unit: WorkUnit, config: Config, deadline: Deadline
+) -> list[tuple[int, list[dict[str, Any]]]]:
+    spec = SOURCE_MODELS[unit.key.model]
+    tasks = [(ri, qi) for ri in range(len(unit.ranges)) for qi in range(len(spec.list_queries))]
+    # The api already pages sub-ranges in parallel; share the budget between the calls.
+    per_call = max(1, config.read_parallelism // len(tasks))
+
+    def run(task: tuple[int, int]) -> tuple[int, list[dict[str, Any]]]:
+        ri, qi = task
+        r = unit.ranges[ri]
+        return ri, api.list_source_records(
+            client, spec, qi, unit.key.account_id, r.start, r.end,
+            deadline=deadline, parallelism=per_call, page_limit=config.page_limit,
+        )
+
+    if len(tasks) == 1:
+        return [run(tasks[0])]
+    with ThreadPoolExecutor(max_workers=min(len(tasks), config.read_parallelism)) as pool:
+        # list() re-raises the first ReadError; the pool waits for the rest on exit.
+        return list(pool.map(run, tasks))
+
+
+def read_unit(
+    client: Any,
+    unit: WorkUnit,
+    *,
+    config: Config,
+    deadline: Deadline | None = None,
+    clock: Callable[[], datetime] = utc_now,
+) -> Snapshot:
+    """Read every range of ``unit`` and merge the batch's images into one snapshot.
+
+    Raises:
+        ReadError: a list query failed after its retries (nothing of the unit is trusted).
+        DeadlineExceeded: the deadline left no time for a read.
+    """
+    spec = SOURCE_MODELS[unit.key.model]
+    ranges = unit.ranges
+    # Taken before the first request: every write of this snapshot is conditional on it.
+    snapshot_time = clock()
+    fetched = _fetch(client, unit, config, deadline or Deadline())
+    by_id: dict[str, tuple[int, _Record]] = {}
+    anonymous: list[tuple[int, _Record]] = []
+    records_read = 0
+    reassign = len(spec.list_queries) > 1
+    for ri, records in fetched:
+        records_read += len(records)
+        for rec in records:
+            rid = rec.get("id")
+            if not isinstance(rid, str):
+                anonymous.append((ri, rec))  # cannot be merged; still counted once
+                continue
+            seen = by_id.get(rid)
+            if seen is None:
+                by_id[rid] = (ri, rec)
+                continue
+            if seen[0] == ri and seen[1] == rec:
+                continue  # both FeedbackItem queries returned the same version
+            chosen = rec if _newer(seen[1], rec, spec) else seen[1]
+            target = _range_of(_effective(chosen, spec), ranges)
+            by_id[rid] = (seen[0] if target is None else target, chosen)
+    if reassign:
+        # FeedbackItem: the updatedAt query returns items whose effective (editedAt) time
+        # lies in another range; place each by its effective instant so it counts once.
+        for rid, (ri, row) in by_id.items():
+            target = _range_of(_effective(row, spec), ranges)
+            if target is not None and target != ri:
+                by_id[rid] = (target, row)
+    merged = removed = 0
+    last: dict[str, Any] = {}
+    for change in unit.changes:  # planning sorted them by sequence number
+        last[change.record_id] = change
+    for rid, change in last.items():
+        image = change.old_image if change.event_name == "REMOVE" else change.new_image
+        if image is None:
+            continue
+        shown = by_id.get(rid)
+        if shown is not None:
+            index_upd = parse_instant_or_none(shown[1].get("updatedAt"))
+            image_upd = parse_instant_or_none(image.get("updatedAt"))
+            if index_upd is not None and image_upd is not None and index_upd > image_upd:
+                continue  # the index already shows a later version than this batch saw
+        if change.event_name == "REMOVE":
+            if by_id.pop(rid, None) is not None:
+                removed += 1
+            continue
+        by_id.pop(rid, None)
+        target = _range_of(change.new_time, ranges)
+        if target is not None:
+            by_id[rid] = (target, image)
+            merged += 1
+    buckets: list[list[_Record]] = [[] for _ in ranges]
+    for ri, row in by_id.values():
+        buckets[ri].append(row)
+    for ri, row in anonymous:
+        buckets[ri].append(row)
+    return Snapshot(
+        unit=unit,
+        snapshot_time=snapshot_time,
+        ranges=tuple(RangeRecords(r, tuple(b)) for r, b in zip(ranges, buckets, strict=True)),
+        records_read=records_read,
+        merged_from_batch=merged,
+        removed_by_batch=removed,
+    )
