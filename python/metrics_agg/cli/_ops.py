@@ -16,6 +16,7 @@ import logging
 import os
 import re
 import sys
+import textwrap
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -23,7 +24,13 @@ from typing import Any, TextIO
 
 from metrics_agg.config import Config
 from metrics_agg.errors import ConfigError, MetricsAggError, TransportError
-from metrics_agg.models import BUCKET_SIZES, FEEDBACK_RECORD_TYPES, SOURCE_MODELS, StoredBucket
+from metrics_agg.models import (
+    BUCKET_SIZES,
+    FEEDBACK_RECORD_TYPES,
+    SOURCE_MODELS,
+    StoredBucket,
+    VerifyReport,
+)
 from metrics_agg.render import (
     Column,
     can_encode,
@@ -208,26 +215,39 @@ def _cmd_recount(args: argparse.Namespace) -> int:
         print("metrics-agg recount: --end must be after --start", file=sys.stderr)
         return EXIT_USAGE
     config = config_from_args(args)
-    if args.dry_run:
-        report = pipeline.verify(
-            config=config,
-            account_id=args.account,
-            models=(args.model,),
-            start=args.start,
-            end=args.end,
-        )
-        return _print_verify(report, sys.stdout, dry_run=True)
-    event = {
-        "recount": {
-            "accountId": args.account,
-            "model": args.model,
-            "start": format_bucket_time(args.start),
-            "end": format_bucket_time(args.end),
-        }
-    }
-    response = pipeline.handle_event(event, config=config)
-    print(json.dumps(response, sort_keys=True, default=str), flush=True)
-    return EXIT_DIFFERENCES if response.get("batchItemFailures") else EXIT_OK
+    outcome = pipeline.recount(
+        config=config,
+        account_id=args.account,
+        model=args.model,
+        start=args.start,
+        end=args.end,
+        dry_run=args.dry_run,
+    )
+    out = sys.stdout
+    ok_mark, bad_mark = ("✓", "✗") if can_encode(out, "✓✗") else ("OK", "FAILED")
+    window = f"{_floor(args.start, 60):%Y-%m-%d %H:%M} → {_ceil(args.end, 60):%Y-%m-%d %H:%M} UTC"
+    if not can_encode(out, "→"):
+        window = window.replace("→", "->")
+    if not outcome.ok:
+        print(f"{bad_mark} {args.model} · {args.account} ({window}): {outcome.error}", file=out)
+        return EXIT_DIFFERENCES
+    did = (
+        f"{format_count(outcome.buckets_planned)} buckets would be written (dry run)"
+        if args.dry_run
+        else f"{format_count(outcome.buckets_written)} buckets written"
+    )
+    extra = []
+    if outcome.invalid:
+        extra.append(f"{format_count(outcome.invalid)} invalid timestamps skipped")
+    if outcome.superseded:
+        extra.append(f"{format_count(outcome.superseded)} already newer")
+    tail = f" ({'; '.join(extra)})" if extra else ""
+    print(
+        f"{ok_mark} {args.model} · {args.account}, {window}: "
+        f"{format_count(outcome.records_counted)} records counted, {did}{tail}",
+        file=out,
+    )
+    return EXIT_OK
 
 
 # --------------------------------------------------------------------------- verify
@@ -240,21 +260,28 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     now = utc_now()
     start = _floor(now - args.since, 60)
     end = _ceil(now, 60)
-    models = (args.model,) if args.model else tuple(SOURCE_MODELS)
     report = pipeline.verify(
-        config=config, account_id=args.account, models=models, start=start, end=end
+        config=config,
+        account_id=args.account,
+        start=start,
+        end=end,
+        models=(args.model,) if args.model else None,
+        check_complete=args.check_complete,
     )
-    return _print_verify(report, sys.stdout, dry_run=False)
+    return _print_verify(report, sys.stdout)
 
 
-def _print_verify(report: Any, out: TextIO, *, dry_run: bool) -> int:
+def _print_verify(report: VerifyReport, out: TextIO) -> int:
     """Render pipeline.verify's report; exit 1 if any bucket differs."""
-    mismatches = list(getattr(report, "mismatches", ()))
-    checked = int(getattr(report, "buckets_checked", 0))
+    mismatches = list(report.mismatches)
+    checked = report.buckets_checked
     ok_mark = "✓" if can_encode(out, "✓") else "OK"
     if not mismatches:
-        verb = "would change nothing" if dry_run else "match the tables"
-        print(f"{ok_mark} {format_count(checked)} buckets checked: all {verb}", file=out)
+        print(
+            f"{ok_mark} {format_count(checked)} buckets match a fresh count of "
+            f"{format_count(report.records_counted)} records",
+            file=out,
+        )
         return EXIT_OK
     rows = [
         (
@@ -284,8 +311,11 @@ def _print_verify(report: Any, out: TextIO, *, dry_run: bool) -> int:
         ),
         file=out,
     )
-    what = "would be rewritten" if dry_run else "differ from the tables"
-    print(f"{len(mismatches)} of {format_count(checked)} buckets {what}", file=out)
+    print(
+        f"{len(mismatches)} of {format_count(checked)} buckets differ from a fresh count of "
+        f"{format_count(report.records_counted)} records; `metrics-agg recount` rewrites them",
+        file=out,
+    )
     return EXIT_DIFFERENCES
 
 
@@ -588,6 +618,11 @@ def register(sub: Any) -> None:
         metavar="DURATION",
         help="how far back: 90m, 2h, 1d (default 24h; widened to whole hours)",
     )
+    p.add_argument(
+        "--check-complete",
+        action="store_true",
+        help="also compare `complete` (it lags until the next 5-minute scheduled run)",
+    )
     _add_connection_args(p)
     p.set_defaults(func=_guard("verify", _cmd_verify))
 
@@ -606,7 +641,11 @@ def register(sub: Any) -> None:
             "  metrics-agg show --account acme --record-type items\n"
             "  metrics-agg show --account acme --record-type feedbackItemsByScore --since 6h\n"
             "  metrics-agg show --account acme --record-type items --minutes 5 --json | jq\n\n"
-            f"recordTypes: {', '.join(ALL_RECORD_TYPES)}\n\n" + _ENV_HELP
+            + textwrap.fill(
+                "recordTypes: " + ", ".join(ALL_RECORD_TYPES), 88, subsequent_indent="  "
+            )
+            + "\n\n"
+            + _ENV_HELP
         ),
     )
     p.add_argument("--account", required=True, metavar="A", help="accountId")
