@@ -1,0 +1,24 @@
+"""AWS Lambda entry point (SAM `Handler: handler.handler`): adapts, decides nothing.
+
+Stream batches, the 5-minute schedule and `{"recount": {...}}` events all go to
+`metrics_agg.pipeline.handle_event` (DESIGN §4), which returns the response dict:
+`{"batchItemFailures": [...]}` for streams (ReportBatchItemFailures), a summary otherwise.
+Configuration is read once per cold start; the deadline comes from the Lambda context so
+the pipeline stops and reports before Lambda's timeout.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from metrics_agg.deadline import Deadline
+from metrics_agg.lambda_support import configure_logging, load_config
+from metrics_agg.pipeline import handle_event
+
+configure_logging()
+CONFIG = load_config()
+
+
+def handler(event: Mapping[str, Any], context: object) -> dict[str, Any]:
+    return handle_event(event, config=CONFIG, deadline=Deadline.from_lambda_context(context))
