@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import graphql
 
@@ -65,10 +65,10 @@ class FakeGraphQLServer:
         class _H(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 length = int(self.headers.get("content-length") or 0)
                 raw = self.rfile.read(length)
                 seen = Seen({k.lower(): v for k, v in self.headers.items()}, raw, self.path)
@@ -178,7 +178,7 @@ def _composite(cond: dict[str, Any] | None) -> dict[str, Any] | None:
 class AppSyncFake:
     """Handler: list queries over ``records[field]`` and an AggregatedMetrics table."""
 
-    SORT_ARG = {
+    SORT_ARG: ClassVar[dict[str, str]] = {
         "listItemByAccountIdAndCreatedAt": "createdAt",
         "listScoreResultByAccountIdAndUpdatedAt": "updatedAt",
         "listTaskByAccountIdAndUpdatedAt": "updatedAt",

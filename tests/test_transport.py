@@ -7,7 +7,6 @@ from collections.abc import Iterator
 
 import pytest
 from fakes_graphql import FakeGraphQLServer, Reply
-
 from metrics_agg.config import Config
 from metrics_agg.deadline import Deadline
 from metrics_agg.errors import DeadlineExceeded, ReadError, TransportError, WriteError
@@ -141,8 +140,9 @@ def test_timeout_is_a_retryable_connection_error(server: FakeGraphQLServer) -> N
 
 
 def test_unauthorized_is_not_retried(server: FakeGraphQLServer) -> None:
-    server.script = [Reply(401, {"errors": [{"errorType": "UnauthorizedException",
-                                             "message": "You are not authorized to make this call."}]})]
+    denied = {"errorType": "UnauthorizedException",
+              "message": "You are not authorized to make this call."}
+    server.script = [Reply(401, {"errors": [denied]})]
     with make_client(server) as client, pytest.raises(ReadError) as info:
         client.execute(DOC, kind="read")
     assert client.request_count == 1

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 __all__ = ["ApiKeyAuth", "Auth", "SigV4Auth", "auth_for"]
 
+import logging
 from collections.abc import Mapping
 from typing import Any, Protocol
 
@@ -15,6 +16,23 @@ from metrics_agg.config import Config
 from metrics_agg.errors import ConfigError
 
 SERVICE = "appsync"
+
+
+class _DropSigningDebug(logging.Filter):
+    """botocore.auth logs the canonical request at DEBUG, and that includes the
+    X-Amz-Security-Token value: drop those records so no secret reaches a log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno > logging.DEBUG
+
+
+_SIGNING_FILTER = _DropSigningDebug()
+
+
+def _quiet_botocore_signing() -> None:
+    boto_logger = logging.getLogger("botocore.auth")
+    if _SIGNING_FILTER not in boto_logger.filters:
+        boto_logger.addFilter(_SIGNING_FILTER)
 
 
 class Auth(Protocol):
@@ -53,6 +71,7 @@ class SigV4Auth:
     __slots__ = ("_credentials", "_region")
 
     def __init__(self, region: str, credentials: Any | None = None) -> None:
+        _quiet_botocore_signing()
         if credentials is None:
             import botocore.session
 

@@ -47,7 +47,14 @@ def _run_sgqlc_codegen(argv: list[str]) -> None:
     from sgqlc.codegen import get_arg_parse
 
     args = get_arg_parse().parse_args(argv)
-    args.func(args)
+    try:
+        args.func(args)
+    finally:
+        # argparse.FileType opened the inputs; sgqlc closes only its output.
+        for value in vars(args).values():
+            for handle in value if isinstance(value, list) else [value]:
+                if hasattr(handle, "close") and hasattr(handle, "name"):
+                    handle.close()
 
 
 def generate(out_dir: Path) -> list[Path]:

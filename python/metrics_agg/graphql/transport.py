@@ -227,7 +227,7 @@ class GraphQLClient:
         return _interpret(resp.status, resp.headers, resp.data, kind)
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
-        ceiling = min(self._backoff_cap, self._backoff_base * (2 ** (attempt - 1)))
+        ceiling = min(self._backoff_cap, self._backoff_base * 2.0 ** (attempt - 1))
         delay = float(self._jitter()) * ceiling
         if retry_after is not None:
             delay = max(delay, retry_after)

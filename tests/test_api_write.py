@@ -1,0 +1,142 @@
+"""write_buckets: aliased conditional mutations, per-alias results in write order."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from fakes_graphql import AppSyncFake, FakeGraphQLServer, Reply
+from metrics_agg.config import Config
+from metrics_agg.errors import WriteError
+from metrics_agg.graphql.api import bucket_input, write_buckets
+from metrics_agg.graphql.transport import GraphQLClient
+from metrics_agg.models import BucketKey, BucketValue, BucketWrite
+
+T0 = datetime(2024, 5, 1, 13, tzinfo=UTC)
+SNAP = datetime(2024, 5, 1, 14, 2, 3, 4000, tzinfo=UTC)
+
+
+@pytest.fixture
+def fake() -> AppSyncFake:
+    return AppSyncFake()
+
+
+@pytest.fixture
+def server(fake: AppSyncFake) -> Iterator[FakeGraphQLServer]:
+    with FakeGraphQLServer(fake) as srv:
+        yield srv
+
+
+@pytest.fixture
+def client(server: FakeGraphQLServer) -> Iterator[GraphQLClient]:
+    config = Config(endpoint=server.endpoint, api_key="k", write_parallelism=2,
+                    mutations_per_request=3, max_attempts=3)
+    with GraphQLClient(config, sleep=lambda s: None) as c:
+        yield c
+
+
+def write(minute: int, count: int, *, create: bool, record_type: str = "items",
+          snapshot: datetime = SNAP, **key: str) -> BucketWrite:
+    meta = ({"changedCount": count, "unchangedCount": 0, "invalidCount": 0}
+            if record_type.startswith("feedback") else None)
+    return BucketWrite(
+        BucketKey("acct", record_type, T0 + timedelta(minutes=minute), 1,
+                  key.get("scorecard_id"), key.get("score_id")),
+        BucketValue(count, True, meta), snapshot, create,
+    )
+
+
+def test_create_input_has_every_field_in_fixed_widths() -> None:
+    w = write(5, 4, create=True, record_type="feedbackItemsByScore", scorecard_id="sc",
+              score_id="s1")
+    assert bucket_input(w) == {
+        "accountId": "acct",
+        "compositeKey": "feedbackItemsByScore#s1#2024-05-01T13:05:00Z#1",
+        "recordType": "feedbackItemsByScore", "scorecardId": "sc", "scoreId": "s1",
+        "timeRangeStart": "2024-05-01T13:05:00Z", "timeRangeEnd": "2024-05-01T13:06:00Z",
+        "numberOfMinutes": 1, "count": 4, "complete": True,
+        "metadata": '{"changedCount":4,"unchangedCount":0,"invalidCount":0}',
+        "createdAt": "2024-05-01T14:02:03.004000Z", "updatedAt": "2024-05-01T14:02:03.004000Z",
+        "cost": None, "decisionCount": None, "externalAiApiCount": None,
+        "cachedAiApiCount": None, "errorCount": None,
+    }
+
+
+def test_update_input_resends_sort_key_fields_and_keeps_created_at() -> None:
+    got = bucket_input(write(5, 4, create=False))
+    assert got["recordType"] == "items" and got["timeRangeStart"] == "2024-05-01T13:05:00Z"
+    assert got["scorecardId"] is None and got["scoreId"] is None and got["metadata"] is None
+    assert "createdAt" not in got and "cost" not in got
+    created = datetime(2024, 5, 1, 13, 5, tzinfo=UTC)
+    w = BucketWrite(write(5, 4, create=False).key, BucketValue(4, True), SNAP, False, created)
+    assert bucket_input(w)["createdAt"] == "2024-05-01T13:05:00.000000Z"
+
+
+def test_batched_writes_report_per_alias_results_in_order(
+    server: FakeGraphQLServer, client: GraphQLClient, fake: AppSyncFake
+) -> None:
+    existing = [write(m, 1, create=True, snapshot=SNAP - timedelta(minutes=1)) for m in (1, 2)]
+    newer = write(3, 1, create=True, snapshot=SNAP + timedelta(minutes=1))
+    assert all(r.ok for r in write_buckets(client, [*existing, newer]))
+    server.requests.clear()
+
+    writes = [
+        write(10, 5, create=True),
+        write(1, 6, create=False),            # stored older: applied
+        write(1, 0, create=True),             # key exists: conflict
+        write(3, 9, create=False),            # stored newer snapshot: conflict
+        write(11, 2, create=True, record_type="feedbackItemsByScorecard", scorecard_id="sc"),
+        write(12, 3, create=False),           # missing key: conflict (no upsert)
+        write(2, 7, create=False),
+    ]
+    results = write_buckets(client, writes)
+    assert [r.write for r in results] == writes
+    assert [(r.ok, r.conflict) for r in results] == [
+        (True, False), (True, False), (False, True), (False, True), (True, False),
+        (False, True), (True, False),
+    ]
+    assert all(r.error is None for r in results if r.ok)
+    assert results[2].error is not None and results[2].error.is_conditional_check_failed
+    assert len(server.requests) == 3  # 3 mutations per request
+    assert fake.metrics[("acct", "items#2024-05-01T13:01:00Z#1")]["count"] == 6
+    assert fake.metrics[("acct", "items#2024-05-01T13:03:00Z#1")]["count"] == 1
+    stored = fake.metrics[("acct", "feedbackItemsByScorecard#sc#2024-05-01T13:11:00Z#1")]
+    assert stored["metadata"] == '{"changedCount":2,"unchangedCount":0,"invalidCount":0}'
+    # Updates carry the snapshot condition; creates carry none.
+    for seen in server.requests:
+        assert seen.variables["w0"] == {"updatedAt": {"le": "2024-05-01T14:02:03.004000Z"}}
+        assert "updateAggregatedMetrics(input: $u0, condition: $w0)" in seen.payload["query"]
+        if "c0" in seen.variables:
+            assert "createAggregatedMetrics(input: $c0) {" in seen.payload["query"]
+
+
+def test_alias_error_that_is_not_a_conflict(server: FakeGraphQLServer,
+                                            client: GraphQLClient) -> None:
+    server.script = [Reply(200, {"data": {"c0": None, "c1": {"compositeKey": "x"}}, "errors": [
+        {"errorType": "DynamoDB:DynamoDbException", "message": "boom", "path": ["c0"]}]})]
+    results = write_buckets(client, [write(1, 1, create=True), write(2, 1, create=True)])
+    assert [(r.ok, r.conflict) for r in results] == [(False, False), (True, False)]
+    assert results[0].error is not None and results[0].error.error_type == \
+        "DynamoDB:DynamoDbException"
+
+
+def test_whole_request_failure_raises(server: FakeGraphQLServer, client: GraphQLClient) -> None:
+    server.script = [Reply(500, {})] * 3
+    with pytest.raises(WriteError) as info:
+        write_buckets(client, [write(1, 1, create=True)], parallelism=1)
+    assert info.value.status == 500 and info.value.attempts == 3
+
+
+def test_throttled_request_is_retried(server: FakeGraphQLServer, client: GraphQLClient,
+                                      fake: AppSyncFake) -> None:
+    server.script = [Reply(200, {"data": {"c0": None}, "errors": [
+        {"errorType": "DynamoDB:ProvisionedThroughputExceededException", "message": "slow",
+         "path": ["c0"]}]})]
+    (result,) = write_buckets(client, [write(1, 1, create=True)])
+    assert result.ok and len(server.requests) == 2
+
+
+def test_no_writes_no_requests(server: FakeGraphQLServer, client: GraphQLClient) -> None:
+    assert write_buckets(client, []) == []
+    assert client.request_count == 0
