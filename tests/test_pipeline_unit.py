@@ -26,7 +26,8 @@ CONFIG = Config(endpoint="http://fake")
 
 
 def event(name: str) -> dict[str, Any]:
-    return json.loads((EVENTS / f"{name}.json").read_text())
+    data: dict[str, Any] = json.loads((EVENTS / f"{name}.json").read_text())
+    return data
 
 
 @pytest.fixture
@@ -146,7 +147,7 @@ def test_human_log_and_emf(fake: FakeApi, caplog: pytest.LogCaptureFixture,
                            monkeypatch: pytest.MonkeyPatch) -> None:
     caplog.set_level(logging.INFO, logger="metrics_agg")
     lines: list[str] = []
-    monkeypatch.setattr(pipeline.emf, "emit", lambda m: lines.append(emf.render(m)))
+    monkeypatch.setattr(emf, "emit", lambda m: lines.append(emf.render(m)))
     fake.add("Item", **item("x", "2024-05-01T12:00:00Z"))
     run(event("item_insert"))
     text = caplog.text

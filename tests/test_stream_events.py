@@ -15,7 +15,8 @@ EVENTS = Path(__file__).parent / "events"
 
 
 def load(name: str) -> dict[str, Any]:
-    return json.loads((EVENTS / f"{name}.json").read_text())
+    data: dict[str, Any] = json.loads((EVENTS / f"{name}.json").read_text())
+    return data
 
 
 def test_insert_batch() -> None:

@@ -29,6 +29,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -79,14 +80,18 @@ def _log_counts(counts: UnitCounts) -> bool:
         _log.info("      invalid timestamps, e.g. %s", ", ".join(counts.invalid_examples))
     _log.info("      Cross-check: %s in 1-min buckets vs %s records %s",
               _n(counts.one_minute_total), _n(counts.processed), "✓" if ok else "✗")
-    spec = SOURCE_MODELS[counts.unit.key.model]
-    for record_type in spec.record_types:
+    # Per recordType and size: non-empty buckets / buckets, and their total (one pass).
+    totals: dict[tuple[str, int], list[int]] = {}
+    for k, v in counts.desired.items():
+        acc = totals.setdefault((k.record_type, k.minutes), [0, 0, 0])
+        acc[0] += v.count > 0
+        acc[1] += 1
+        acc[2] += v.count
+    for record_type in SOURCE_MODELS[counts.unit.key.model].record_types:
         per_size = []
         for size in BUCKET_SIZES:
-            values = [v.count for k, v in counts.desired.items()
-                      if k.record_type == record_type and k.minutes == size]
-            per_size.append(f"{size}-min {sum(1 for v in values if v)}/{len(values)} "
-                            f"Σ{_n(sum(values))}")
+            nonempty, n, total = totals.get((record_type, size), (0, 0, 0))
+            per_size.append(f"{size}-min {nonempty}/{n} Σ{_n(total)}")
         _log.info("      %-24s %s", record_type, " · ".join(per_size))
     return ok
 
@@ -119,25 +124,19 @@ def run_unit(
         if dry_run:
             writes = plan_writes(counts, read_stored(client, counts, deadline=deadline))
             _log.info("[3/3] Dry run: %s bucket(s) would be written", _n(len(writes)))
-            return _replace(base, buckets_planned=len(writes))
+            return replace(base, buckets_planned=len(writes))
         out = write_changes(client, counts, config=config, deadline=deadline)
         _log.info("[3/3] Wrote %s bucket(s) of %s compared: %d created, %d updated, "
                   "%d superseded by a newer snapshot (%d round(s), %.2f s)",
                   _n(out.created + out.updated), _n(out.compared), out.created, out.updated,
                   out.superseded, out.rounds, time.monotonic() - t0)
-        return _replace(base, buckets_written=out.created + out.updated,
+        return replace(base, buckets_written=out.created + out.updated,
                         superseded=out.superseded)
     except TransportError as exc:
         _log.error("      ✗ %s · %s failed: %s: %s", key.model, key.account_id,
                    type(exc).__name__, exc)
         return UnitOutcome(key, ok=False, error=f"{type(exc).__name__}: {exc}",
                            sequence=unit.lowest_sequence)
-
-
-def _replace(outcome: UnitOutcome, **changes: Any) -> UnitOutcome:
-    from dataclasses import replace
-
-    return replace(outcome, **changes)
 
 
 def _run_units(client: Any, units: Sequence[WorkUnit], *, config: Config, deadline: Deadline,
