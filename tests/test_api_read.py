@@ -238,3 +238,22 @@ def test_stored_bucket_metadata_tolerance() -> None:
 
 def test_stored_buckets_query_name() -> None:
     assert STORED_BUCKETS_QUERY == "listAggregatedMetricsByAccountIdAndRecordTypeAndTimeRangeStart"
+
+
+def test_run_all_keeps_order_and_raises_the_real_failure() -> None:
+    from metrics_agg.graphql._parallel import Cancelled, run_all
+
+    assert run_all([lambda stop, n=n: n for n in range(7)], 3) == list(range(7))
+    started = threading.Event()
+
+    def fail(stop: threading.Event) -> int:
+        started.wait(5)
+        raise ReadError("page 3 failed")
+
+    def slow(stop: threading.Event) -> int:
+        started.set()
+        stop.wait(5)  # a running task stops at its next check
+        raise Cancelled
+
+    with pytest.raises(ReadError, match="page 3"):
+        run_all([fail, slow, *[lambda stop: 0] * 5], 2)

@@ -137,6 +137,20 @@ def test_throttled_request_is_retried(server: FakeGraphQLServer, client: GraphQL
     assert result.ok and len(server.requests) == 2
 
 
+def test_throttled_aliases_alone_are_re_sent(server: FakeGraphQLServer,
+                                             client: GraphQLClient, fake: AppSyncFake) -> None:
+    throttled = {"errorType": "DynamoDB:ProvisionedThroughputExceededException",
+                 "message": "slow", "path": ["c1"]}
+    server.script = [Reply(200, {"data": {"c0": {"compositeKey": "a"}, "c1": None},
+                                 "errors": [throttled]})]
+    writes = [write(1, 1, create=True), write(2, 2, create=True)]
+    results = write_buckets(client, writes, parallelism=1)
+    assert [r.ok for r in results] == [True, True] and [r.write for r in results] == writes
+    assert len(server.requests) == 2
+    assert server.requests[1].variables["c0"]["compositeKey"] == "items#2024-05-01T13:02:00Z#1"
+    assert "c1" not in server.requests[1].variables
+
+
 def test_no_writes_no_requests(server: FakeGraphQLServer, client: GraphQLClient) -> None:
     assert write_buckets(client, []) == []
     assert client.request_count == 0

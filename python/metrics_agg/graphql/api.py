@@ -13,9 +13,14 @@ from __future__ import annotations
 
 __all__ = [
     "SORT_KEY_MARGIN",
+    "STORED_BUCKETS_QUERY",
     "WriteResult",
+    "bucket_input",
+    "decode_stored_bucket",
     "list_source_records",
     "list_stored_buckets",
+    "preload_documents",
+    "query_document",
     "sort_key_ranges",
     "write_buckets",
 ]
@@ -35,7 +40,7 @@ import orjson
 from metrics_agg.deadline import Deadline
 from metrics_agg.errors import GraphQLErrorInfo, ReadError
 from metrics_agg.graphql._parallel import Cancelled, run_all
-from metrics_agg.graphql.transport import GraphQLClient
+from metrics_agg.graphql.transport import GraphQLClient, is_throttling_error_type
 from metrics_agg.models import (
     BucketKey,
     BucketValue,
@@ -99,6 +104,14 @@ def query_document(field: str) -> str:
             f"no generated operation for {field!r}: add it to graphql/documents/ and run "
             "`python -m metrics_agg.graphql.codegen`"
         ) from None
+
+
+def preload_documents() -> None:
+    """Build the query documents and the common write shapes now (e.g. at handler import,
+    so the first invocation does not pay for importing the sgqlc modules)."""
+    _query_documents()
+    _write_document(1, 0)
+    _write_document(0, 1)
 
 
 # -- reading -----------------------------------------------------------------------------
@@ -432,6 +445,27 @@ def bucket_input(write: BucketWrite) -> dict[str, Any]:
 
 
 def _write_chunk(
+    client: GraphQLClient, chunk: Sequence[BucketWrite], deadline: Deadline | None
+) -> list[WriteResult]:
+    """One request per attempt; aliases throttled by DynamoDB are re-sent on their own
+    (they did not execute), the others keep their first result."""
+    results: list[WriteResult | None] = [None] * len(chunk)
+    pending = list(range(len(chunk)))
+    attempt = 1
+    while True:
+        sent = _send_writes(client, [chunk[i] for i in pending], deadline)
+        for i, result in zip(pending, sent, strict=True):
+            results[i] = result
+        pending = [i for i, r in zip(pending, sent, strict=True)
+                   if r.error is not None and is_throttling_error_type(r.error.error_type)]
+        if not pending or not client.pause_before_retry(attempt, deadline):
+            break
+        logger.warning("re-sending %d throttled AggregatedMetrics writes", len(pending))
+        attempt += 1
+    return [r for r in results if r is not None]
+
+
+def _send_writes(
     client: GraphQLClient, chunk: Sequence[BucketWrite], deadline: Deadline | None
 ) -> list[WriteResult]:
     creates = [i for i, w in enumerate(chunk) if w.create]

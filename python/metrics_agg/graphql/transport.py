@@ -197,6 +197,20 @@ class GraphQLClient:
         raise error_cls(message, status=last.status, errors=last.errors,
                         attempts=attempts) from last
 
+    def pause_before_retry(self, attempt: int, deadline: Deadline | None = None) -> bool:
+        """Back off before retry number ``attempt`` of work the caller retries itself.
+
+        Returns False (without sleeping) when attempts are used up or the deadline would
+        pass during the backoff.
+        """
+        if attempt >= max(1, self.config.max_attempts):
+            return False
+        delay = self._backoff(attempt, None)
+        if delay >= (deadline or Deadline(None)).remaining():
+            return False
+        self._sleep(delay)
+        return True
+
     # -- one attempt ---------------------------------------------------------------------
 
     def _attempt(self, body: bytes, kind: Kind, timeout: float) -> GraphQLResponse:
