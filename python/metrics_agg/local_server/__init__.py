@@ -1,0 +1,24 @@
+"""Local AppSync-compatible GraphQL server over SQLite, with DynamoDB stream emulation.
+
+`LocalStack` runs it (endpoint, store, mapping); `Store` holds every SQL statement;
+`FaultPlan` fails requests on purpose for tests; `seeding` writes realistic data fast.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "EventSourceMapping",
+    "FaultPlan",
+    "LocalApiError",
+    "LocalClient",
+    "LocalStack",
+    "Store",
+    "seed_records",
+]
+
+from metrics_agg.local_server.client import LocalApiError, LocalClient
+from metrics_agg.local_server.faults import FaultPlan
+from metrics_agg.local_server.mapping import EventSourceMapping
+from metrics_agg.local_server.seeding import seed_records
+from metrics_agg.local_server.stack import LocalStack
+from metrics_agg.local_server.store import Store

@@ -1,0 +1,211 @@
+"""The local event source mapping: stream records -> handler, as Lambda delivers them.
+
+Per table (DESIGN §6): batches of up to `batch_size` records, or fewer once the oldest
+waiting record has waited `batch_window` seconds. `ReportBatchItemFailures` semantics:
+the checkpoint moves to just before the lowest reported sequence number and delivery
+resumes there; a raising handler fails the whole batch. After `max_retries` retries of
+the same position the records go to the on-failure list (like the SQS destination) and
+the mapping moves on. The checkpoint is committed in SQLite after the handler returned,
+so a restart resumes where it was: at least once, never skipping.
+"""
+
+from __future__ import annotations
+
+__all__ = ["BATCHING", "EventSourceMapping", "Handler"]
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from metrics_agg.local_server.store import Store, table_name
+
+log = logging.getLogger("metrics_agg.local_server.mapping")
+
+Handler = Callable[[dict[str, Any]], Any]
+
+# DESIGN §6: (batch size, batching window in seconds) per source table.
+BATCHING: Mapping[str, tuple[int, float]] = {
+    "Item": (10, 15.0),
+    "ScoreResult": (100, 15.0),
+    "Task": (1, 15.0),
+    "Evaluation": (1, 15.0),
+    "Procedure": (1, 15.0),
+    "FeedbackItem": (10, 15.0),
+    "ChatSession": (1, 15.0),
+}
+
+
+class _Poller:
+    """One table's delivery loop state."""
+
+    def __init__(self, model: str, batch_size: int, window: float) -> None:
+        self.model = model
+        self.table = table_name(model)
+        self.batch_size = batch_size
+        self.window = window
+        self.first_seen: float | None = None
+        self.in_flight = False
+        self.attempts: dict[int, int] = {}
+
+
+class EventSourceMapping:
+    """Background threads (one per table) delivering stream records to `handler`."""
+
+    def __init__(
+        self,
+        store: Store,
+        handler: Handler,
+        *,
+        batch_window: float | None = None,
+        batching: Mapping[str, tuple[int, float]] | None = None,
+        max_retries: int = 3,
+        poll_interval: float = 0.25,
+        retry_delay: float = 0.05,
+    ) -> None:
+        self.store = store
+        self.handler = handler
+        self.max_retries = max_retries
+        self.poll_interval = poll_interval
+        self.retry_delay = retry_delay
+        self.invocations = 0
+        self._wake = threading.Condition()
+        self._stopping = False
+        self._threads: list[threading.Thread] = []
+        self._pollers = [
+            _Poller(m, size, window if batch_window is None else batch_window)
+            for m, (size, window) in (batching or BATCHING).items()
+        ]
+        store.on_write(self.notify)
+
+    def notify(self) -> None:
+        with self._wake:
+            self._wake.notify_all()
+
+    def start(self) -> None:
+        for p in self._pollers:
+            t = threading.Thread(target=self._run, args=(p,), name=f"esm-{p.model}", daemon=True)
+            self._threads.append(t)
+            t.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop polling; a batch in flight finishes (and checkpoints) first."""
+        with self._wake:
+            self._stopping = True
+            self._wake.notify_all()
+        deadline = time.monotonic() + timeout
+        for t in self._threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+        self._threads.clear()
+
+    def idle(self) -> bool:
+        """Every table's checkpoint is at its stream's end and nothing is in flight."""
+        return all(
+            not p.in_flight and self.store.checkpoint(p.table) >= self.store.stream_end(p.table)
+            for p in self._pollers
+        )
+
+    def wait_idle(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.idle():
+                return True
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            with self._wake:
+                self._wake.wait(min(left, 0.02))
+
+    def _sleep(self, seconds: float) -> None:
+        with self._wake:
+            if not self._stopping:
+                self._wake.wait(seconds)
+
+    def _run(self, p: _Poller) -> None:
+        while not self._stopping:
+            try:
+                waited = self._step(p)
+            except Exception:  # keep the mapping alive across store hiccups; log and retry
+                log.exception("event source mapping for %s failed; retrying", p.table)
+                waited = False
+            if not waited:
+                self._sleep(self.poll_interval)
+
+    def _step(self, p: _Poller) -> bool:
+        """One poll; True when it delivered (so the loop polls again at once)."""
+        position = self.store.checkpoint(p.table)
+        records = self.store.read_stream(p.table, position, p.batch_size)
+        if not records:
+            p.first_seen = None
+            return False
+        if len(records) < p.batch_size:
+            now = time.monotonic()
+            if p.first_seen is None:
+                p.first_seen = now
+            if now - p.first_seen < p.window:
+                self._sleep(min(self.poll_interval, p.first_seen + p.window - now))
+                return True
+        p.first_seen = None
+        p.in_flight = True
+        try:
+            self._deliver(p, position, records)
+        finally:
+            p.in_flight = False
+            self.notify()
+        return True
+
+    def _deliver(self, p: _Poller, position: int, records: Sequence[dict[str, Any]]) -> None:
+        seqs = [int(r["dynamodb"]["SequenceNumber"]) for r in records]
+        self.invocations += 1
+        failed_from: int | None = None
+        error = ""
+        try:
+            response = self.handler({"Records": list(records)})
+        except Exception as exc:  # a raising handler fails the whole batch, as in Lambda
+            failed_from, error = seqs[0], f"{type(exc).__name__}: {exc}"
+            log.warning("%s: handler raised on %d records: %s", p.table, len(records), error)
+        else:
+            failed_from, error = _lowest_failure(response, seqs)
+        if failed_from is None:
+            self.store.set_checkpoint(p.table, seqs[-1])
+            p.attempts.clear()
+            return
+        done = [s for s in seqs if s < failed_from]
+        if done:
+            self.store.set_checkpoint(p.table, done[-1])
+            p.attempts.clear()
+        attempts = p.attempts.get(failed_from, 0) + 1
+        p.attempts = {failed_from: attempts}
+        if attempts > self.max_retries:
+            rest = [r for r, s in zip(records, seqs, strict=True) if s >= failed_from]
+            log.error(
+                "%s: giving up on sequence numbers %d..%d after %d attempts (%s); records "
+                "moved to the on-failure list", p.table, failed_from, seqs[-1], attempts, error,
+            )
+            self.store.add_failure(p.table, rest, attempts, error, checkpoint=seqs[-1])
+            p.attempts.clear()
+            return
+        log.info("%s: retrying from sequence number %d (attempt %d of %d)",
+                 p.table, failed_from, attempts + 1, self.max_retries + 1)
+        self._sleep(min(1.0, self.retry_delay * 2 ** (attempts - 1)))
+
+
+def _lowest_failure(response: Any, seqs: Sequence[int]) -> tuple[int | None, str]:
+    """ReportBatchItemFailures: lowest reported sequence number; bad reports fail it all."""
+    if not isinstance(response, Mapping):
+        return None, ""
+    failures = response.get("batchItemFailures")
+    if not failures:
+        return None, ""
+    lowest: int | None = None
+    for f in failures:
+        ident = f.get("itemIdentifier") if isinstance(f, Mapping) else None
+        try:
+            seq = int(str(ident))
+        except ValueError:
+            return seqs[0], f"invalid itemIdentifier {ident!r}: whole batch failed"
+        if seq not in seqs:
+            return seqs[0], f"itemIdentifier {ident!r} not in batch: whole batch failed"
+        lowest = seq if lowest is None else min(lowest, seq)
+    return lowest, f"batchItemFailures from {lowest}"

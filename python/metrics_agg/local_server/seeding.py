@@ -1,0 +1,237 @@
+"""Realistic records for the seven source models, written in bulk through the store.
+
+Timestamps are uniform in [start, end) and written in that order (stream order = write
+order). `late_fraction` of the records carry a timestamp 1-6 hours older than their
+write position (late data); `invalid_fraction` carry a timestamp string outside the
+accepted grammar (DESIGN §3) that still sorts inside its hour, so a reader's key range
+finds it and must count it invalid: zone offsets with seconds (valid for AppSync's
+AWSDateTime, invalid for the grammar), 10-digit fractions, minute 61, a trailing space.
+The seed writes through the store, as data that predates validation would be stored.
+"""
+
+from __future__ import annotations
+
+__all__ = ["SeedResult", "generate_records", "seed_records"]
+
+import random
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from metrics_agg.local_server.store import Store
+from metrics_agg.models import SOURCE_MODELS
+
+Item = dict[str, Any]
+_CHUNK = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class SeedResult:
+    model: str
+    count: int
+    late: int
+    invalid: int
+    seconds: float
+
+
+_MINUTES: dict[int, str] = {}
+
+
+def _fmt(ms: int) -> str:
+    """AppSync's fixed-width UTC form with milliseconds: YYYY-MM-DDTHH:MM:SS.sssZ."""
+    minute, rest = divmod(ms, 60_000)
+    prefix = _MINUTES.get(minute)
+    if prefix is None:
+        prefix = datetime.fromtimestamp(minute * 60, UTC).strftime("%Y-%m-%dT%H:%M:")
+        if len(_MINUTES) > 100_000:
+            _MINUTES.clear()
+        _MINUTES[minute] = prefix
+    sec, milli = divmod(rest, 1000)
+    return f"{prefix}{sec:02d}.{milli:03d}Z"
+
+
+def _uuid(rng: random.Random) -> str:
+    h = f"{rng.getrandbits(128):032x}"
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
+
+
+def _invalid(ms: int, kind: int) -> str:
+    base = _fmt(ms)
+    if kind == 0:
+        return base[:-1] + "+00:00:00"  # AWSDateTime accepts ±hh:mm:ss; the grammar does not
+    if kind == 1:
+        return base[:-1] + "1234567Z"  # 10 fraction digits
+    if kind == 2:
+        return base[:14] + "61" + base[16:]  # minute 61 (sorts inside its hour)
+    return base + " "  # surrounding whitespace
+
+
+def _choice(rng: random.Random, weighted: tuple[tuple[Any, float], ...]) -> Any:
+    r = rng.random()
+    for value, w in weighted:
+        r -= w
+        if r < 0:
+            return value
+    return weighted[-1][0]
+
+
+def generate_records(
+    model: str,
+    account_id: str,
+    count: int,
+    start: datetime,
+    end: datetime,
+    *,
+    seed: int = 0,
+    late_fraction: float = 0.0,
+    invalid_fraction: float = 0.0,
+) -> Iterator[Item]:
+    """Yield `count` records of `model` in write order (see the module docstring).
+
+    Raises:
+        ValueError: unknown model, naive or empty window, fractions outside [0, 1].
+    """
+    for rec, _kind in _generate(model, account_id, count, start, end, seed=seed,
+                                late_fraction=late_fraction, invalid_fraction=invalid_fraction):
+        yield rec
+
+
+def _generate(
+    model: str,
+    account_id: str,
+    count: int,
+    start: datetime,
+    end: datetime,
+    *,
+    seed: int = 0,
+    late_fraction: float = 0.0,
+    invalid_fraction: float = 0.0,
+) -> Iterator[tuple[Item, str]]:
+    if model not in SOURCE_MODELS:
+        raise ValueError(f"unknown model {model!r}; one of {', '.join(SOURCE_MODELS)}")
+    if start.tzinfo is None or end.tzinfo is None or end <= start:
+        raise ValueError("start and end must be aware datetimes with start < end")
+    if not (0 <= late_fraction <= 1 and 0 <= invalid_fraction <= 1
+            and late_fraction + invalid_fraction <= 1):
+        raise ValueError("late and invalid fractions must be in [0, 1] and sum to at most 1")
+    rng = random.Random(seed)
+    lo = int(start.timestamp() * 1000)
+    span = int(end.timestamp() * 1000) - lo
+    stamps = sorted(lo + int(rng.random() * span) for _ in range(count))
+    scorecards = [f"scorecard-{i}" for i in range(3)]
+    scores = {sc: [f"{sc}-score-{j}" for j in range(4)] for sc in scorecards}
+    hour_ms = 3_600_000
+    for i, ms in enumerate(stamps):
+        r = rng.random()
+        ts_ms = ms - rng.randrange(hour_ms, 6 * hour_ms) if r < late_fraction else ms
+        ts = _fmt(ts_ms)
+        kind = "late" if r < late_fraction else ""
+        if late_fraction <= r < late_fraction + invalid_fraction:
+            ts, kind = _invalid(ts_ms, i % 4), "invalid"
+        created = _fmt(ts_ms - rng.randrange(0, hour_ms))
+        rid = _uuid(rng)
+        rec: Item = {"id": rid, "accountId": account_id}
+        if model == "Item":
+            by = _choice(rng, (("prediction", 0.5), ("evaluation", 0.3), ("other", 0.2)))
+            rec.update(createdAt=ts, updatedAt=ts, externalId=f"ext-{i}", createdByType=by,
+                       description=f"seeded item {i}")
+            if by == "evaluation":
+                rec["evaluationId"] = f"evaluation-{i % 7}"
+        elif model == "FeedbackItem":
+            sc = rng.choice(scorecards)
+            answers = ("Yes", "No", "NA")
+            initial: str | None = rng.choice(answers)
+            final: str | None = rng.choice(answers) if rng.random() < 0.3 else initial
+            if rng.random() < 0.05:
+                initial = None
+            elif rng.random() < 0.05:
+                final = None
+            rec.update(scorecardId=sc, scoreId=rng.choice(scores[sc]), itemId=f"item-{i}",
+                       initialAnswerValue=initial, finalAnswerValue=final,
+                       isInvalid=rng.random() < 0.05, createdAt=created, updatedAt=ts)
+            if rng.random() < 0.6:
+                rec.update(editedAt=ts, editorName="seed", editCommentValue="changed")
+        else:
+            rec.update(createdAt=created, updatedAt=ts)
+            if model == "ScoreResult":
+                sc = rng.choice(scorecards)
+                rec.update(
+                    itemId=f"item-{i}", scorecardId=sc, scoreId=rng.choice(scores[sc]),
+                    value=rng.choice(("Yes", "No")), code="200",
+                    type=_choice(rng, (("prediction", 0.6), ("evaluation", 0.3),
+                                       ("other", 0.1))),
+                )
+            elif model == "Task":
+                rec.update(type="evaluation", status=rng.choice(("PENDING", "RUNNING",
+                                                                  "COMPLETED", "FAILED")),
+                           target=f"scorecard-{i % 3}", command="plexus evaluate")
+            elif model == "Evaluation":
+                sc = rng.choice(scorecards)
+                rec.update(type=rng.choice(("accuracy", "consistency")), status="COMPLETED",
+                           scorecardId=sc, scoreId=rng.choice(scores[sc]))
+            elif model == "Procedure":
+                rec.update(name=f"procedure-{i % 11}", status="ACTIVE")
+            else:  # ChatSession
+                rec.update(name=f"chat-{i}", status="OPEN", procedureId=f"procedure-{i % 11}")
+        yield rec, kind
+
+
+def seed_records(
+    store: Store,
+    model: str,
+    account_id: str,
+    count: int,
+    start: datetime,
+    end: datetime,
+    *,
+    seed: int = 0,
+    stream: bool = True,
+    late_fraction: float = 0.0,
+    invalid_fraction: float = 0.0,
+    progress: Callable[[int, int], None] | None = None,
+) -> SeedResult:
+    """Write `count` generated records in bulk transactions (with stream records unless
+    `stream=False`); `progress(done, count)` after each chunk.
+
+    Raises:
+        ValueError: as `generate_records`.
+        sqlite3.Error: the write failed; chunks already committed stay.
+    """
+    t0 = time.perf_counter()
+    late = invalid = done = 0
+    chunk: list[Item] = []
+
+    def flush() -> None:
+        nonlocal done
+        done += store.bulk_insert(model, chunk, stream=stream)
+        chunk.clear()
+        if progress is not None:
+            progress(done, count)
+
+    for rec, kind in _generate(model, account_id, count, start, end, seed=seed,
+                               late_fraction=late_fraction, invalid_fraction=invalid_fraction):
+        late += kind == "late"
+        invalid += kind == "invalid"
+        chunk.append(rec)
+        if len(chunk) >= _CHUNK:
+            flush()
+    if chunk or done == 0:
+        flush()
+    return SeedResult(model, done, late, invalid, time.perf_counter() - t0)
+
+
+def parse_window(start: str, end: str) -> tuple[datetime, datetime]:
+    """CLI helper: two timestamps of the accepted grammar -> aware datetimes.
+
+    Raises:
+        ValueError: either is not of the accepted form, or end <= start.
+    """
+    from metrics_agg.timestamps import parse_instant
+
+    s, e = parse_instant(start), parse_instant(end)
+    if e <= s:
+        raise ValueError(f"--end ({end}) must be after --start ({start})")
+    return s, e
+

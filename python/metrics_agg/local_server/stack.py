@@ -1,0 +1,170 @@
+"""LocalStack: the store, the GraphQL endpoint (uvicorn in a thread) and the mapping, together."""
+
+from __future__ import annotations
+
+__all__ = ["LocalStack"]
+
+import logging
+import os
+import socket
+import threading
+import time
+from types import TracebackType
+from typing import Any
+
+import uvicorn
+
+from metrics_agg.config import Config
+from metrics_agg.local_server.app import LocalAppSync
+from metrics_agg.local_server.faults import FaultPlan
+from metrics_agg.local_server.mapping import EventSourceMapping, Handler
+from metrics_agg.local_server.store import Store
+
+log = logging.getLogger("metrics_agg.local_server")
+
+
+class LocalStack:
+    """AppSync-compatible endpoint over SQLite plus stream delivery, on 127.0.0.1.
+
+        with LocalStack(tmp_path / "db.sqlite", mapping=False) as stack:
+            stack.endpoint, stack.api_key, stack.store, stack.faults, stack.config()
+
+    `handler` defaults to `metrics_agg.pipeline.handle_event(event, config=stack.config())`,
+    imported on first delivery.
+
+    Raises (start):
+        OSError: the host/port cannot be bound (the message says which).
+    """
+
+    def __init__(
+        self,
+        db_path: str | os.PathLike[str],
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        api_key: str = "local-dev-key",
+        latency_ms: float = 0,
+        mapping: bool = True,
+        batch_window: float | None = None,
+        handler: Handler | None = None,
+        max_retries: int = 3,
+    ) -> None:
+        self.db_path = os.fspath(db_path)
+        self.host = host
+        self.port = port
+        self.api_key = api_key
+        self.latency_ms = latency_ms
+        self.faults = FaultPlan()
+        self._use_mapping = mapping
+        self._batch_window = batch_window
+        self._handler = handler
+        self._max_retries = max_retries
+        self._store: Store | None = None
+        self.mapping: EventSourceMapping | None = None
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self._sock: socket.socket | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def __enter__(self) -> LocalStack:
+        self.start()
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def start(self, timeout: float = 10.0) -> None:
+        self._store = Store(self.db_path)
+        try:
+            sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind((self.host, self.port))
+            except OSError as exc:
+                sock.close()
+                raise OSError(
+                    f"cannot listen on {self.host}:{self.port} ({exc.strerror}); "
+                    "pick another --port (0 = any free port)"
+                ) from exc
+            self._sock = sock
+            self.port = sock.getsockname()[1]
+            app = LocalAppSync(
+                self.store, api_key=self.api_key, latency_ms=self.latency_ms, faults=self.faults
+            )
+            config = uvicorn.Config(
+                app, log_level="warning", access_log=False, lifespan="off",
+                timeout_graceful_shutdown=2, http="h11", loop="asyncio",
+            )
+            self._server = uvicorn.Server(config)
+            self._thread = threading.Thread(
+                target=self._server.run, kwargs={"sockets": [sock]}, name="local-appsync",
+                daemon=True,
+            )
+            self._thread.start()
+            deadline = time.monotonic() + timeout
+            while not self._server.started:
+                if not self._thread.is_alive() or time.monotonic() > deadline:
+                    raise RuntimeError("the local GraphQL server did not start")
+                time.sleep(0.01)
+            if self._use_mapping:
+                self.mapping = EventSourceMapping(
+                    self.store, self._handler or self._default_handler,
+                    batch_window=self._batch_window, max_retries=self._max_retries,
+                )
+                self.mapping.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        """Stop delivery first (its handler talks to the server), then the server, then the DB."""
+        if self.mapping is not None:
+            self.mapping.stop()
+            self.mapping = None
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(15.0)
+            self._thread = None
+        self._server = None
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    # -- what clients and tests use ----------------------------------------------------------
+    @property
+    def store(self) -> Store:
+        """The stack's store (the truth for tests).
+
+        Raises:
+            RuntimeError: the stack is not running.
+        """
+        if self._store is None:
+            raise RuntimeError("the local stack is not running: use `with LocalStack(...)`")
+        return self._store
+
+    @property
+    def endpoint(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/graphql"
+
+    def config(self, **overrides: Any) -> Config:
+        """A Config pointing at this stack (keyword overrides as in `Config`)."""
+        return Config(endpoint=self.endpoint, api_key=self.api_key, **overrides)
+
+    def wait_idle(self, timeout: float = 30.0) -> bool:
+        """True once every table's stream is delivered and no batch is in flight.
+
+        Without a mapping there is nothing to wait for: True at once.
+        """
+        return True if self.mapping is None else self.mapping.wait_idle(timeout)
+
+    def _default_handler(self, event: dict[str, Any]) -> Any:
+        from metrics_agg import pipeline  # lazy: the pipeline is optional for the server
+
+        return pipeline.handle_event(event, config=self.config())
