@@ -432,7 +432,8 @@ def _run(
         caught_up = stack.wait_idle(idle_timeout)
         waited = format_duration(time.monotonic() - t0)
         if caught_up:
-            say(f"[3/5] Event source mapping caught up  {waited}")
+            calls = stack.mapping.invocations if stack.mapping is not None else 0
+            say(f"[3/5] Event source mapping caught up: {calls} handler invocations  {waited}")
         else:
             say(f"[3/5] ✗ the event source mapping did not catch up within {idle_timeout:g} s")
 
