@@ -35,6 +35,8 @@ _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 _HEAD = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt ]([0-9]{2}):([0-9]{2}):([0-9]{2})", re.ASCII)
 _REST = re.compile(r"(?:\.[0-9]{1,9})?(?:[Zz]|([+-])([0-9]{2}):?([0-9]{2}))?", re.ASCII)
 _CACHE_LIMIT = 1 << 16
+# Same bound as the extension's MAX_CELLS: per-minute cells of one pass (all labels).
+_MAX_CELLS = 1 << 27
 # "YYYY-MM-DDThh:mm:ss" -> local epoch minute; only valid heads are stored.
 _heads: dict[str, int] = {}
 # What follows the seconds -> zone offset in minutes east of UTC; only valid rests.
@@ -118,7 +120,15 @@ def _check(start_minute: int, end_minute: int, sizes: Sequence[int]) -> list[int
                 f"window [{start_minute}, {end_minute}) in epoch minutes is not aligned to "
                 f"the {size}-minute buckets: start and end must be multiples of every size"
             )
+    _room(end_minute - start_minute, 1)
     return checked
+
+
+def _room(span: int, labels: int) -> None:
+    if span * labels > _MAX_CELLS:
+        raise MemoryError(
+            f"window of {span} minutes x {labels} categories is too large to count in memory"
+        )
 
 
 def _sum_sizes(minutes: list[int], sizes: list[int]) -> list[list[int]]:
@@ -200,6 +210,7 @@ def count_strings(
         key = label if isinstance(label, str) else None
         counts = per_label.get(key)
         if counts is None:
+            _room(span, sum(k is not None for k in per_label) + 2)
             counts = per_label[key] = [0] * span
         counts[index] += 1
         processed += 1
@@ -300,6 +311,7 @@ def count_records(
             key = label if isinstance(label, str) else None
             counts = per_label.get(key)
             if counts is None:
+                _room(span, sum(k is not None for k in per_label) + 2)
                 counts = per_label[key] = [0] * span
             counts[index] += 1
         processed += 1
