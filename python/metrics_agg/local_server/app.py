@@ -123,6 +123,8 @@ _VAR_AT = re.compile(r"at '([^']*)'")
 def _format_error(err: GraphQLError) -> dict[str, Any]:
     """AppSync's error entry: path, data, errorType, errorInfo, locations, message."""
     orig = err.original_error
+    while isinstance(orig, GraphQLError) and orig.original_error is not None:
+        orig = orig.original_error
     message = err.message
     error_type: str | None = None
     if isinstance(orig, AppSyncError):
@@ -132,7 +134,7 @@ def _format_error(err: GraphQLError) -> dict[str, Any]:
         m = _VAR_AT.search(message)
         name = m.group(1).rsplit(".", 1)[-1] if m else "input"
         message = f"Variable '{name}' has an invalid value. {orig}"
-    elif orig is not None:
+    elif orig is not None and not isinstance(orig, GraphQLError | ScalarParseError):
         log.exception("resolver failed", exc_info=orig)
         error_type = "InternalFailure"
     out: dict[str, Any] = {"path": list(err.path) if err.path else None}
