@@ -14,8 +14,9 @@ WINDOW = ["--start", "2024-05-07T12:00Z", "--end", "2024-05-07T14:00Z"]
 
 
 def test_example_file_summary(backend: str, capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["count", str(EXAMPLE), *WINDOW, "--category-field", "createdByType",
-                 "--backend", backend])
+    code = main(
+        ["count", str(EXAMPLE), *WINDOW, "--category-field", "createdByType", "--backend", backend]
+    )
     out = capsys.readouterr().out
     assert code == 0
     assert "processed 300 · missing 3 · invalid 4 · outside window 3" in out
@@ -28,8 +29,21 @@ def test_example_file_summary(backend: str, capsys: pytest.CaptureFixture[str]) 
 
 
 def test_json_has_every_bucket(backend: str, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["count", str(EXAMPLE), *WINDOW, "--json", "--backend", backend,
-                 "--category-field", "createdByType"]) == 0
+    assert (
+        main(
+            [
+                "count",
+                str(EXAMPLE),
+                *WINDOW,
+                "--json",
+                "--backend",
+                backend,
+                "--category-field",
+                "createdByType",
+            ]
+        )
+        == 0
+    )
     data = json.loads(capsys.readouterr().out)
     assert data["window"] == {"start": "2024-05-07T12:00:00Z", "end": "2024-05-07T14:00:00Z"}
     assert data["backend"] == backend
@@ -50,8 +64,20 @@ def test_stdin_fields_sizes_and_bad_lines(
     ]
     text = "\n".join(json.dumps(line) for line in lines) + "\n\n{not json\n[1, 2]\n"
     monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(text.encode())))
-    code = main(["count", "-", *WINDOW, "--field", "editedAt,updatedAt", "--sizes", "30,60",
-                 "--json", "--backend", backend])
+    code = main(
+        [
+            "count",
+            "-",
+            *WINDOW,
+            "--field",
+            "editedAt,updatedAt",
+            "--sizes",
+            "30,60",
+            "--json",
+            "--backend",
+            backend,
+        ]
+    )
     data = json.loads(capsys.readouterr().out)
     assert code == 0
     assert (data["processed"], data["missing"], data["invalid"]) == (2, 1, 2)

@@ -42,7 +42,13 @@ def test_every_bucket_reported_and_sums_match(backend: str) -> None:
 
 def test_each_input_lands_in_exactly_one_tally(backend: str) -> None:
     values: list[object] = [
-        None, "", "not a timestamp", 12345, 1.5, b"2024-05-07T00:00Z", {"a": 1},
+        None,
+        "",
+        "not a timestamp",
+        12345,
+        1.5,
+        b"2024-05-07T00:00Z",
+        {"a": 1},
         "2024-05-07T01:00:00Z",  # the window's end is excluded
         "2024-05-06T23:59:59.999Z",
         "2024-05-07T00:30Z",
@@ -75,8 +81,14 @@ def test_no_timestamps(backend: str) -> None:
 
 
 def test_categories(backend: str) -> None:
-    texts = ["2024-05-07T00:01Z", "2024-05-07T00:02Z", "2024-05-07T00:16Z", "bad",
-             "2024-05-07T02:00Z", "2024-05-07T00:20Z"]
+    texts = [
+        "2024-05-07T00:01Z",
+        "2024-05-07T00:02Z",
+        "2024-05-07T00:16Z",
+        "bad",
+        "2024-05-07T02:00Z",
+        "2024-05-07T00:20Z",
+    ]
     labels: list[object] = ["prediction", None, "prediction", "evaluation", "outside", 7]
     r = count_buckets(texts, W0, W1, sizes=(15, 60), categories=labels, backend=backend)
     assert list(r.category_counts) == ["prediction", None]  # only labels of counted inputs
@@ -107,8 +119,9 @@ def test_str_subclass_counts_by_its_characters(backend: str) -> None:
 
 def test_window_as_strings_and_other_zones(backend: str) -> None:
     east = timezone(timedelta(hours=2))
-    r = count_buckets(["2024-05-07T00:01Z"], W0.astimezone(east), "2024-05-07T03:00+02:00",
-                      backend=backend)
+    r = count_buckets(
+        ["2024-05-07T00:01Z"], W0.astimezone(east), "2024-05-07T03:00+02:00", backend=backend
+    )
     assert r.window_start == W0 and r.window_start.tzinfo == UTC
     assert r.window_end == W1 and r.counts[60] == [1]
 
@@ -116,8 +129,18 @@ def test_window_as_strings_and_other_zones(backend: str) -> None:
 @pytest.mark.parametrize(
     ("start", "end", "sizes", "message"),
     [
-        (W0 + timedelta(minutes=5), W1 + timedelta(minutes=5), (1, 5, 15, 60), "not aligned to the 15-minute"),
-        (W0, W0 + timedelta(minutes=50), (1, 5, 15, 60), "window_end .* not aligned to the 15-minute"),
+        (
+            W0 + timedelta(minutes=5),
+            W1 + timedelta(minutes=5),
+            (1, 5, 15, 60),
+            "not aligned to the 15-minute",
+        ),
+        (
+            W0,
+            W0 + timedelta(minutes=50),
+            (1, 5, 15, 60),
+            "window_end .* not aligned to the 15-minute",
+        ),
         (W0, W1, (7,), "not aligned to the 7-minute"),
         (W0, W1, (0,), "positive whole minutes"),
         (W0, W1, (-5,), "positive whole minutes"),
@@ -147,8 +170,9 @@ def test_window_bound_of_wrong_type(backend: str) -> None:
 
 
 def test_sizes_need_only_divide_the_window(backend: str) -> None:
-    r = count_buckets(["2024-05-07T00:01Z"], W0, W0 + timedelta(minutes=10), sizes=(2, 10),
-                      backend=backend)
+    r = count_buckets(
+        ["2024-05-07T00:01Z"], W0, W0 + timedelta(minutes=10), sizes=(2, 10), backend=backend
+    )
     assert r.counts == {2: [1, 0, 0, 0, 0], 10: [1]}
 
 
@@ -204,8 +228,9 @@ def test_records_default_field_and_categories(backend: str) -> None:
         {"createdAt": "2024-05-07T00:06Z", "createdByType": "prediction"},
         {"createdAt": "bad", "createdByType": "never"},
     ]
-    r = count_records(records, W0, W1, category_field="createdByType", sizes=(5, 60),
-                      backend=backend)
+    r = count_records(
+        records, W0, W1, category_field="createdByType", sizes=(5, 60), backend=backend
+    )
     assert list(r.category_counts) == ["prediction", "evaluation", None]
     assert r.category_counts["prediction"][5][:2] == [1, 1]
     assert r.category_counts[None][60] == [3]
@@ -221,8 +246,9 @@ def test_dict_subclass_is_read_like_dict_get(backend: str) -> None:
             return "2024-05-07T00:59Z"
 
     record = Loud(None, {"updatedAt": "2024-05-07T00:01Z"})
-    r = count_records([record], W0, W1, fields=("createdAt", "updatedAt"), sizes=(60,),
-                      backend=backend)
+    r = count_records(
+        [record], W0, W1, fields=("createdAt", "updatedAt"), sizes=(60,), backend=backend
+    )
     assert r.processed == 1 and calls == []
 
 
@@ -238,8 +264,9 @@ def test_record_get_errors_propagate(backend: str) -> None:
 def test_record_fields_must_be_named(backend: str) -> None:
     with pytest.raises(ValueError, match="at least one timestamp field"):
         count_records([{}], W0, W1, fields=(), backend=backend)
-    r = count_records([{"updatedAt": "2024-05-07T00:01Z"}], W0, W1, fields="updatedAt",
-                      backend=backend)
+    r = count_records(
+        [{"updatedAt": "2024-05-07T00:01Z"}], W0, W1, fields="updatedAt", backend=backend
+    )
     assert r.processed == 1
 
 

@@ -23,9 +23,7 @@ from hypothesis import strategies as st
 from metrics_agg import _pycounter, count_buckets, count_records
 
 EXAMPLES = 2000 if os.environ.get("METRICS_AGG_FUZZ") == "1" else 120
-fuzz = settings(
-    max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
+fuzz = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 # --- the reference -----------------------------------------------------------------------
 
@@ -79,8 +77,13 @@ def reference_minute(value: object) -> int | str:
     head = text[:16]
     if len(head) != 16 or head[4] + head[7] + head[13] != "--:" or head[10] not in "Tt ":
         return INVALID
-    parts = [_num(head[0:4]), _num(head[5:7]), _num(head[8:10]), _num(head[11:13]),
-             _num(head[14:16])]
+    parts = [
+        _num(head[0:4]),
+        _num(head[5:7]),
+        _num(head[8:10]),
+        _num(head[11:13]),
+        _num(head[14:16]),
+    ]
     if any(p is None for p in parts):
         return INVALID
     y, mo, d, h, mi = (p for p in parts if p is not None)
@@ -190,8 +193,25 @@ def valid_texts(draw: st.DrawFn, anchor: datetime) -> str:
     return text
 
 
-NOISE = ["", " ", "\t", "\n", "0", "9", "٤", "０", ":", ".", "+", "-", "Z", "T", "é", "\ud800",
-         "0000000000"]
+NOISE = [
+    "",
+    " ",
+    "\t",
+    "\n",
+    "0",
+    "9",
+    "٤",
+    "０",
+    ":",
+    ".",
+    "+",
+    "-",
+    "Z",
+    "T",
+    "é",
+    "\ud800",
+    "0000000000",
+]
 
 
 @st.composite
@@ -217,8 +237,11 @@ def values_for(anchor: datetime) -> st.SearchStrategy[object]:
         valid_texts(anchor),
         near_misses(anchor),
         st.text(max_size=40),
-        st.from_regex(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,10})?)?"
-                      r"([Zz]|[+-][0-9]{2}:?[0-9]{2})?", fullmatch=True),
+        st.from_regex(
+            r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,10})?)?"
+            r"([Zz]|[+-][0-9]{2}:?[0-9]{2})?",
+            fullmatch=True,
+        ),
         st.none(),
         st.just(""),
         st.integers(),
@@ -240,8 +263,13 @@ def cases(draw: st.DrawFn) -> tuple[list[object], int, int, tuple[int, ...], lis
     start, end = max(start, FIRST_MINUTE), min(end, LAST_MINUTE)
     if end <= start:
         start, end = (start, start + lcm) if start == FIRST_MINUTE else (end - lcm, end)
-    labels = draw(st.lists(st.sampled_from(["prediction", "evaluation", None, 3, "é", "\ud800"]),
-                           min_size=len(values), max_size=len(values)))
+    labels = draw(
+        st.lists(
+            st.sampled_from(["prediction", "evaluation", None, 3, "é", "\ud800"]),
+            min_size=len(values),
+            max_size=len(values),
+        )
+    )
     return values, start, end, sizes, labels
 
 
@@ -315,8 +343,9 @@ def test_record_backends_agree(case: tuple[Any, ...], data: st.DataObject) -> No
     expected = reference_count(flat, start, end, sizes, flat_labels)
     w0, w1 = window(start, end)
     got = [
-        count_records(records, w0, w1, fields=fields, category_field="type", sizes=sizes,
-                      backend=backend)  # type: ignore[arg-type]
+        count_records(
+            records, w0, w1, fields=fields, category_field="type", sizes=sizes, backend=backend
+        )  # type: ignore[arg-type]
         for backend in ("python", "rust")
     ]
     assert summary(got[0]) == expected
@@ -414,15 +443,21 @@ CORPUS: list[tuple[object, str | int]] = [
 @pytest.mark.parametrize(("value", "expected"), CORPUS, ids=[repr(v)[:40] for v, _ in CORPUS])
 def test_corpus(backend: str, value: object, expected: str | int) -> None:
     r = count_buckets([value], W0, W1, backend=backend)  # type: ignore[arg-type]
-    got = {"processed": r.processed, "missing": r.missing, "invalid": r.invalid,
-           "outside": r.outside_window}
+    got = {
+        "processed": r.processed,
+        "missing": r.missing,
+        "invalid": r.invalid,
+        "outside": r.outside_window,
+    }
     key = "processed" if isinstance(expected, int) else expected
     assert got == {**dict.fromkeys(got, 0), key: 1}
     if isinstance(expected, int):
         assert r.counts[1][expected] == 1
     reference = reference_minute(value)
     if isinstance(expected, int):
-        assert reference == (W0 - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(minutes=1) + expected
+        assert (
+            reference == (W0 - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(minutes=1) + expected
+        )
     elif expected == OUTSIDE:
         assert reference == FAR or isinstance(reference, int)
     else:
@@ -447,7 +482,11 @@ def test_no_leak(backend: str, caplog: pytest.LogCaptureFixture) -> None:
 
     run()
     gc.collect()
-    objects, label_refs, bad_refs = len(gc.get_objects()), sys.getrefcount(label), sys.getrefcount(bad)
+    objects, label_refs, bad_refs = (
+        len(gc.get_objects()),
+        sys.getrefcount(label),
+        sys.getrefcount(bad),
+    )
     for _ in range(200):
         run()
     gc.collect()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 __all__ = ["RawCount", "build_profile", "count_records", "count_strings"]
 
+import enum
 import re
 from collections.abc import Sequence
 from datetime import date
@@ -32,7 +33,9 @@ RawCount: TypeAlias = tuple[
 build_profile: Final = "python"
 
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
-_HEAD = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt ]([0-9]{2}):([0-9]{2}):([0-9]{2})", re.ASCII)
+_HEAD = re.compile(
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt ]([0-9]{2}):([0-9]{2}):([0-9]{2})", re.ASCII
+)
 _REST = re.compile(r"(?:\.[0-9]{1,9})?(?:[Zz]|([+-])([0-9]{2}):?([0-9]{2}))?", re.ASCII)
 _CACHE_LIMIT = 1 << 16
 # Same bound as the extension's MAX_CELLS: per-minute cells of one pass (all labels).
@@ -42,7 +45,12 @@ _heads: dict[str, int] = {}
 # What follows the seconds -> zone offset in minutes east of UTC; only valid rests.
 _rests: dict[str, int] = {}
 
-_MISSING: Final = object()  # marker returned by `_classify`
+
+class _Tag(enum.Enum):
+    MISSING = "missing"  # what `_classify` returns for None and ""
+
+
+_MISSING: Final = _Tag.MISSING
 
 
 def _learn_head(head: str) -> int | None:
@@ -82,7 +90,7 @@ def _learn_rest(rest: str) -> int | None:
     return offset
 
 
-def _classify(value: object) -> object:
+def _classify(value: object) -> int | _Tag | None:
     """Epoch minute (int), ``_MISSING``, or ``None`` for invalid: the slow path."""
     if value is None:
         return _MISSING
@@ -159,9 +167,9 @@ def count_strings(
         minutes = [0] * span
         for text in timestamps:
             if text.__class__ is str:
-                local = heads(text[:19])  # type: ignore[index]
+                local = heads(text[:19])
                 if local is not None:
-                    offset = rests(text[19:])  # type: ignore[index]
+                    offset = rests(text[19:])
                     if offset is not None:
                         index = local - offset - start_minute
                         if 0 <= index < span:
@@ -174,9 +182,9 @@ def count_strings(
                 invalid += 1
                 if len(examples) < max_examples:
                     examples.append(text)
-            elif minute is _MISSING:
+            elif minute is _Tag.MISSING:
                 missing += 1
-            elif 0 <= (index := minute - start_minute) < span:  # type: ignore[operator]
+            elif 0 <= (index := minute - start_minute) < span:
                 minutes[index] += 1
             else:
                 outside += 1
@@ -187,9 +195,9 @@ def count_strings(
     for text, label in zip(timestamps, categories, strict=True):
         minute = None
         if text.__class__ is str:
-            local = heads(text[:19])  # type: ignore[index]
+            local = heads(text[:19])
             if local is not None:
-                offset = rests(text[19:])  # type: ignore[index]
+                offset = rests(text[19:])
                 if offset is not None:
                     minute = local - offset
         if minute is None:
@@ -199,10 +207,10 @@ def count_strings(
                 if len(examples) < max_examples:
                     examples.append(text)
                 continue
-            if classified is _MISSING:
+            if classified is _Tag.MISSING:
                 missing += 1
                 continue
-            minute = classified  # type: ignore[assignment]
+            minute = classified
         index = minute - start_minute
         if not 0 <= index < span:
             outside += 1
@@ -262,7 +270,7 @@ def count_records(
         minute = None
         is_dict = isinstance(record, dict)
         if record.__class__ is dict:
-            text = record.get(first)  # type: ignore[attr-defined]
+            text = record.get(first)
             if text.__class__ is str:
                 local = heads(text[:19])
                 if local is not None:
@@ -290,11 +298,11 @@ def count_records(
                 if len(examples) < max_examples:
                     examples.append(text)
                 continue
-            if classified is _MISSING:  # pragma: no cover - the loop above skipped those
+            if classified is _Tag.MISSING:  # pragma: no cover - the loop above skipped those
                 missing += 1
                 continue
             minute = classified
-        index = minute - start_minute  # type: ignore[operator]
+        index = minute - start_minute
         if not 0 <= index < span:
             outside += 1
             continue

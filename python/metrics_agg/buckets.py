@@ -74,7 +74,7 @@ def _resolve(backend: str) -> Literal["rust", "python"]:
 
 
 def _loops(backend: str) -> _Loops:
-    return _rust_counter if _resolve(backend) == "rust" else _pycounter  # type: ignore[return-value]
+    return _rust_counter if _resolve(backend) == "rust" else _pycounter
 
 
 def _bound(value: WindowBound, name: str) -> datetime:
@@ -111,8 +111,9 @@ def window_minutes(
         if not isinstance(size, int) or isinstance(size, bool) or size <= 0:
             raise ValueError(f"bucket sizes must be positive whole minutes, got {size!r}")
     if end <= start:
-        raise ValueError(f"window_end ({end.isoformat()}) must be after window_start "
-                         f"({start.isoformat()})")
+        raise ValueError(
+            f"window_end ({end.isoformat()}) must be after window_start ({start.isoformat()})"
+        )
     for bound, name in ((start, "window_start"), (end, "window_end")):
         offset = bound - EPOCH
         if offset.seconds % 60 or offset.microseconds:
@@ -120,8 +121,10 @@ def window_minutes(
     start_minute = int((start - EPOCH).total_seconds()) // 60
     end_minute = int((end - EPOCH).total_seconds()) // 60
     for size in checked:
-        for minute, bound, name in ((start_minute, start, "window_start"),
-                                    (end_minute, end, "window_end")):
+        for minute, bound, name in (
+            (start_minute, start, "window_start"),
+            (end_minute, end, "window_end"),
+        ):
             if minute % size:
                 raise ValueError(
                     f"{name} ({bound.isoformat()}) is not aligned to the {size}-minute "
@@ -135,7 +138,9 @@ def _as_list(values: Sequence[object], name: str) -> list[object]:
     if isinstance(values, list):
         return values
     if isinstance(values, (str, bytes)):
-        raise TypeError(f"{name} must be a sequence of values, not a single {type(values).__name__}")
+        raise TypeError(
+            f"{name} must be a sequence of values, not a single {type(values).__name__}"
+        )
     return list(values)
 
 
@@ -157,7 +162,10 @@ def _result(
     if invalid:
         logger.warning(
             "%d invalid timestamp(s) not counted in [%s, %s); e.g. %s",
-            invalid, start.isoformat(), end.isoformat(), ", ".join(shown),
+            invalid,
+            start.isoformat(),
+            end.isoformat(),
+            ", ".join(shown),
         )
     return CountResult(
         window_start=start,
@@ -205,14 +213,18 @@ def count_buckets(
     if labels is not None and len(labels) != len(values):
         raise ValueError(f"categories has {len(labels)} items but timestamps has {len(values)}")
     raw = loops.count_strings(
-        values, labels, start_minute=start_minute, end_minute=end_minute, sizes=checked,
+        values,
+        labels,
+        start_minute=start_minute,
+        end_minute=end_minute,
+        sizes=checked,
         max_examples=_MAX_EXAMPLES,
     )
     return _result(raw, start, end, checked, with_categories=labels is not None)
 
 
 def count_records(
-    records: Sequence[Mapping[str, object]],
+    records: Sequence[Mapping[str, object]] | Sequence[object],
     window_start: WindowBound,
     window_end: WindowBound,
     *,
@@ -242,8 +254,12 @@ def count_records(
         raise TypeError("category_field must be a field name or None")
     loops = _loops(backend)
     raw = loops.count_records(
-        _as_list(records, "records"), fields=names, category_field=category_field,
-        start_minute=start_minute, end_minute=end_minute, sizes=checked,
+        _as_list(records, "records"),
+        fields=names,
+        category_field=category_field,
+        start_minute=start_minute,
+        end_minute=end_minute,
+        sizes=checked,
         max_examples=_MAX_EXAMPLES,
     )
     return _result(raw, start, end, checked, with_categories=category_field is not None)

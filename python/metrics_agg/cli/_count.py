@@ -64,7 +64,12 @@ def count_file(
         with Path(path).open("rb") as stream:
             records = read_records(stream)
     return count_records(
-        records, start, end, fields=fields, category_field=category_field, sizes=sizes,
+        records,
+        start,
+        end,
+        fields=fields,
+        category_field=category_field,
+        sizes=sizes,
         backend=backend,  # type: ignore[arg-type]
     )
 
@@ -83,10 +88,16 @@ def render_summary(
     """Print the human summary; False when the cross-check fails (a counter bug)."""
     total = result.processed + result.missing + result.invalid + result.outside_window
     window = f"[{format_bucket_time(result.window_start)}, {format_bucket_time(result.window_end)})"
-    print(f"Counted {_n(total)} records from {source} by {' / '.join(fields)} "
-          f"in {window} ({backend} counter)", file=out)
-    print(f"  processed {_n(result.processed)} · missing {_n(result.missing)} · "
-          f"invalid {_n(result.invalid)} · outside window {_n(result.outside_window)}", file=out)
+    print(
+        f"Counted {_n(total)} records from {source} by {' / '.join(fields)} "
+        f"in {window} ({backend} counter)",
+        file=out,
+    )
+    print(
+        f"  processed {_n(result.processed)} · missing {_n(result.missing)} · "
+        f"invalid {_n(result.invalid)} · outside window {_n(result.outside_window)}",
+        file=out,
+    )
     if result.invalid_examples:
         print(f"  invalid timestamps, e.g. {', '.join(result.invalid_examples)}", file=out)
     size = _check_size(result)
@@ -94,8 +105,11 @@ def render_summary(
     ok = in_buckets == result.processed and all(
         sum(result.counts[s]) == result.processed for s in result.sizes
     )
-    print(f"  Cross-check: {_n(in_buckets)} in {size}-min buckets vs "
-          f"{_n(result.processed)} records {'✓' if ok else '✗'}", file=out)
+    print(
+        f"  Cross-check: {_n(in_buckets)} in {size}-min buckets vs "
+        f"{_n(result.processed)} records {'✓' if ok else '✗'}",
+        file=out,
+    )
     for s in result.sizes:
         counts = result.counts[s]
         nonempty = sum(1 for c in counts if c)
@@ -149,7 +163,9 @@ def _sizes(text: str) -> tuple[int, ...]:
     try:
         sizes = tuple(int(part) for part in text.split(",") if part.strip())
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a comma-separated list of minutes: {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"not a comma-separated list of minutes: {text!r}"
+        ) from None
     if not sizes:
         raise argparse.ArgumentTypeError("at least one size is required")
     return sizes
@@ -162,8 +178,13 @@ def _run(args: argparse.Namespace) -> int:
     try:
         backend = counter_backend() if args.backend == "auto" else args.backend
         result = count_file(
-            args.file, args.start, args.end, fields=fields, category_field=args.category_field,
-            sizes=args.sizes, backend=backend,
+            args.file,
+            args.start,
+            args.end,
+            fields=fields,
+            category_field=args.category_field,
+            sizes=args.sizes,
+            backend=backend,
         )
     except (OSError, ValueError, MetricsAggError) as exc:
         print(f"metrics-agg count: {exc}", file=sys.stderr)
@@ -193,26 +214,51 @@ def register(sub: Any) -> None:
             "--end 2024-05-07T14:00Z\n"
             "  metrics-agg count examples/items.jsonl --start 2024-05-07T12:00Z "
             "--end 2024-05-07T14:00Z \\\n"
-            "      --category-field createdByType --json | jq .counts.\\\"60\\\"\n"
+            '      --category-field createdByType --json | jq .counts.\\"60\\"\n'
             "  zcat export.jsonl.gz | metrics-agg count - --start ... --end ... "
             "--field editedAt,updatedAt,createdAt\n\n"
             "exit status: 0 counted; 1 cross-check failed; 2 bad arguments or unreadable input."
         ),
     )
     p.add_argument("file", metavar="FILE|-", help="JSON-lines file, or - for stdin")
-    p.add_argument("--start", required=True, type=_instant, metavar="ISO",
-                   help="window start, e.g. 2024-05-07T12:00Z (aligned to every size)")
-    p.add_argument("--end", required=True, type=_instant, metavar="ISO",
-                   help="window end, exclusive (aligned to every size)")
-    p.add_argument("--field", action="append", metavar="NAME[,NAME...]",
-                   help="timestamp field; several (repeat or comma-separate) are tried in "
-                        "order, the first present and non-empty wins (default: createdAt)")
-    p.add_argument("--category-field", metavar="NAME",
-                   help="also count per value of this field (e.g. createdByType)")
-    p.add_argument("--sizes", type=_sizes, default=BUCKET_SIZES, metavar="N,N,...",
-                   help="bucket sizes in minutes (default: 1,5,15,60)")
-    p.add_argument("--backend", choices=("auto", "rust", "python"), default="auto",
-                   help="counting loop (default: auto, i.e. METRICS_AGG_COUNTER or rust "
-                        "when built)")
+    p.add_argument(
+        "--start",
+        required=True,
+        type=_instant,
+        metavar="ISO",
+        help="window start, e.g. 2024-05-07T12:00Z (aligned to every size)",
+    )
+    p.add_argument(
+        "--end",
+        required=True,
+        type=_instant,
+        metavar="ISO",
+        help="window end, exclusive (aligned to every size)",
+    )
+    p.add_argument(
+        "--field",
+        action="append",
+        metavar="NAME[,NAME...]",
+        help="timestamp field; several (repeat or comma-separate) are tried in "
+        "order, the first present and non-empty wins (default: createdAt)",
+    )
+    p.add_argument(
+        "--category-field",
+        metavar="NAME",
+        help="also count per value of this field (e.g. createdByType)",
+    )
+    p.add_argument(
+        "--sizes",
+        type=_sizes,
+        default=BUCKET_SIZES,
+        metavar="N,N,...",
+        help="bucket sizes in minutes (default: 1,5,15,60)",
+    )
+    p.add_argument(
+        "--backend",
+        choices=("auto", "rust", "python"),
+        default="auto",
+        help="counting loop (default: auto, i.e. METRICS_AGG_COUNTER or rust when built)",
+    )
     p.add_argument("--json", action="store_true", help="print every count as one JSON object")
     p.set_defaults(func=_run)
