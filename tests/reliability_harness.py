@@ -1,0 +1,557 @@
+"""The reliability harness (issue 6): fault scenarios and sustained load on the local stack.
+
+Shared by tests/test_reliability_*.py (short versions) and scripts/reliability.py (the
+table in docs/reliability.md, `--long` for the long runs). The truth is always computed
+from the tables by `test_end_to_end.truth` (datetime and plain loops, not the package).
+
+"No partial count" (DESIGN §4.6), precisely:
+- a failed *read* (source list or stored buckets) writes nothing for that unit: every
+  stored bucket of the account is byte-for-byte what it was before the invocation;
+- a failed *write* may leave some of the unit's buckets written and others not (requests
+  and aliases succeed or fail independently), but every bucket that was written holds the
+  count (and feedback metadata) of the invocation's snapshot, which with no concurrent
+  writer is the truth; no bucket ever holds a value that is neither its old value nor a
+  snapshot's count. Buckets of one unit may disagree with each other (a 1-minute bucket
+  updated, its 60-minute bucket not) until the redelivery that the reported
+  `batchItemFailures` guarantees brings all of them to the truth.
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from random import Random
+from typing import Any
+
+from metrics_agg import pipeline
+from metrics_agg.deadline import Deadline
+from metrics_agg.local_server import LocalClient, LocalStack, Store
+from test_end_to_end import TIMESTAMP, truth
+
+MODELS = tuple(TIMESTAMP)
+
+
+def iso(dt: datetime) -> str:
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+
+
+def recent_now() -> datetime:
+    """Mid-minute, two minutes ago: records of a scenario never straddle the wall clock."""
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    return now - timedelta(minutes=2) + timedelta(seconds=30)
+
+
+def compare(store: Store, account: str) -> list[str]:
+    """Every stored bucket equals the truth (absent = 0) and every non-empty one is stored."""
+    import json
+
+    want = truth(store, account)
+    stored = {m["compositeKey"]: m for m in store.all_metrics(account)}
+    problems = []
+    for key, item in stored.items():
+        count, metadata = want.get(key, (0, None))
+        if item["count"] != count:
+            problems.append(f"{key}: stored {item['count']}, truth {count}")
+        if item["recordType"].startswith("feedbackItems"):
+            raw = item.get("metadata")
+            have = json.loads(raw) if isinstance(raw, str) else (raw or {})
+            if any(have.get(n, 0) != (metadata or {}).get(n, 0) for n in have | (metadata or {})):
+                problems.append(f"{key}: metadata {have}, truth {metadata}")
+    problems += [f"{k}: truth {c}, not stored" for k, (c, _) in want.items() if k not in stored]
+    return problems
+
+
+def partial_problems(before: Mapping[str, Mapping[str, Any]],
+                     after: Mapping[str, Mapping[str, Any]],
+                     want: Mapping[str, tuple[int, Any]]) -> tuple[int, list[str]]:
+    """(buckets changed, violations of "no partial count" as defined above)."""
+    import json
+
+    changed, problems = 0, []
+    for key in before.keys() - after.keys():
+        problems.append(f"{key}: deleted")
+    for key, item in after.items():
+        if before.get(key) == item:
+            continue
+        changed += 1
+        count, metadata = want.get(key, (0, None))
+        if item["count"] != count:
+            problems.append(f"{key}: written {item['count']}, neither old "
+                            f"{(before.get(key) or {}).get('count')} nor truth {count}")
+        raw = item.get("metadata")
+        if metadata is not None and json.loads(raw) != metadata:
+            problems.append(f"{key}: metadata {raw}, truth {metadata}")
+    return changed, problems
+
+
+class Stream:
+    """Hands the stack's new stream records to the handler, one event per table."""
+
+    def __init__(self, stack: LocalStack) -> None:
+        self.stack = stack
+        self.cursor: dict[str, int] = {}
+
+    def take(self, model: str) -> list[dict[str, Any]]:
+        table = f"{model}-local-NONE"
+        records = self.stack.store.read_stream(table, self.cursor.get(table, 0), 100_000)
+        if records:
+            self.cursor[table] = int(records[-1]["dynamodb"]["SequenceNumber"])
+        return records
+
+    def deliver(self, **kwargs: Any) -> list[dict[str, Any]]:
+        out = []
+        for model in MODELS:
+            records = self.take(model)
+            if records:
+                out.append(pipeline.handle_event({"Records": records},
+                                                 config=self.stack.config(), **kwargs))
+        return out
+
+
+@contextmanager
+def captured_log(level: int = logging.INFO) -> Iterator[list[logging.LogRecord]]:
+    """The `metrics_agg` log records emitted inside the block."""
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    handler = Keep(level)
+    logger = logging.getLogger("metrics_agg")
+    old = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(min(level, old) if old else level)
+    try:
+        yield records
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old)
+
+
+# --------------------------------------------------------------------------- faults
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    field: str | None
+    action: str
+    persistent: bool  # True: fails every attempt of this invocation -> batchItemFailures
+    fault: Mapping[str, Any] = field(default_factory=dict)  # FaultPlan.add keywords
+    config: Mapping[str, Any] = field(default_factory=dict)
+    deadline: float = 20.0
+    model: str = "Item"
+
+
+LIST_ITEMS = "listItemByAccountIdAndCreatedAt"
+LIST_FEEDBACK = "listFeedbackItemByAccountIdAndUpdatedAt"
+STORED = "listAggregatedMetricsByAccountIdAndRecordTypeAndTimeRangeStart"
+CREATE = "createAggregatedMetrics"
+UPDATE = "updateAggregatedMetrics"
+FAST = {"max_attempts": 3}
+
+SCENARIOS: tuple[Scenario, ...] = (
+    Scenario("HTTP 500, transient", LIST_ITEMS, "http_500", False, {"times": 2}, FAST),
+    Scenario("HTTP 502, transient", UPDATE, "http_502", False, {"times": 2}, FAST),
+    Scenario("HTTP 503, persistent", LIST_ITEMS, "http_503", True, {"times": None}, FAST),
+    Scenario("HTTP 503, persistent", UPDATE, "http_503", True, {"times": None}, FAST),
+    Scenario("HTTP 429 Retry-After 0.3, transient", LIST_ITEMS, "http_429", False,
+             {"times": 2, "retry_after": 0.3}, FAST),
+    Scenario("HTTP 429 no Retry-After, persistent", STORED, "http_429", True,
+             {"times": None}, FAST),
+    Scenario("HTTP 429 Retry-After 60 > deadline", LIST_ITEMS, "http_429", True,
+             {"times": None, "retry_after": 60}, {"max_attempts": 10}, deadline=5.0),
+    Scenario("timeout (server holds 3 s), transient", CREATE, "timeout", False,
+             {"times": 1, "delay": 3.0}, {"request_timeout": 0.5, **FAST}),
+    Scenario("timeout, persistent, deadline 4 s", LIST_ITEMS, "timeout", True,
+             {"times": None, "delay": 3.0},
+             {"request_timeout": 0.5, "max_attempts": 50}, deadline=4.0),
+    Scenario("connection reset, transient", UPDATE, "reset", False, {"times": 1}, FAST),
+    Scenario("connection reset, persistent", CREATE, "reset", True, {"times": None}, FAST),
+    Scenario("malformed JSON, transient", STORED, "malformed_json", False, {"times": 1}, FAST),
+    Scenario("malformed JSON, persistent", LIST_ITEMS, "malformed_json", True,
+             {"times": None}, FAST),
+    Scenario("GraphQL error (request), persistent", LIST_FEEDBACK, "graphql_error", True,
+             {"times": None}, FAST, model="FeedbackItem"),
+    Scenario("GraphQL errors for aliases u1,u3 (throttled), transient", UPDATE, "alias_errors",
+             False, {"times": 1, "aliases": ("u1", "u3")}, FAST),
+    Scenario("GraphQL errors for aliases u0,u2,c1 (DynamoDB error), persistent", None,
+             "alias_errors", True,
+             {"times": None, "aliases": ("u0", "u2", "c1"),
+              "error_type": "DynamoDB:AmazonDynamoDBException", "message": "injected"},
+             {**FAST, "mutations_per_request": 5}),
+    Scenario("page 2 of the list fails, persistent", LIST_ITEMS, "http_500", True,
+             {"times": None, "nth": 2}, {"page_limit": 3, "read_parallelism": 1, **FAST}),
+    Scenario("page 3 of the list fails, transient", LIST_ITEMS, "http_503", False,
+             {"times": 1, "nth": 3}, {"page_limit": 3, "read_parallelism": 1, **FAST}),
+)
+
+
+@dataclass
+class FaultRow:
+    scenario: Scenario
+    error: str  # what the handler logged for the unit ("" on success)
+    changed: int  # buckets changed by the faulted invocation
+    partial: list[str]  # "no partial count" violations
+    requests: int
+    fired: int
+    failures: list[str]
+    expected_failures: list[str]
+    seconds: float
+    final: list[str]  # mismatches with the truth after the fault cleared and redelivery
+    final_failures: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return (not self.partial and not self.final and not self.final_failures
+                and self.failures == self.expected_failures)
+
+
+def _seed(api: LocalClient, model: str, account: str, now: datetime, rng: Random) -> list[str]:
+    ids = []
+    for i in range(9):
+        at = now - timedelta(minutes=3 * i + rng.randrange(3))
+        ids.append(api.create(model, **_fields(model, account, at, rng))["id"])
+    late = now - timedelta(hours=2, minutes=17)
+    ids.append(api.create(model, **_fields(model, account, late, rng))["id"])
+    return ids
+
+
+def _fields(model: str, account: str, at: datetime, rng: Random) -> dict[str, Any]:
+    f: dict[str, Any] = {"accountId": account}
+    if model == "Item":
+        f["createdAt"] = iso(at)
+        kind = rng.choice(["prediction", "evaluation", None])
+        if kind:
+            f["createdByType"] = kind
+    elif model == "FeedbackItem":
+        f.update(updatedAt=iso(at), createdAt=iso(at - timedelta(hours=3)),
+                 scorecardId=rng.choice(["sc-1", "sc-2"]), scoreId=rng.choice(["s-a", "s-b"]),
+                 initialAnswerValue="yes", finalAnswerValue=rng.choice(["yes", "no"]),
+                 isInvalid=rng.random() < 0.2)
+        if rng.random() < 0.5:
+            f["editedAt"] = iso(at - timedelta(seconds=20))
+    elif model == "ScoreResult":
+        f["updatedAt"] = iso(at)
+        kind = rng.choice(["prediction", "evaluation", None])
+        if kind:
+            f["type"] = kind
+    else:
+        f["updatedAt"] = iso(at)
+    return f
+
+
+def _ts_field(model: str) -> str:
+    return "createdAt" if model == "Item" else "updatedAt"
+
+
+def run_fault_scenario(stack: LocalStack, api: LocalClient, stream: Stream, sc: Scenario,
+                       index: int, seed: int = 6) -> FaultRow:
+    """Seed, deliver, change, deliver under the fault, clear it, redeliver; compare."""
+    rng = Random(seed + index)
+    account = f"acct-fault-{index:02d}"
+    now = recent_now()
+    ids = _seed(api, sc.model, account, now, rng)
+    first = stream.take(sc.model)
+    assert pipeline.handle_event({"Records": first}, config=stack.config()) == {
+        "batchItemFailures": []}, "baseline delivery failed"
+    # The change under the fault: inserts, a move (within and across hours), deletes.
+    for i in range(6):
+        at = now - timedelta(minutes=rng.randrange(50), seconds=rng.randrange(60))
+        api.create(sc.model, **_fields(sc.model, account, at, rng))
+    api.update(sc.model, ids[0], **{_ts_field(sc.model): iso(now - timedelta(minutes=70))})
+    api.update(sc.model, ids[1], **{_ts_field(sc.model): iso(now - timedelta(minutes=1))})
+    api.delete(sc.model, ids[2])
+    api.delete(sc.model, ids[-1])  # the late record: its hour goes to zero
+    records = stream.take(sc.model)
+    event = {"Records": records}
+    lowest = min(records, key=lambda r: int(r["dynamodb"]["SequenceNumber"]))
+    expected = [lowest["dynamodb"]["SequenceNumber"]] if sc.persistent else []
+    before = {m["compositeKey"]: m for m in stack.store.all_metrics(account)}
+    stack.faults.clear()
+    stack.faults.reset_counts()
+    fault = stack.faults.add(sc.field, action=sc.action, **sc.fault)
+    t0 = time.monotonic()
+    with captured_log() as logged:
+        response = pipeline.handle_event(event, config=stack.config(**sc.config),
+                                         deadline=Deadline.after(sc.deadline))
+    seconds = time.monotonic() - t0
+    requests, fired = stack.faults.requests, fault.fired
+    stack.faults.clear()
+    after = {m["compositeKey"]: m for m in stack.store.all_metrics(account)}
+    changed, partial = partial_problems(before, after, truth(stack.store, account))
+    errors = [r.getMessage().strip() for r in logged if r.levelno >= logging.ERROR
+              and "✗" in r.getMessage()]
+    # Fault cleared: the mapping redelivers from the reported sequence number.
+    again = pipeline.handle_event(event, config=stack.config())
+    return FaultRow(
+        scenario=sc,
+        error=errors[0].split("failed: ", 1)[-1] if errors else "",
+        changed=changed, partial=partial, requests=requests, fired=fired,
+        failures=[f["itemIdentifier"] for f in response["batchItemFailures"]],
+        expected_failures=expected, seconds=seconds,
+        final=compare(stack.store, account),
+        final_failures=[f["itemIdentifier"] for f in again["batchItemFailures"]],
+    )
+
+
+def fault_table(rows: Sequence[FaultRow]) -> str:
+    head = ("| fault | target field | what happened | stored during the fault | requests "
+            "(fault fired) | batchItemFailures | after the fault cleared | outcome |")
+    lines = [head, "|" + "---|" * 8]
+    for r in rows:
+        sc = r.scenario
+        happened = r.error[:110].replace("|", "\\|") if r.error else "retried, succeeded"
+        if r.partial:
+            stored = f"**{len(r.partial)} partial**"
+        elif r.changed == 0:
+            stored = "nothing (unchanged)"
+        elif sc.persistent:
+            stored = f"{r.changed} bucket(s), each = truth"
+        else:
+            stored = f"{r.changed} bucket(s) = truth"
+        failures = "lowest seq of unit" if r.failures and r.failures == r.expected_failures \
+            else ("none" if not r.failures else f"**{r.failures}**")
+        final = "= truth" if not r.final and not r.final_failures else (
+            f"**{len(r.final)} mismatches**")
+        lines.append(
+            f"| {sc.name} | {sc.field or 'any'} | {happened} ({r.seconds:.1f} s) | {stored} | "
+            f"{r.requests} ({r.fired}) | {failures} | {final} | "
+            f"{'ok' if r.ok else '**FAIL**'} |")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- load
+
+
+@dataclass
+class LoadReport:
+    seconds: float
+    writes: int
+    inserts: int
+    updates: int
+    deletes: int
+    late: int
+    invocations: int
+    failed_invocations: int
+    accounts: int
+    buckets: int
+    mismatches: list[str]
+    lags: list[float]
+    undelivered: int
+    idle_seconds: float
+    on_failure: int
+
+    def percentile(self, p: float) -> float:
+        if not self.lags:
+            return float("nan")
+        ordered = sorted(self.lags)
+        return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+    def summary(self) -> str:
+        lag = (f"lag write -> bucket written by a snapshot that includes it: "
+               f"p50 {self.percentile(50):.2f} s, p99 {self.percentile(99):.2f} s, "
+               f"max {max(self.lags, default=float('nan')):.2f} s over {len(self.lags)} writes")
+        return (
+            f"{self.seconds:.0f} s of writes over {self.accounts} accounts x {len(MODELS)} "
+            f"models: {self.writes} writes ({self.inserts} inserts, {self.updates} updates, "
+            f"{self.deletes} deletes; {self.late} late/back-dated), {self.invocations} "
+            f"invocations ({self.failed_invocations} reported failures), quiescent "
+            f"{self.idle_seconds:.1f} s after the last write; {self.buckets} stored buckets, "
+            f"{len(self.mismatches)} differ from the truth; {self.on_failure} records sent "
+            f"to the on-failure list; {self.undelivered} writes never delivered.\n{lag}"
+        )
+
+
+class _Lag:
+    """Write times by (model, id, n-th write) and the first successful delivery of each."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.written: dict[tuple[str, str, int], float] = {}
+        self.delivered: dict[tuple[str, str, int], float] = {}
+        self.seen: dict[tuple[str, str], int] = {}
+        self.ops: dict[tuple[str, str], int] = {}
+        self.invocations = 0
+        self.failed = 0
+
+    def wrote(self, model: str, rid: str) -> None:
+        t = time.monotonic()
+        with self.lock:
+            n = self.ops.get((model, rid), 0)
+            self.ops[(model, rid)] = n + 1
+            self.written[(model, rid, n)] = t
+
+    def handler(self, config: Callable[[], Any]) -> Callable[[dict[str, Any]], Any]:
+        def handle(event: dict[str, Any]) -> Any:
+            response = pipeline.handle_event(event, config=config())
+            done = time.monotonic()
+            failed = [int(f["itemIdentifier"]) for f in response["batchItemFailures"]]
+            cut = min(failed) if failed else None
+            with self.lock:
+                self.invocations += 1
+                self.failed += bool(failed)
+                for rec in event["Records"]:
+                    seq = int(rec["dynamodb"]["SequenceNumber"])
+                    if cut is not None and seq >= cut:
+                        break
+                    model = rec["eventSourceARN"].split("table/")[1].split("-")[0]
+                    rid = rec["dynamodb"]["Keys"]["id"]["S"]
+                    n = self.seen.get((model, rid), 0)
+                    self.seen[(model, rid)] = n + 1
+                    self.delivered.setdefault((model, rid, n), done)
+            return response
+        return handle
+
+
+def run_load(stack_factory: Callable[..., LocalStack], *, seconds: float, accounts: int = 3,
+             writers: int = 4, seed: int = 6, pause: float = 0.0) -> LoadReport:
+    """Sustained writes through the API with the event source mapping on, then quiescence."""
+    lag = _Lag()
+    holder: dict[str, LocalStack] = {}
+    stack = stack_factory(mapping=True, batch_window=0.25,
+                          handler=lag.handler(lambda: holder["stack"].config()))
+    holder["stack"] = stack
+    names = [f"acct-load-{i}" for i in range(accounts)]
+    stop = time.monotonic() + seconds
+    totals = {"inserts": 0, "updates": 0, "deletes": 0, "late": 0}
+    totals_lock = threading.Lock()
+    errors: list[BaseException] = []
+
+    def writer(w: int) -> None:
+        rng = Random(seed * 1000 + w)
+        mine: list[tuple[str, str]] = []  # (model, id) this writer owns
+        counts = dict.fromkeys(totals, 0)
+        try:
+            with LocalClient(stack.endpoint, stack.api_key) as api:
+                while time.monotonic() < stop:
+                    model = rng.choice(MODELS)
+                    account = rng.choice(names)
+                    now = datetime.now(UTC)
+                    late = rng.random() < 0.1
+                    at = now - (timedelta(hours=rng.randrange(2, 30), minutes=rng.randrange(60))
+                                if late else timedelta(seconds=rng.randrange(0, 5400)))
+                    r = rng.random()
+                    if r < 0.6 or len(mine) < 5:
+                        rid = api.create(model, **_fields(model, account, at, rng))["id"]
+                        mine.append((model, rid))
+                        counts["inserts"] += 1
+                    elif r < 0.85:
+                        model, rid = rng.choice(mine)
+                        fields = {_ts_field(model): iso(at)}
+                        if model == "FeedbackItem" and rng.random() < 0.5:
+                            fields = {"editedAt": iso(at),
+                                      "finalAnswerValue": rng.choice(["yes", "no"])}
+                        api.update(model, rid, **fields)
+                        counts["updates"] += 1
+                    else:
+                        model, rid = mine.pop(rng.randrange(len(mine)))
+                        api.delete(model, rid)
+                        counts["deletes"] += 1
+                    counts["late"] += late
+                    lag.wrote(model, rid)
+                    if pause:
+                        time.sleep(pause)
+        except BaseException as exc:  # surfaced by run_load
+            errors.append(exc)
+        with totals_lock:
+            for k, v in counts.items():
+                totals[k] += v
+
+    t0 = time.monotonic()
+    threads = [threading.Thread(target=writer, args=(w,)) for w in range(writers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    last_write = time.monotonic()
+    idle = stack.wait_idle(300)
+    idle_seconds = time.monotonic() - last_write
+    if not idle:
+        raise RuntimeError("the stack did not reach quiescence in 300 s")
+    mismatches = [f"{a}: {p}" for a in names for p in compare(stack.store, a)]
+    lags = [lag.delivered[k] - t for k, t in lag.written.items() if k in lag.delivered]
+    return LoadReport(
+        seconds=last_write - t0, writes=sum(totals[k] for k in ("inserts", "updates", "deletes")),
+        **totals, invocations=lag.invocations, failed_invocations=lag.failed,
+        accounts=accounts, buckets=sum(len(stack.store.all_metrics(a)) for a in names),
+        mismatches=mismatches, lags=lags,
+        undelivered=len(lag.written.keys() - lag.delivered.keys()),
+        idle_seconds=idle_seconds, on_failure=len(stack.store.failures()),
+    )
+
+
+def run_concurrent(stack: LocalStack, api: LocalClient, *, rounds: int = 3, threads: int = 4,
+                   seed: int = 6) -> list[str]:
+    """Overlapping invocations racing each other and writes; then the state must be exact.
+
+    Each round: writes to one account across all models, then the same records delivered by
+    `threads` concurrent invocations (duplicates and overlapping windows), while more writes
+    land and a recount of the whole window runs; the last round's delivery settles it.
+    """
+    rng = Random(seed)
+    account = "acct-concurrent"
+    stream = Stream(stack)
+    ids: list[tuple[str, str]] = []
+    failures: list[str] = []
+    for rnd in range(rounds + 1):
+        now = recent_now()
+        for _ in range(25):
+            model = rng.choice(MODELS)
+            at = now - timedelta(minutes=rng.randrange(90), seconds=rng.randrange(60))
+            if ids and rng.random() < 0.3:
+                model, rid = ids.pop(rng.randrange(len(ids)))
+                api.delete(model, rid)
+            elif ids and rng.random() < 0.3:
+                model, rid = rng.choice(ids)
+                api.update(model, rid, **{_ts_field(model): iso(at)})
+            else:
+                ids.append((model, api.create(model, **_fields(model, account, at, rng))["id"]))
+        events = [{"Records": r} for m in MODELS if (r := stream.take(m))]
+        if rnd == rounds:  # settle: every change delivered once more, sequentially
+            for e in events:
+                resp = pipeline.handle_event(e, config=stack.config())
+                failures += [f["itemIdentifier"] for f in resp["batchItemFailures"]]
+            break
+        jobs: list[Callable[[], Any]] = []
+        for e in events:
+            half = {"Records": e["Records"][: max(1, len(e["Records"]) // 2)]}
+            jobs += [lambda e=e: pipeline.handle_event(e, config=stack.config())] * threads
+            jobs.append(lambda h=half: pipeline.handle_event(h, config=stack.config()))
+        start = (now - timedelta(hours=2)).replace(minute=0, second=0, microsecond=0)
+        for model in MODELS:
+            jobs.append(lambda m=model: pipeline.handle_event({"recount": {
+                "accountId": account, "model": m, "start": iso(start),
+                "end": iso(start + timedelta(hours=3))}}, config=stack.config()))
+        rng.shuffle(jobs)
+        results: list[Any] = []
+        workers = [threading.Thread(target=lambda j=j: results.append(j())) for j in jobs]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join(120)
+        for r in results:
+            failures += [f["itemIdentifier"] for f in r["batchItemFailures"]]
+    problems = compare(stack.store, account)
+    return problems + [f"failure reported: {f}" for f in failures]
+
+
+def lag_stats(lags: Sequence[float]) -> tuple[float, float]:
+    if not lags:
+        return float("nan"), float("nan")
+    q = statistics.quantiles(lags, n=100, method="inclusive")
+    return q[49], q[98]
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
