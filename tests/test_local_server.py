@@ -231,3 +231,28 @@ def test_stack_binds_loopback_and_reports_endpoint(local_stack: LocalStack) -> N
     assert local_stack.config().api_key == local_stack.api_key
     with socket.create_connection(("127.0.0.1", local_stack.port), timeout=5):
         pass
+
+
+def test_fast_list_projection_matches_graphql_core(local_stack: LocalStack) -> None:
+    from graphql import execute, parse
+    from metrics_agg.local_server._fastlist import FastListExecutionContext
+    from metrics_agg.local_server.app import build_schema
+
+    local_stack.store.bulk_insert("AggregatedMetrics", [
+        bucket(f"items#k{n}#1", count=n, metadata='{"a": 1}' if n % 2 else None)
+        for n in range(5)
+    ])
+    local_stack.store.bulk_insert("Task", [{"id": "no-created", "accountId": ACCOUNT,
+                                            "updatedAt": "2024-05-01T10:00:00Z"}])
+    schema = build_schema(local_stack.store)
+    for query in (
+        "{ listAggregatedMetrics(accountId: \"acct-1\") { items { __typename k: compositeKey "
+        "count metadata complete cost } nextToken } }",
+        # a null non-null field: the fast path steps aside and graphql-core reports it
+        "{ listTaskByAccountIdAndUpdatedAt(accountId: \"acct-1\") { items { id createdAt } } }",
+    ):
+        doc = parse(query)
+        slow = execute(schema, doc)
+        fast = execute(schema, doc, execution_context_class=FastListExecutionContext)
+        assert fast.data == slow.data  # type: ignore[union-attr]
+        assert str(fast.errors) == str(slow.errors)  # type: ignore[union-attr]

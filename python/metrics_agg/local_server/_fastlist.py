@@ -12,7 +12,7 @@ from __future__ import annotations
 
 __all__ = ["FastListExecutionContext"]
 
-from collections.abc import AsyncIterable, Callable, Iterable
+from collections.abc import AsyncIterable, Iterable
 from typing import Any
 
 from graphql import (
@@ -28,13 +28,14 @@ from graphql import (
 from graphql.pyutils import Path
 
 _STR = ("String", "ID", "AWSDateTime", "AWSDate", "AWSTime", "AWSEmail", "AWSURL")
-_OK: dict[str, Callable[[Any], bool]] = {
-    **{n: (lambda v: type(v) is str) for n in _STR},
-    "Boolean": lambda v: type(v) is bool,
-    "Int": lambda v: type(v) is int and -(2**31) <= v < 2**31,
-    "Float": lambda v: type(v) in (int, float),
+# Scalars whose values pass through unchanged when their Python type is one of these.
+_OK: dict[str, frozenset[type]] = {
+    **{n: frozenset({str}) for n in _STR},
+    "Boolean": frozenset({bool}),
+    "Float": frozenset({int, float}),
 }
-_Plan = list[tuple[str, str, bool, Callable[[Any], bool] | None, GraphQLScalarType | None]]
+_SERIALIZED = ("Int", "AWSJSON")  # checked/converted by the scalar's own serializer
+_Plan = list[tuple[str, str, bool, frozenset[type] | None, GraphQLScalarType | None]]
 
 
 def _plan(item_type: GraphQLOutputType, field_nodes: list[FieldNode]) -> _Plan | None:
@@ -61,10 +62,10 @@ def _plan(item_type: GraphQLOutputType, field_nodes: list[FieldNode]) -> _Plan |
                 t = t.of_type
             if not isinstance(t, GraphQLScalarType):
                 return None
-            check = _OK.get(t.name)
-            if check is None and t.name != "AWSJSON":
+            allowed = _OK.get(t.name)
+            if allowed is None and t.name not in _SERIALIZED:
                 return None
-            plan.append((key, name, non_null, check, t if check is None else None))
+            plan.append((key, name, non_null, allowed, t if allowed is None else None))
     return plan
 
 
@@ -88,22 +89,27 @@ class FastListExecutionContext(ExecutionContext):
 
 def _project(plan: _Plan, type_name: str, items: list[dict[str, Any]]) -> list[Any] | None:
     out: list[Any] = []
+    append = out.append
     for item in items:
+        get = item.get
         row: dict[str, Any] = {}
-        for key, name, non_null, check, scalar in plan:
-            if name == "__typename":
-                row[key] = type_name
-                continue
-            v = item.get(name)
+        for key, name, non_null, allowed, scalar in plan:
+            v = get(name)
             if v is None:
-                if non_null:
+                if name == "__typename":
+                    row[key] = type_name
+                elif non_null:
                     return None  # graphql-core reports the error; let it
-                row[key] = None
-            elif check is not None:
-                if not check(v):
+                else:
+                    row[key] = None
+            elif allowed is not None:
+                if type(v) not in allowed:
                     return None
                 row[key] = v
             else:
-                row[key] = scalar.serialize(v)  # type: ignore[union-attr]
-        out.append(row)
+                try:
+                    row[key] = scalar.serialize(v)  # type: ignore[union-attr]
+                except Exception:  # out of range etc.: graphql-core's path reports it
+                    return None
+        append(row)
     return out
