@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::fmt;
 
-use crate::parse::epoch_minute;
+use crate::parse::Parser;
 
 /// Wrong use of the counter. Bad *data* is never an error: it is counted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,6 +78,7 @@ pub struct Tally {
 /// A counter for one window. Category 0 is "no category"; callers map labels to indexes.
 #[derive(Debug)]
 pub struct Counter {
+    parser: Parser,
     start: i64,
     minutes: usize,
     sizes: Vec<usize>,
@@ -160,6 +161,7 @@ impl Counter {
                 labels: 1,
             })?;
         Ok(Self {
+            parser: Parser::default(),
             start: start_minute,
             minutes,
             sizes: checked,
@@ -215,7 +217,7 @@ impl Counter {
             self.missing += 1;
             return Classified::Other;
         }
-        let Some(minute) = epoch_minute(text) else {
+        let Some(minute) = self.parser.epoch_minute(text) else {
             self.invalid(position);
             return Classified::Invalid;
         };

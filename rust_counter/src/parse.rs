@@ -85,79 +85,109 @@ pub fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
+/// Bytes 0-9 of the head: the date `YYYY-MM-DD`.
+const DATE_BYTES: u128 = (1u128 << 80) - 1;
+
 /// The UTC epoch minute of an accepted timestamp, or `None` for any other input.
 ///
 /// The instant may lie outside years 1-9999 once the zone offset is applied
 /// (`0001-01-01T00:00+01:00`); it is still a valid timestamp, just far outside any window.
 #[must_use]
 pub fn epoch_minute(s: &[u8]) -> Option<i64> {
-    let n = s.len();
-    if !(MIN_LEN..=MAX_LEN).contains(&n) {
-        return None;
-    }
-    let mut head = [0u8; 16];
-    head.copy_from_slice(&s[..16]);
-    let word = u128::from_le_bytes(head);
-    let sep = head[10];
-    let mut ok = all_digits(word, HEAD_DIGITS)
-        & ((word & HEAD_SEPS) == HEAD_SEP_VALUES)
-        & ((sep | 0x20) == b't' || sep == b' ');
+    Parser::default().epoch_minute(s)
+}
 
-    let year = two(s, 0) * 100 + two(s, 2);
-    let month = two(s, 5);
-    let day = two(s, 8);
-    let hour = two(s, 11);
-    let minute = two(s, 14);
-    ok &= (year >= 1)
-        & (day >= 1)
-        & (day <= days_in_month(year, month))
-        & (hour <= 23)
-        & (minute <= 59);
+/// The parser with a one-entry memo of the last valid date: records of one batch share
+/// a handful of dates, so the calendar arithmetic runs once per date change, not per
+/// record.
+#[derive(Debug, Default, Clone)]
+pub struct Parser {
+    /// Date bytes of the last valid date (0 never matches: a date is digits).
+    date: u128,
+    /// Days since the epoch of that date.
+    days: i64,
+}
 
-    // Zone, read from the end. Before a zone there is always a digit, so the shapes
-    // cannot be confused: `Z`/`z` last, or a sign 6 (`±hh:mm`) or 5 (`±hhmm`) from the end.
-    let last = s[n - 1];
-    let sign6 = s[n - 6];
-    let sign5 = s[n - 5];
-    let (zone_len, offset) = if n > MIN_LEN && (last | 0x20) == b'z' {
-        (1, 0)
-    } else if n >= MIN_LEN + 6 && (sign6 == b'+' || sign6 == b'-') {
-        ok &= (s[n - 3] == b':') & is_digit(s[n - 5]) & is_digit(s[n - 4]);
-        ok &= is_digit(s[n - 2]) & is_digit(last);
-        (6, zone_offset(sign6, two(s, n - 5), two(s, n - 2), &mut ok))
-    } else if n >= MIN_LEN + 5 && (sign5 == b'+' || sign5 == b'-') {
-        ok &= is_digit(s[n - 4]) & is_digit(s[n - 3]) & is_digit(s[n - 2]) & is_digit(last);
-        (5, zone_offset(sign5, two(s, n - 4), two(s, n - 2), &mut ok))
-    } else {
-        (0, 0)
-    };
+impl Parser {
+    /// As [`epoch_minute`].
+    #[must_use]
+    pub fn epoch_minute(&mut self, s: &[u8]) -> Option<i64> {
+        let n = s.len();
+        if !(MIN_LEN..=MAX_LEN).contains(&n) {
+            return None;
+        }
+        let mut head = [0u8; 16];
+        head.copy_from_slice(&s[..16]);
+        let word = u128::from_le_bytes(head);
+        let sep = head[10];
+        let mut ok = all_digits(word, HEAD_DIGITS)
+            & ((word & HEAD_SEPS) == HEAD_SEP_VALUES)
+            & ((sep | 0x20) == b't' || sep == b' ');
 
-    // Between the head and the zone: nothing, `:ss`, or `:ss.` + 1-9 digits.
-    let body = n - MIN_LEN - zone_len;
-    if body != 0 {
-        // Bytes past the end read as NUL, which fails every check below.
-        let at = |i: usize| s.get(i).copied().unwrap_or(0);
-        let (s0, s1) = (at(17), at(18));
-        ok &= (body == 3 || (5..=13).contains(&body))
-            & (at(16) == b':')
-            & is_digit(s0)
-            & is_digit(s1)
-            & (digit(s0) * 10 + digit(s1) <= 60);
-        if body > 3 {
-            ok &= at(19) == b'.';
-            let frac_end = MIN_LEN + body;
-            // Fixed trip count: unrolled, no data-dependent exit.
-            for i in 20..29 {
-                let b = s.get(i).copied().unwrap_or(b'0');
-                ok &= (i >= frac_end) | is_digit(b);
+        let date = word & DATE_BYTES;
+        let days = if date == self.date {
+            self.days
+        } else {
+            let year = two(&head, 0) * 100 + two(&head, 2);
+            let month = two(&head, 5);
+            let day = two(&head, 8);
+            let valid = ok & (year >= 1) & (day >= 1) & (day <= days_in_month(year, month));
+            ok &= valid;
+            let days = days_from_civil(year, month, day);
+            if valid {
+                self.date = date;
+                self.days = days;
+            }
+            days
+        };
+        let hour = two(&head, 11);
+        let minute = two(&head, 14);
+        ok &= (hour <= 23) & (minute <= 59);
+        // Zone, read from the end. Before a zone there is always a digit, so the shapes
+        // cannot be confused: `Z`/`z` last, or a sign 6 (`±hh:mm`) or 5 (`±hhmm`) from the end.
+        let last = s[n - 1];
+        let sign6 = s[n - 6];
+        let sign5 = s[n - 5];
+        let (zone_len, offset) = if n > MIN_LEN && (last | 0x20) == b'z' {
+            (1, 0)
+        } else if n >= MIN_LEN + 6 && (sign6 == b'+' || sign6 == b'-') {
+            ok &= (s[n - 3] == b':') & is_digit(s[n - 5]) & is_digit(s[n - 4]);
+            ok &= is_digit(s[n - 2]) & is_digit(last);
+            (6, zone_offset(sign6, two(s, n - 5), two(s, n - 2), &mut ok))
+        } else if n >= MIN_LEN + 5 && (sign5 == b'+' || sign5 == b'-') {
+            ok &= is_digit(s[n - 4]) & is_digit(s[n - 3]) & is_digit(s[n - 2]) & is_digit(last);
+            (5, zone_offset(sign5, two(s, n - 4), two(s, n - 2), &mut ok))
+        } else {
+            (0, 0)
+        };
+
+        // Between the head and the zone: nothing, `:ss`, or `:ss.` + 1-9 digits.
+        let body = n - MIN_LEN - zone_len;
+        if body != 0 {
+            // Bytes past the end read as NUL, which fails every check below.
+            let at = |i: usize| s.get(i).copied().unwrap_or(0);
+            let (s0, s1) = (at(17), at(18));
+            ok &= (body == 3 || (5..=13).contains(&body))
+                & (at(16) == b':')
+                & is_digit(s0)
+                & is_digit(s1)
+                & (digit(s0) * 10 + digit(s1) <= 60);
+            if body > 3 {
+                ok &= at(19) == b'.';
+                let frac_end = MIN_LEN + body;
+                // Fixed trip count: unrolled, no data-dependent exit.
+                for i in 20..29 {
+                    let b = s.get(i).copied().unwrap_or(b'0');
+                    ok &= (i >= frac_end) | is_digit(b);
+                }
             }
         }
-    }
 
-    if ok {
-        Some((days_from_civil(year, month, day) * 24 + hour) * 60 + minute - offset)
-    } else {
-        None
+        if ok {
+            Some((days * 24 + hour) * 60 + minute - offset)
+        } else {
+            None
+        }
     }
 }
 
@@ -307,6 +337,36 @@ mod tests {
                     assert_eq!(epoch_minute(&bytes), None, "{bytes:?}");
                     bytes[i] = saved;
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn date_memo_never_changes_an_answer() {
+        let inputs = [
+            "2024-02-29T00:00Z",
+            "2023-02-29T00:00Z",
+            "2024-02-29T24:00Z",
+            "2024-02-29T23:59-23:59",
+            "2024-02-29X00:00Z",
+            "2024-02-2900:00Z",
+            "2024-03-01T00:00+01:00",
+            "0000-01-01T00:00",
+            "2024-02-29 12:34:56.789Z",
+            "2024-02-29T12:34:56.789+0530",
+        ];
+        let mut shared = Parser::default();
+        for round in 0..3 {
+            for i in 0..inputs.len() {
+                let fresh = epoch_minute(inputs[i].as_bytes());
+                assert_eq!(
+                    shared.epoch_minute(inputs[i].as_bytes()),
+                    fresh,
+                    "{}",
+                    inputs[i]
+                );
+                let other = inputs[(i * 7 + round) % inputs.len()].as_bytes();
+                assert_eq!(shared.epoch_minute(other), epoch_minute(other));
             }
         }
     }

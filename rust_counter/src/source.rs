@@ -84,6 +84,9 @@ fn list_item(list: &Bound<'_, PyList>, index: usize) -> PyResult<*mut ffi::PyObj
     }
 }
 
+/// How many known label objects are compared by identity before reading bytes.
+const SAME_OBJECT_SCAN: usize = 4;
+
 /// Maps category strings to the counter's label indexes, keeping the first object seen
 /// for each label so it can be handed back as the result's key.
 struct Categories<'py> {
@@ -111,6 +114,15 @@ impl<'py> Categories<'py> {
         counter: &mut Counter,
         obj: *mut ffi::PyObject,
     ) -> Result<usize, Failure> {
+        // The same object as a known label (interned or reused strings): no byte compare.
+        if let Some(index) = self
+            .objects
+            .iter()
+            .take(SAME_OBJECT_SCAN)
+            .position(|known| known.as_ref().is_some_and(|k| k.as_ptr() == obj))
+        {
+            return Ok(index);
+        }
         // SAFETY: forwarded from the caller.
         let key: Vec<u8>;
         let bytes: &[u8] = match unsafe { value(obj) } {
@@ -312,18 +324,17 @@ pub fn count_records(
         max: counter.max_examples(),
         values: Vec::new(),
     };
-    let mut position = 0;
-    while position < records.len() {
+    // A record's own `get` could shrink the list: `list_item` then raises IndexError.
+    for position in 0..records.len() {
         let item = list_item(records, position)?;
         // SAFETY: `item` is a borrowed reference from the list; we take a strong one so
         // the record outlives any Python code its lookups run.
         let record = unsafe { Bound::from_borrowed_ptr(py, item) };
         // SAFETY: `item` is valid with the GIL held.
-        let is_dict = unsafe { ffi::PyDict_Check(item) } != 0;
+        let is_dict = unsafe { ffi::PyDict_CheckExact(item) != 0 || ffi::PyDict_Check(item) != 0 };
         if !is_dict && !record.hasattr("get")? {
             // SAFETY: `item` is kept alive by `record`.
             unsafe { examples.invalid(&mut counter, py, item, position) };
-            position += 1;
             continue;
         }
         let mut index = None;
@@ -362,7 +373,6 @@ pub fn count_records(
             };
             counter.count_at(index, label);
         }
-        position += 1;
     }
     let (tally, order) = counter.finish(fields.category.is_some());
     let keys = labels.keys(&order);

@@ -1,0 +1,47 @@
+"""Benchmark collection and the counting summary table.
+
+`pytest benchmarks` collects `bench_*.py` (pyproject's `python_files` is for tests/).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+# (group, implementation) -> median ns per record, filled by bench_counting.py.
+NS_PER_RECORD: dict[tuple[int, str], float] = {}
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Module | None:
+    # A file named on the command line is collected by pytest itself.
+    explicit = parent.session.isinitpath(file_path)
+    if file_path.suffix == ".py" and file_path.name.startswith("bench_") and not explicit:
+        return pytest.Module.from_parent(parent, path=file_path)
+    return None
+
+
+def _rows() -> Iterator[str]:
+    sizes = sorted({n for n, _ in NS_PER_RECORD})
+    for n in sizes:
+        row = {impl: ns for (m, impl), ns in NS_PER_RECORD.items() if m == n}
+        naive, floor, polars = row.get("naive"), row.get("rust-floor"), row.get("polars")
+        yield f"{n:,} records"
+        for impl, ns in sorted(row.items(), key=lambda item: item[1]):
+            notes = []
+            if naive and impl != "naive":
+                notes.append(f"{naive / ns:,.0f}x faster than naive")
+            if floor and impl != "rust-floor":
+                notes.append(f"{ns / floor:.2f}x the Rust floor")
+            if polars and impl not in ("polars", "naive"):
+                notes.append(f"{polars / ns:.1f}x faster than polars")
+            yield f"  {impl:<22} {ns:>10,.1f} ns/record   {' · '.join(notes)}"
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if NS_PER_RECORD:
+        terminalreporter.section("counting: median ns/record and ratios (same run)")
+        for line in _rows():
+            terminalreporter.write_line(line)
