@@ -1,0 +1,7 @@
+"""`python -m metrics_agg` runs the CLI (same as the `metrics-agg` script)."""
+
+import sys
+
+from metrics_agg.cli import main
+
+sys.exit(main())
