@@ -242,6 +242,29 @@ def _finish(
     return processed, missing, invalid, outside, _sum_sizes(totals, sizes), categories, examples
 
 
+def _record_value(record: object, fields: list[str]) -> tuple[object, bool]:
+    """(timestamp value, is a mapping): the first field not absent, None or ""."""
+    if isinstance(record, dict):
+        getter = dict.get.__get__(record)
+    elif hasattr(record, "get"):
+        getter = record.get
+    else:
+        return record, False
+    for field in fields:
+        value = getter(field)
+        if value is not None and not (isinstance(value, str) and not str.__len__(value)):
+            return value, True
+    return None, True
+
+
+def _record_label(record: object, category_field: str) -> str | None:
+    if isinstance(record, dict):
+        label = dict.get(record, category_field)
+    else:
+        label = record.get(category_field)  # type: ignore[attr-defined]
+    return label if isinstance(label, str) else None
+
+
 def count_records(
     records: list[object],
     /,
@@ -257,18 +280,17 @@ def count_records(
     field whose value is not absent, ``None`` or ``""``."""
     checked = _check(start_minute, end_minute, sizes)
     span = end_minute - start_minute
-    fields = list(fields)
-    if not fields:
+    names = list(fields)
+    if not names:
         raise ValueError("at least one timestamp field is required")
-    first = fields[0]
-    missing = invalid = outside = processed = 0
+    first = names[0]
+    missing = invalid = outside = 0
     examples: list[object] = []
     heads, rests = _heads.get, _rests.get
     per_label: dict[str | None, list[int]] = {}
-    plain: list[int] | None = None  # the None label's counts, looked up once
     for record in records:
+        # Fast path: a plain dict whose first field is a string of the common shape.
         minute = None
-        is_dict = isinstance(record, dict)
         if record.__class__ is dict:
             text = record.get(first)
             if text.__class__ is str:
@@ -278,27 +300,19 @@ def count_records(
                     if offset is not None:
                         minute = local - offset
         if minute is None:
-            if not is_dict and not hasattr(record, "get"):
+            value, is_mapping = _record_value(record, names)
+            if not is_mapping:
                 invalid += 1
                 if len(examples) < max_examples:
                     examples.append(record)
                 continue
-            getter = dict.get.__get__(record) if is_dict else record.get  # type: ignore[attr-defined]
-            text = None
-            for field in fields:
-                text = getter(field)
-                if text is not None and not (isinstance(text, str) and not str.__len__(text)):
-                    break
-            else:
-                missing += 1
-                continue
-            classified = _classify(text)
+            classified = _classify(value)
             if classified is None:
                 invalid += 1
                 if len(examples) < max_examples:
-                    examples.append(text)
+                    examples.append(value)
                 continue
-            if classified is _Tag.MISSING:  # pragma: no cover - the loop above skipped those
+            if classified is _Tag.MISSING:
                 missing += 1
                 continue
             minute = classified
@@ -307,22 +321,19 @@ def count_records(
             outside += 1
             continue
         if category_field is None:
-            if plain is None:
-                plain = per_label[None] = [0] * span
-            plain[index] += 1
+            key = None
+        elif record.__class__ is dict:
+            key = record.get(category_field)
+            if key.__class__ is not str:
+                key = key if isinstance(key, str) else None
         else:
-            label = (
-                dict.get(record, category_field)  # type: ignore[call-overload]
-                if is_dict
-                else record.get(category_field)  # type: ignore[attr-defined]
-            )
-            key = label if isinstance(label, str) else None
-            counts = per_label.get(key)
-            if counts is None:
-                _room(span, sum(k is not None for k in per_label) + 2)
-                counts = per_label[key] = [0] * span
-            counts[index] += 1
-        processed += 1
+            key = _record_label(record, category_field)
+        counts = per_label.get(key)
+        if counts is None:
+            _room(span, sum(k is not None for k in per_label) + 2)
+            counts = per_label[key] = [0] * span
+        counts[index] += 1
+    processed = len(records) - missing - invalid - outside
     result = _finish(processed, missing, invalid, outside, per_label, span, checked, examples)
     if category_field is None:
         return (*result[:5], [], result[6])
