@@ -19,7 +19,7 @@
 #    2.x is shipped (the package needs >=2; the runtime may carry 1.26) within the range the
 #    runtime's botocore accepts on Python >= 3.10 (>=1.25.4,!=2.2.0,<3), since the layer's
 #    copy comes first on sys.path and botocore will import it too.
-# 3. Stripped (__pycache__, tests, bin/, dist-info install records; maturin --strip drops
+# 3. Stripped (__pycache__, tests, bin/, dist-info install records and SBOM; maturin --strip drops
 #    the extension's symbols), then
 #    precompiled for 3.12 as unchecked-hash .pyc: /opt is read-only on Lambda, so without
 #    them every cold start would compile every module from source.
@@ -186,10 +186,14 @@ echo "build_layer: [3/4] strip and precompile"
 rm -rf "${LAYER:?}/bin"
 find "$LAYER" -depth -type d \( -name __pycache__ -o -name tests -o -name test \) \
     -exec rm -rf {} +
+# Install records, and maturin's SBOM (it carries a fresh serial number and time each build).
 find "$LAYER" -path '*.dist-info/*' \( -name RECORD -o -name INSTALLER -o -name REQUESTED \
     -o -name direct_url.json \) -delete
+find "$LAYER" -depth -path '*.dist-info/sboms' -exec rm -rf {} +
 if [ -n "$PY312" ]; then
-    "$PY312" -m compileall -q -j 0 --invalidation-mode unchecked-hash "$LAYER" >/dev/null
+    # Paths as Lambda mounts the layer (tracebacks, and a zip that does not vary with $WORK).
+    "$PY312" -m compileall -q -j 0 --invalidation-mode unchecked-hash \
+        -s "$LAYER" -p /opt/python "$LAYER" >/dev/null
 else
     echo "build_layer: WARNING: no python3.12 found, so no precompiled .pyc (slower cold start)" >&2
 fi
