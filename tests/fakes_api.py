@@ -1,4 +1,4 @@
-"""In-memory stand-in for `metrics_agg.graphql.api` (the three functions the pipeline calls).
+"""In-memory stand-in for `metrics_agg.graphql.api` (the functions the pipeline calls).
 
 `FakeApi` holds source records and AggregatedMetrics with Amplify's write semantics
 (create fails on an existing key, update fails on a missing key or a failed condition on
@@ -17,7 +17,14 @@ from typing import Any
 
 from metrics_agg.errors import GraphQLErrorInfo, ReadError, WriteError
 from metrics_agg.graphql.api import WriteResult
-from metrics_agg.models import BucketKey, BucketValue, BucketWrite, ModelSpec, StoredBucket
+from metrics_agg.models import (
+    BucketKey,
+    BucketValue,
+    BucketWrite,
+    ModelSpec,
+    SourceRead,
+    StoredBucket,
+)
 from metrics_agg.timestamps import format_write_time, parse_instant_or_none
 
 CCF = "DynamoDB:ConditionalCheckFailedException"
@@ -99,6 +106,24 @@ class FakeApi:
             sb for (acct, _), sb in self.stored.items()
             if acct == account_id and sb.key.record_type in record_types
             and start <= sb.key.start < end
+        ]
+
+    def list_source_reads(
+        self, client: Any, spec: ModelSpec, account_id: str, reads: Sequence[SourceRead], *,
+        deadline: Any = None, parallelism: int | None = None, page_limit: int | None = None,
+    ) -> list[list[dict[str, Any]]]:
+        return [self.list_source_records(client, spec, r.query_index, account_id, r.start, r.end)
+                for r in reads]
+
+    def list_stored_buckets_over(
+        self, client: Any, account_id: str, record_types: Sequence[str],
+        windows: Sequence[tuple[datetime, datetime]], *, deadline: Any = None,
+    ) -> list[StoredBucket]:
+        self.stored_reads += 1
+        return [
+            sb for (acct, _), sb in self.stored.items()
+            if acct == account_id and sb.key.record_type in record_types
+            and any(start <= sb.key.start < end for start, end in windows)
         ]
 
     def write_buckets(

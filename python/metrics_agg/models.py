@@ -20,6 +20,7 @@ __all__ = [
     "ModelSpec",
     "RangeRecords",
     "Snapshot",
+    "SourceRead",
     "StoredBucket",
     "StreamChange",
     "UnitCounts",
@@ -253,6 +254,20 @@ class WorkUnit:
         if not self.changes:
             return None
         return min((c.sequence_number for c in self.changes), key=int)
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRead:
+    """One list query of a model over ``[start, end)``, and how much it is expected to hold.
+
+    ``hour_counts``: one entry per hour from ``start``, the records that hour held at the
+    last write (its stored 60-minute bucket), None when unknown; it only sizes the read.
+    """
+
+    query_index: int
+    start: datetime
+    end: datetime
+    hour_counts: tuple[int | None, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

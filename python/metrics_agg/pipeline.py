@@ -110,7 +110,16 @@ def run_unit(
     t0 = time.monotonic()
     try:
         _log.info("[1/3] Querying %s", ", ".join(SOURCE_MODELS[key.model].list_queries))
-        snapshot = read_unit(client, unit, config=config, deadline=deadline, clock=clock)
+        # The stored buckets are read first: their hourly counts size the source reads
+        # (DESIGN §7). Reading them before the snapshot time is taken is safe (DESIGN
+        # §4.5): every write is conditional on the stored updatedAt being no newer than
+        # the snapshot, the touched buckets are written whatever was stored, and a stale
+        # view only picks create vs update (a wrong pick is a conflict, resolved by
+        # retrying the other way) or skips an untouched bucket, which any later change to
+        # it makes some newer snapshot write anyway.
+        stored = read_stored(client, unit, deadline=deadline)
+        snapshot = read_unit(client, unit, config=config, deadline=deadline, clock=clock,
+                             stored=stored)
         _log.info("      %s rows read; batch images: %d merged, %d removed (%.2f s)",
                   _n(snapshot.records_read), snapshot.merged_from_batch,
                   snapshot.removed_by_batch, time.monotonic() - t0)
@@ -122,10 +131,10 @@ def run_unit(
         base = UnitOutcome(key, ok=True, records_counted=counts.processed,
                            invalid=counts.invalid, missing=counts.missing)
         if dry_run:
-            writes = plan_writes(counts, read_stored(client, counts, deadline=deadline))
+            writes = plan_writes(counts, stored)
             _log.info("[3/3] Dry run: %s bucket(s) would be written", _n(len(writes)))
             return replace(base, buckets_planned=len(writes))
-        out = write_changes(client, counts, config=config, deadline=deadline)
+        out = write_changes(client, counts, config=config, deadline=deadline, stored=stored)
         _log.info("[3/3] Wrote %s bucket(s) of %s compared: %d created, %d updated, "
                   "%d superseded by a newer snapshot (%d round(s), %.2f s)",
                   _n(out.created + out.updated), _n(out.compared), out.created, out.updated,
@@ -325,9 +334,9 @@ def verify(*, config: Config, account_id: str, start: datetime, end: datetime,
     checked = counted = 0
     try:
         for unit in units:
-            snapshot = read_unit(active, unit, config=config, deadline=deadline)
+            stored = read_stored(active, unit, deadline=deadline)
+            snapshot = read_unit(active, unit, config=config, deadline=deadline, stored=stored)
             counts = count_unit(snapshot)
-            stored = read_stored(active, counts, deadline=deadline)
             mismatches.extend(diff_buckets(counts, stored, check_complete=check_complete))
             checked += len({k.composite_key for k in counts.desired} | set(stored))
             counted += counts.processed

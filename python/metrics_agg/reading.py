@@ -1,7 +1,7 @@
 """`WorkUnit` -> `Snapshot`: read a unit's records and merge the batch's images (DESIGN §4.3).
 
-One `list_source_records` call per (hour range, list query); FeedbackItem has two list
-queries (editedAt and updatedAt) whose results are merged by id. Window membership is
+One `list_source_reads` call for every (hour range, list query) of the unit; FeedbackItem
+has two list queries (editedAt and updatedAt) whose results are merged by id. Window membership is
 decided by the parsed instant, by the counter (`outside_window`), never by strings.
 
 Merging by id, across queries and ranges:
@@ -21,14 +21,23 @@ from __future__ import annotations
 __all__ = ["read_unit"]
 
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from metrics_agg.config import Config
 from metrics_agg.deadline import Deadline
 from metrics_agg.graphql import api
-from metrics_agg.models import SOURCE_MODELS, HourRange, ModelSpec, RangeRecords, Snapshot, WorkUnit
+from metrics_agg.models import (
+    SOURCE_MODELS,
+    BucketKey,
+    HourRange,
+    ModelSpec,
+    RangeRecords,
+    Snapshot,
+    SourceRead,
+    StoredBucket,
+    WorkUnit,
+)
 from metrics_agg.timestamps import parse_instant_or_none, utc_now
 
 _Record = Mapping[str, Any]
@@ -69,27 +78,36 @@ def _range_of(when: datetime | None, ranges: tuple[HourRange, ...]) -> int | Non
     return None
 
 
+def _hour_counts(unit: WorkUnit, r: HourRange, stored: Mapping[str, StoredBucket]
+                 ) -> tuple[int | None, ...]:
+    """What each hour of ``r`` held at the last write: its stored 60-minute base bucket."""
+    spec = SOURCE_MODELS[unit.key.model]
+    out: list[int | None] = []
+    for h in range(r.hours):
+        key = BucketKey(unit.key.account_id, spec.record_type, r.start + timedelta(hours=h), 60)
+        sb = stored.get(key.composite_key)
+        out.append(sb.value.count if sb is not None else None)
+    return tuple(out)
+
+
 def _fetch(
-    client: Any, unit: WorkUnit, config: Config, deadline: Deadline
+    client: Any, unit: WorkUnit, config: Config, deadline: Deadline,
+    stored: Mapping[str, StoredBucket],
 ) -> list[tuple[int, list[dict[str, Any]]]]:
     spec = SOURCE_MODELS[unit.key.model]
     tasks = [(ri, qi) for ri in range(len(unit.ranges)) for qi in range(len(spec.list_queries))]
-    # The api already pages sub-ranges in parallel; share the budget between the calls.
-    per_call = max(1, config.read_parallelism // len(tasks))
-
-    def run(task: tuple[int, int]) -> tuple[int, list[dict[str, Any]]]:
-        ri, qi = task
-        r = unit.ranges[ri]
-        return ri, api.list_source_records(
-            client, spec, qi, unit.key.account_id, r.start, r.end,
-            deadline=deadline, parallelism=per_call, page_limit=config.page_limit,
-        )
-
-    if len(tasks) == 1:
-        return [run(tasks[0])]
-    with ThreadPoolExecutor(max_workers=min(len(tasks), config.read_parallelism)) as pool:
-        # list() re-raises the first ReadError; the pool waits for the rest on exit.
-        return list(pool.map(run, tasks))
+    reads = [
+        SourceRead(qi, unit.ranges[ri].start, unit.ranges[ri].end,
+                   _hour_counts(unit, unit.ranges[ri], stored))
+        for ri, qi in tasks
+    ]
+    # One call for every (range, query): small reads share one request, big ones are
+    # split into parallel sub-ranges sized by the stored hourly counts (DESIGN §7).
+    results = api.list_source_reads(
+        client, spec, unit.key.account_id, reads, deadline=deadline,
+        parallelism=config.read_parallelism, page_limit=config.page_limit,
+    )
+    return [(ri, records) for (ri, _), records in zip(tasks, results, strict=True)]
 
 
 def read_unit(
@@ -99,8 +117,12 @@ def read_unit(
     config: Config,
     deadline: Deadline | None = None,
     clock: Callable[[], datetime] = utc_now,
+    stored: Mapping[str, StoredBucket] | None = None,
 ) -> Snapshot:
     """Read every range of ``unit`` and merge the batch's images into one snapshot.
+
+    ``stored`` (the unit's stored buckets, by composite key) only sizes the reads: the
+    60-minute base buckets say how many records each hour held at the last write.
 
     Raises:
         ReadError: a list query failed after its retries (nothing of the unit is trusted).
@@ -110,7 +132,7 @@ def read_unit(
     ranges = unit.ranges
     # Taken before the first request: every write of this snapshot is conditional on it.
     snapshot_time = clock()
-    fetched = _fetch(client, unit, config, deadline or Deadline())
+    fetched = _fetch(client, unit, config, deadline or Deadline(), stored or {})
     by_id: dict[str, tuple[int, _Record]] = {}
     anonymous: list[tuple[int, _Record]] = []
     records_read = 0

@@ -44,6 +44,7 @@ from metrics_agg.models import (
     HourRange,
     StoredBucket,
     UnitCounts,
+    WorkUnit,
     WriteOutcome,
 )
 from metrics_agg.timestamps import format_write_time
@@ -53,22 +54,23 @@ _ZERO_METADATA = {"changedCount": 0, "unchangedCount": 0, "invalidCount": 0}
 
 
 def read_stored(
-    client: Any, counts: UnitCounts, *, deadline: Deadline | None = None,
+    client: Any, unit: WorkUnit, *, deadline: Deadline | None = None,
     ranges: Sequence[HourRange] | None = None, record_types: Sequence[str] | None = None,
 ) -> dict[str, StoredBucket]:
     """Stored buckets of the unit's recordTypes over its ranges, by composite key.
 
+    One call for all recordTypes and ranges (a steady-state unit: one HTTP request).
+
     Raises:
         ReadError: the stored buckets could not be read.
     """
-    unit = counts.unit
     types = list(record_types or SOURCE_MODELS[unit.key.model].record_types)
+    windows = [(r.start, r.end) for r in (ranges or unit.ranges)]
     stored: dict[str, StoredBucket] = {}
-    for r in ranges or unit.ranges:
-        for sb in api.list_stored_buckets(client, unit.key.account_id, types, r.start, r.end,
-                                          deadline=deadline):
-            if sb.key.account_id == unit.key.account_id:
-                stored[sb.key.composite_key] = sb
+    for sb in api.list_stored_buckets_over(client, unit.key.account_id, types, windows,
+                                           deadline=deadline):
+        if sb.key.account_id == unit.key.account_id:
+            stored[sb.key.composite_key] = sb
     return stored
 
 
@@ -157,7 +159,7 @@ def write_changes(
             conditional check, or conflicts remained after `MAX_ROUNDS` rounds.
     """
     if stored is None:
-        stored = read_stored(client, counts, deadline=deadline)
+        stored = read_stored(client, counts.unit, deadline=deadline)
     pending = plan_writes(counts, stored)
     compared = len(_targets(counts, stored))
     mine = format_write_time(counts.snapshot_time)
@@ -193,7 +195,7 @@ def write_changes(
                 )
         if recheck:
             fresh = read_stored(
-                client, counts, deadline=deadline,
+                client, counts.unit, deadline=deadline,
                 ranges=_ranges_holding(counts.unit.ranges, (w.key for w in recheck)),
                 record_types=sorted({w.key.record_type for w in recheck}),
             )

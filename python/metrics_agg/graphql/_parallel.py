@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-__all__ = ["Cancelled", "run_all"]
+__all__ = ["Cancelled", "run_all", "run_expanding"]
 
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
-from typing import TypeVar
+from concurrent.futures import FIRST_COMPLETED, FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from typing import TypeAlias, TypeVar
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 class Cancelled(Exception):
@@ -38,6 +39,49 @@ def run_all(tasks: Sequence[Callable[[threading.Event], T]], parallelism: int) -
             assert first is not None
             raise first
         return [f.result() for f in futures]
+    finally:
+        stop.set()
+        executor.shutdown(wait=True, cancel_futures=True)
+
+
+# A task of run_expanding: returns its result and the tasks it found more work for.
+Expanding: TypeAlias = Callable[[threading.Event], "tuple[R, Sequence[Expanding[R]]]"]
+
+
+def run_expanding(tasks: Sequence[Expanding[R]], parallelism: int) -> list[R]:
+    """Like `run_all`, but a task may return more tasks; all share one pool.
+
+    Results come in completion order. The first exception stops everything (the stop
+    flag is set, queued tasks are cancelled) and is re-raised: never partial results.
+    """
+    stop = threading.Event()
+    results: list[R] = []
+    if parallelism <= 1:
+        queue = list(tasks)
+        while queue:
+            result, more = queue.pop(0)(stop)
+            results.append(result)
+            queue.extend(more)
+        return results
+    executor = ThreadPoolExecutor(max_workers=parallelism, thread_name_prefix="metrics-agg-io")
+    try:
+        pending: set[Future[tuple[R, Sequence[Expanding[R]]]]] = {
+            executor.submit(task, stop) for task in tasks
+        }
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            failed = [f for f in done if f.exception() is not None]
+            if failed:
+                stop.set()
+                failed.sort(key=lambda f: isinstance(f.exception(), Cancelled))
+                first = failed[0].exception()
+                assert first is not None
+                raise first
+            for f in done:
+                result, more = f.result()
+                results.append(result)
+                pending.update(executor.submit(task, stop) for task in more)
+        return results
     finally:
         stop.set()
         executor.shutdown(wait=True, cancel_futures=True)

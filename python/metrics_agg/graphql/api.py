@@ -17,17 +17,21 @@ __all__ = [
     "WriteResult",
     "bucket_input",
     "decode_stored_bucket",
+    "list_source_reads",
     "list_source_records",
     "list_stored_buckets",
+    "list_stored_buckets_over",
     "preload_documents",
     "query_document",
     "sort_key_ranges",
     "write_buckets",
 ]
 
+import bisect
 import functools
 import itertools
 import logging
+import math
 import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -40,12 +44,14 @@ import orjson
 from metrics_agg.deadline import Deadline
 from metrics_agg.errors import GraphQLErrorInfo, ReadError
 from metrics_agg.graphql._parallel import Cancelled, run_all
+from metrics_agg.graphql._slices import KeySpace, Slice, read_slices
 from metrics_agg.graphql.transport import GraphQLClient, is_throttling_error_type
 from metrics_agg.models import (
     BucketKey,
     BucketValue,
     BucketWrite,
     ModelSpec,
+    SourceRead,
     StoredBucket,
 )
 from metrics_agg.timestamps import (
@@ -245,6 +251,93 @@ def _dedupe_by_id(groups: list[list[dict[str, Any]]], sort_key: str) -> list[dic
     return [r for i, r in enumerate(records) if r.get("id") is None or i in keep]
 
 
+def _source_keys(sort_key: str) -> KeySpace:
+    # Minute prefixes, as in `sort_key_ranges`: adjacent ranges share only a bound string
+    # that no AWSDateTime equals, so they neither overlap nor leave gaps.
+    return KeySpace(
+        condition=lambda lo, hi: {"between": [lo, hi]},
+        lower=_minute_prefix,
+        upper=_minute_prefix,
+        key_of=lambda row: row.get(sort_key),
+    )
+
+
+def _weighted_cuts(lo: int, hi: int, first_hour: int, hour_counts: Sequence[int | None],
+                   parts: int) -> list[int]:
+    """Minute cuts of [lo, hi) into up to ``parts`` ranges of about equal expected rows
+    (rows spread evenly over their hour; unknown hours weigh nothing)."""
+    cumulative: list[float] = []
+    total = 0.0
+    for minute in range(lo, hi):
+        hour = (minute - first_hour) // 60
+        count = hour_counts[hour] if 0 <= hour < len(hour_counts) else None
+        total += (count or 0) / 60.0
+        cumulative.append(total)
+    cuts = [lo]
+    for k in range(1, parts):
+        cut = lo + bisect.bisect_left(cumulative, total * k / parts) + 1
+        if cuts[-1] < cut < hi:
+            cuts.append(cut)
+    return [*cuts, hi]
+
+
+def list_source_reads(
+    client: GraphQLClient,
+    spec: ModelSpec,
+    account_id: str,
+    reads: Sequence[SourceRead],
+    *,
+    deadline: Deadline | None = None,
+    parallelism: int | None = None,
+    page_limit: int | None = None,
+) -> list[list[dict[str, Any]]]:
+    """The records of every read (one list per read, in order), in as few requests as fit.
+
+    Sized by ``hour_counts`` (DESIGN §7): a read expected to fit in a page is one alias of
+    a request shared with the other small reads (a steady-state unit: one request, both
+    FeedbackItem queries included); a bigger one is split by time into about one page of
+    expected rows per sub-range, at most ``parallelism``, paged in parallel. A read of
+    unknown size that turns out big is split after its first page (`_slices`). Ranges
+    carry ``SORT_KEY_MARGIN``; records are de-duplicated by id within each read.
+
+    Raises:
+        ValueError: naive datetimes, an empty range, or a bad ``query_index``.
+        ReadError: any page failed (after retries); never partial data.
+        DeadlineExceeded: the deadline ran out first.
+    """
+    config = client.config
+    budget = max(1, parallelism if parallelism is not None else config.read_parallelism)
+    limit = max(1, page_limit if page_limit is not None else config.page_limit)
+    margin = SORT_KEY_MARGIN // timedelta(minutes=1)
+    slices: list[Slice] = []
+    for group, read in enumerate(reads):
+        if not 0 <= read.query_index < len(spec.list_queries):
+            raise ValueError(f"{spec.name} has {len(spec.list_queries)} list queries, "
+                             f"not index {read.query_index}")
+        _require_aware(read.start, read.end)
+        if read.end <= read.start:
+            raise ValueError(f"empty range: start {read.start!r} is not before {read.end!r}")
+        field = spec.list_queries[read.query_index]
+        keys = _source_keys(spec.sort_keys[read.query_index])
+        first = epoch_minute(read.start)
+        end_minute = epoch_minute(read.end)
+        lo = first - margin
+        hi = (end_minute if from_epoch_minute(end_minute) == read.end else end_minute + 1) + margin
+        hours = -(-(end_minute - first) // 60)
+        counts = read.hour_counts
+        known = sum(c for c in counts if c is not None)
+        unknown = len(counts) < hours or any(c is None for c in counts)
+        parts = max(1, min(budget, math.ceil(known / limit)))
+        cuts = _weighted_cuts(lo, hi, first, counts, parts) if parts > 1 else [lo, hi]
+        for a, b in itertools.pairwise(cuts):
+            expected = None if unknown and parts == 1 else known / (len(cuts) - 1)
+            slices.append(Slice(field, keys, a, b, group, expected))
+    rows = read_slices(client, account_id, slices, len(reads), limit=limit,
+                       parallelism=budget, deadline=deadline)
+    return [_dedupe_by_id([group], spec.sort_keys[read.query_index])
+            for group, read in zip(rows, reads, strict=True)]
+
+
 def list_stored_buckets(
     client: GraphQLClient,
     account_id: str,
@@ -256,57 +349,89 @@ def list_stored_buckets(
 ) -> list[StoredBucket]:
     """Every stored AggregatedMetrics of ``record_types`` with start <= timeRangeStart < end.
 
-    Reads the ``byAccountRecordType`` index, one query per recordType (split into time
-    sub-ranges when parallelism allows), all in parallel. Rows that cannot be decoded are
-    skipped with a warning (bad data is logged, not raised).
-
     Raises:
-        ValueError: naive datetimes or an empty range.
+        ValueError: naive datetimes.
         ReadError: any page failed (after retries).
         DeadlineExceeded: the deadline ran out first.
     """
-    _require_aware(start, end)
-    if end <= start or not record_types:
-        return []
-    config = client.config
-    per_type = max(1, config.read_parallelism // len(record_types))
+    return list_stored_buckets_over(client, account_id, record_types, [(start, end)],
+                                    deadline=deadline)
+
+
+# Rows per minute of window of one unscoped recordType: one bucket per size (1, 5, 15, 60).
+_ROWS_PER_MINUTE = 1 + 1 / 5 + 1 / 15 + 1 / 60
+
+
+def _stored_keys(record_type: str) -> KeySpace:
     # timeRangeStart is fixed-width "YYYY-MM-DDTHH:MM:SSZ", so [a, b) is exactly
-    # between [a, b - 1s] and adjacent sub-ranges neither overlap nor leave gaps.
-    start_min = epoch_minute(start)
-    end_min = epoch_minute(end) + (0 if from_epoch_minute(epoch_minute(end)) == end else 1)
-    span = end_min - start_min
-    parts = max(1, min(per_type, span))
-    cuts = [from_epoch_minute(start_min + (span * i) // parts) for i in range(parts + 1)]
+    # between [a, b - 1s] and adjacent ranges neither overlap nor leave gaps.
+    def bound(ts: str) -> dict[str, str]:
+        return {"recordType": record_type, "timeRangeStart": ts}
+    return KeySpace(
+        condition=lambda lo, hi: {"between": [bound(lo), bound(hi)]},
+        lower=lambda m: format_bucket_time(from_epoch_minute(m)),
+        upper=lambda m: format_bucket_time(from_epoch_minute(m) - timedelta(seconds=1)),
+        key_of=lambda row: row.get("timeRangeStart"),
+    )
 
-    def task(record_type: str, a: datetime, b: datetime
-             ) -> Callable[[threading.Event], list[dict[str, Any]]]:
-        bounds = [
-            {"recordType": record_type, "timeRangeStart": format_bucket_time(a)},
-            {"recordType": record_type,
-             "timeRangeStart": format_bucket_time(b - timedelta(seconds=1))},
-        ]
-        variables = {"accountId": account_id, "recordTypeTimeRangeStart": {"between": bounds},
-                     "limit": config.page_limit}
-        return lambda stop: _page_all(client, STORED_BUCKETS_QUERY, variables, deadline, stop)
 
-    tasks = [task(rt, a, b) for rt in dict.fromkeys(record_types)
-             for a, b in itertools.pairwise(cuts)]
-    rows = run_all(tasks, config.read_parallelism)
-    out: list[StoredBucket] = []
+def list_stored_buckets_over(
+    client: GraphQLClient,
+    account_id: str,
+    record_types: Sequence[str],
+    windows: Sequence[tuple[datetime, datetime]],
+    *,
+    deadline: Deadline | None = None,
+) -> list[StoredBucket]:
+    """Every stored AggregatedMetrics of ``record_types`` starting in any of ``windows``.
+
+    Reads the ``byAccountRecordType`` index: one alias per (recordType, window) in one
+    request (a steady-state unit: one request for its whole family, DESIGN §7); long
+    windows are cut into about a page of buckets per alias, and an alias that has more
+    pages continues on its own (`_slices`). Rows that cannot be decoded are skipped with
+    a warning (bad data is logged, not raised).
+
+    Raises:
+        ValueError: naive datetimes.
+        ReadError: any page failed (after retries).
+        DeadlineExceeded: the deadline ran out first.
+    """
+    config = client.config
+    limit = max(1, config.page_limit)
+    spans: list[tuple[datetime, datetime, int, int]] = []
+    for start, end in windows:
+        _require_aware(start, end)
+        if end > start:
+            last = epoch_minute(end)
+            spans.append((start, end, epoch_minute(start),
+                          last + (0 if from_epoch_minute(last) == end else 1)))
+    slices: list[Slice] = []
+    for record_type in dict.fromkeys(record_types):
+        keys = _stored_keys(record_type)
+        for _, _, lo, hi in spans:
+            parts = max(1, min(hi - lo, math.ceil((hi - lo) * _ROWS_PER_MINUTE / limit)))
+            cuts = [lo + ((hi - lo) * i) // parts for i in range(parts + 1)]
+            for a, b in itertools.pairwise(cuts):
+                slices.append(Slice(STORED_BUCKETS_QUERY, keys, a, b, 0,
+                                    (b - a) * _ROWS_PER_MINUTE))
+    if not slices:
+        return []
+    (rows,) = read_slices(client, account_id, slices, 1, limit=limit,
+                          parallelism=config.read_parallelism, deadline=deadline)
+    out: dict[str, StoredBucket] = {}  # by composite key: a split re-reads its first key
     skipped = 0
-    for group in rows:
-        for row in group:
-            bucket = decode_stored_bucket(row)
-            if bucket is None:
-                skipped += 1
-                if skipped <= 3:
-                    logger.warning("skipping undecodable AggregatedMetrics row compositeKey=%r",
-                                   str(row.get("compositeKey"))[:200])
-            elif start <= bucket.key.start < end:
-                out.append(bucket)
+    for row in rows:
+        bucket = decode_stored_bucket(row)
+        if bucket is None:
+            skipped += 1
+            if skipped <= 3:
+                logger.warning("skipping undecodable AggregatedMetrics row compositeKey=%r",
+                               str(row.get("compositeKey"))[:200])
+        elif any(start <= bucket.key.start < end for start, end, _, _ in spans):
+            out[bucket.key.composite_key] = bucket
     if skipped:
         logger.warning("skipped %d undecodable AggregatedMetrics rows", skipped)
-    return out
+    return list(out.values())
 
 
 _SCOPED = {"feedbackItemsByScorecard": (True, False), "feedbackItemsByScore": (True, True)}
