@@ -312,3 +312,19 @@ def test_environment_picks_auto_backend(monkeypatch: pytest.MonkeyPatch, backend
     monkeypatch.setattr(module, "count_strings", spy)
     count_buckets(["2024-05-07T00:01Z"], W0, W1)
     assert seen == [backend]
+
+
+def test_list_subclass_is_read_through_its_iterator(backend: str) -> None:
+    class FirstOnly(list[object]):
+        def __iter__(self) -> Iterator[object]:
+            return iter(list.__getitem__(self, slice(0, 1)))
+
+    texts = FirstOnly(["2024-05-07T00:01Z", "2024-05-07T00:02Z", "bad"])
+    r = count_buckets(texts, W0, W1, backend=backend)
+    assert (r.processed, r.invalid) == (1, 0)
+
+
+def test_seconds_without_zone_or_fraction(backend: str) -> None:
+    texts = ["2024-05-07T00:01:02", "2024-05-07T00:01:02", "2024-05-07T00:01:60"]
+    r = count_buckets(texts, W0, W1, sizes=(1,), backend=backend)
+    assert r.counts[1][1] == 3

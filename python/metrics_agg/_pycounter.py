@@ -101,7 +101,7 @@ def _classify(value: object) -> int | _Tag | None:
         value = str.__str__(value)
     if not value:
         return _MISSING
-    if len(value) > 19:
+    if len(value) >= 19:
         # Teach the caches the common shape so the next such string takes the fast path.
         head = _learn_head(value[:19])
         rest = _learn_rest(value[19:]) if head is not None else None

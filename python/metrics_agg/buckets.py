@@ -135,8 +135,8 @@ def window_minutes(
 
 
 def _as_list(values: Sequence[object], name: str) -> list[object]:
-    if isinstance(values, list):
-        return values
+    if type(values) is list:
+        return values  # read in place; a subclass is copied so its own __iter__ decides
     if isinstance(values, (str, bytes)):
         raise TypeError(
             f"{name} must be a sequence of values, not a single {type(values).__name__}"
