@@ -493,3 +493,38 @@ def test_no_leak(backend: str, caplog: pytest.LogCaptureFixture) -> None:
     assert len(gc.get_objects()) - objects < 20
     assert sys.getrefcount(label) == label_refs
     assert sys.getrefcount(bad) == bad_refs
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "sizes", "error", "message"),
+    [
+        (5, 65, [60], ValueError, "not aligned to the 60-minute"),
+        (0, 0, [1], ValueError, "must be after its start"),
+        (0, 60, [], ValueError, "at least one bucket size"),
+        (0, 60, [0], ValueError, "positive minutes, got 0"),
+        (-(2**62), 2**62, [1], MemoryError, "too large"),
+    ],
+)
+def test_loops_reject_wrong_use_alike(
+    start: int, end: int, sizes: list[int], error: type[Exception], message: str
+) -> None:
+    """The loops check their arguments too (same messages), for direct callers."""
+    for loop in loops():
+        with pytest.raises(error, match=message):
+            loop.count_strings([], start_minute=start, end_minute=end, sizes=sizes)
+        with pytest.raises(error, match=message):
+            loop.count_records(
+                [],
+                fields=["a"],
+                category_field=None,
+                start_minute=start,
+                end_minute=end,
+                sizes=sizes,
+            )
+    for loop in loops():
+        with pytest.raises(ValueError, match="categories has 1 items"):
+            loop.count_strings([], ["x"], start_minute=0, end_minute=60, sizes=[60])
+        with pytest.raises(ValueError, match="at least one timestamp field"):
+            loop.count_records(
+                [], fields=[], category_field=None, start_minute=0, end_minute=60, sizes=[60]
+            )

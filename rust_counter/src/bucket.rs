@@ -152,7 +152,7 @@ impl Counter {
             }
             checked.push(usize::try_from(size).map_err(|_| CountError::BadSize(size))?);
         }
-        let span = end_minute - start_minute;
+        let span = end_minute.checked_sub(start_minute).unwrap_or(i64::MAX);
         let minutes = usize::try_from(span)
             .ok()
             .filter(|_| span <= MAX_CELLS)
