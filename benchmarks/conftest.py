@@ -10,9 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-# (group, implementation) -> median ns per record, filled by bench_counting.py.
-NS_PER_RECORD: dict[tuple[int, str], float] = {}
+from _counting_results import NS_PER_RECORD
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Module | None:
