@@ -235,7 +235,8 @@ class Direct:
         return self.store.delete(model, [rid])
 
 
-def _seed(api: LocalClient | Direct, model: str, account: str, now: datetime, rng: Random) -> list[str]:
+def _seed(api: LocalClient | Direct, model: str, account: str, now: datetime, rng: Random
+          ) -> list[str]:
     ids = []
     for i in range(9):
         at = now - timedelta(minutes=3 * i + rng.randrange(3))
@@ -286,7 +287,7 @@ def run_fault_scenario(stack: LocalStack, api: LocalClient | None, stream: Strea
     assert pipeline.handle_event({"Records": first}, config=stack.config()) == {
         "batchItemFailures": []}, "baseline delivery failed"
     # The change under the fault: inserts, a move (within and across hours), deletes.
-    for i in range(6):
+    for _ in range(6):
         at = now - timedelta(minutes=rng.randrange(50), seconds=rng.randrange(60))
         api.create(sc.model, **_fields(sc.model, account, at, rng))
     api.update(sc.model, ids[0], **{_ts_field(sc.model): iso(now - timedelta(minutes=70))})
@@ -376,7 +377,7 @@ class LoadReport:
         if not self.lags:
             return float("nan")
         ordered = sorted(self.lags)
-        return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+        return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
     def summary(self) -> str:
         lag = (f"lag write -> bucket written by a snapshot that includes it: "
@@ -552,12 +553,14 @@ def run_concurrent(stack: LocalStack, api: LocalClient, *, rounds: int = 3, thre
             jobs.append(lambda h=half: pipeline.handle_event(h, config=stack.config()))
         start = (now - timedelta(hours=2)).replace(minute=0, second=0, microsecond=0)
         for model in MODELS:
-            jobs.append(lambda m=model: pipeline.handle_event({"recount": {
-                "accountId": account, "model": m, "start": iso(start),
-                "end": iso(start + timedelta(hours=3))}}, config=stack.config()))
+            spec = {"accountId": account, "model": model, "start": iso(start),
+                    "end": iso(start + timedelta(hours=3))}
+            jobs.append(lambda s=spec: pipeline.handle_event({"recount": s},
+                                                              config=stack.config()))
         rng.shuffle(jobs)
         results: list[Any] = []
-        workers = [threading.Thread(target=lambda j=j: results.append(j())) for j in jobs]
+        workers = [threading.Thread(target=lambda j=j, out=results: out.append(j()))
+                   for j in jobs]
         for w in workers:
             w.start()
         for w in workers:

@@ -3,6 +3,7 @@
 The reference below shares no code with the package: it tries every way a string could
 split into head / seconds / fraction / zone (rather than deciding from the last byte as
 the counters do) and places instants with `datetime` arithmetic. `METRICS_AGG_FUZZ=1`
+(or `METRICS_AGG_FUZZ_EXAMPLES=N`, for long runs; see test_reliability_bad_input.py)
 runs many more examples.
 """
 
@@ -22,7 +23,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from metrics_agg import _pycounter, count_buckets, count_records
 
-EXAMPLES = 2000 if os.environ.get("METRICS_AGG_FUZZ") == "1" else 120
+EXAMPLES = int(
+    os.environ.get("METRICS_AGG_FUZZ_EXAMPLES")
+    or (2000 if os.environ.get("METRICS_AGG_FUZZ") == "1" else 120)
+)
 fuzz = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 # --- the reference -----------------------------------------------------------------------
