@@ -300,8 +300,13 @@ def _reset(send: Send) -> None:
     if transport is None:
         raise RuntimeError("cannot reach the connection to reset it")
     sock = transport.get_extra_info("socket")
-    if sock is not None:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    if sock is not None and not transport.is_closing():
+        # The client may have given up first (a `timeout` outlasting its read timeout):
+        # its socket is closed then, and there is nothing left to reset.
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
     transport.abort()
     cycle.disconnected = True  # type: ignore[union-attr]
 
