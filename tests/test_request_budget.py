@@ -1,0 +1,167 @@
+"""HTTP requests per invocation (DESIGN §7), counted against the local stack.
+
+Steady state (a unit's current and previous hour hold a few hundred records, their buckets
+are stored, and a batch touches one minute): at most 3 requests per recordType family:
+one for the stored buckets, one for the source records, one of aliased writes. A large
+window still ends exactly at the truth and is read in parallel sub-ranges, with or
+without stored buckets to size it. Counts, not timings.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from metrics_agg import pipeline
+from metrics_agg.config import Config
+from metrics_agg.deadline import Deadline
+from metrics_agg.graphql.transport import GraphQLClient, GraphQLResponse, Kind
+from metrics_agg.local_server import LocalStack, seed_records
+from test_end_to_end import assert_matches_truth
+
+FAMILIES = ("Item", "ScoreResult", "FeedbackItem", "Task")
+SOURCE_FIELDS = {"listItemByAccountIdAndCreatedAt"}
+
+
+class CountingClient(GraphQLClient):
+    """Records every request's variables and the most requests in flight at once."""
+
+    def __init__(self, config: Config) -> None:
+        super().__init__(config)
+        self.sent: list[Mapping[str, Any]] = []
+        self._flight_lock = threading.Lock()
+        self._in_flight = 0
+        self.max_in_flight = 0
+
+    def execute(self, document: str, variables: Mapping[str, Any] | None = None, *,
+                kind: Kind, deadline: Deadline | None = None) -> GraphQLResponse:
+        with self._flight_lock:
+            self.sent.append(dict(variables or {}))
+            self._in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self._in_flight)
+        try:
+            return super().execute(document, variables, kind=kind, deadline=deadline)
+        finally:
+            with self._flight_lock:
+                self._in_flight -= 1
+
+    def source_ranges(self) -> set[tuple[str, str]]:
+        """The sort-key ranges of the source list queries sent (stored-bucket bounds are
+        objects, source bounds strings)."""
+        out = set()
+        for variables in self.sent:
+            for name, value in variables.items():
+                between = value.get("between") if isinstance(value, dict) else None
+                if name.startswith("k") and between and isinstance(between[0], str):
+                    out.add((between[0], between[1]))
+        return out
+
+
+def _stamp(at: datetime) -> str:
+    return at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}Z"
+
+
+def _recount(stack: LocalStack, model: str, account: str, start: datetime, end: datetime,
+             client: GraphQLClient, config: Config | None = None) -> dict[str, Any]:
+    event = {"recount": {"accountId": account, "model": model,
+                         "start": start.isoformat(), "end": end.isoformat()}}
+    return pipeline.handle_event(event, config=config or stack.config(), client=client)
+
+
+def _new_record(model: str, account: str, at: datetime) -> dict[str, Any]:
+    stamp = _stamp(at)
+    record: dict[str, Any] = {"id": str(uuid.uuid4()), "accountId": account,
+                              "createdAt": stamp, "updatedAt": stamp}
+    if model == "FeedbackItem":
+        record |= {"scorecardId": "sc-budget", "scoreId": "s-budget", "editedAt": stamp,
+                   "initialAnswerValue": "yes", "finalAnswerValue": "no"}
+    if model == "Item":
+        record["createdByType"] = "prediction"
+    if model == "ScoreResult":
+        record["type"] = "evaluation"
+    return record
+
+
+@pytest.mark.parametrize("model", FAMILIES)
+def test_steady_state_is_three_requests(
+    make_local_stack: Callable[..., LocalStack], model: str
+) -> None:
+    stack = make_local_stack()
+    account = f"budget-{model}"
+    now = datetime.now(UTC)
+    hour = now.replace(minute=0, second=0, microsecond=0)
+    seed_records(stack.store, model, account, 300, hour - timedelta(hours=1),
+                 max(now - timedelta(seconds=1), hour + timedelta(seconds=1)), seed=11,
+                 stream=False)
+    with GraphQLClient(stack.config()) as client:
+        out = _recount(stack, model, account, hour - timedelta(hours=1), hour + timedelta(hours=1),
+                       client)
+        assert out["status"] == "SUCCESS"
+    table = f"{model}-local-NONE"
+    after = stack.store.stream_end(table)
+    stack.store.create(model, _new_record(model, account, datetime.now(UTC)))
+    event = {"Records": stack.store.read_stream(table, after, 10)}
+    assert len(event["Records"]) == 1
+    stack.faults.reset_counts()
+    with CountingClient(stack.config()) as client:
+        assert pipeline.handle_event(event, config=stack.config(), client=client) == {
+            "batchItemFailures": []}
+        requests = client.request_count
+    # 1 stored-bucket read (all recordTypes of the family), 1 source read (FeedbackItem:
+    # both list queries), 1 request of aliased writes.
+    assert requests <= 3, f"{model}: {requests} HTTP requests: {client.sent}"
+    assert stack.faults.requests == requests
+    assert_matches_truth(stack.store, account)
+
+
+def _large_window(stack: LocalStack, account: str, size: int) -> tuple[datetime, datetime]:
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    start, end = hour - timedelta(hours=4), hour - timedelta(hours=3)
+    seed_records(stack.store, "Item", account, size, start, end, seed=5, stream=False)
+    return start, end
+
+
+def test_large_window_without_stored_buckets_probes_then_splits(
+    make_local_stack: Callable[..., LocalStack],
+) -> None:
+    stack = make_local_stack(latency_ms=5)
+    account = "budget-large"
+    start, end = _large_window(stack, account, 5000)
+    config = stack.config(page_limit=100)
+    with CountingClient(config) as client:
+        assert _recount(stack, "Item", account, start, end, client, config)["status"] == "SUCCESS"
+        ranges = client.source_ranges()
+        # One probe over the whole range, then its rest split into parallel sub-ranges.
+        assert len(ranges) > 2
+        assert client.max_in_flight > 1
+        pages = -(-5000 // 100)
+        assert client.request_count < pages + 2 * config.read_parallelism + 10
+    assert_matches_truth(stack.store, account)
+
+
+def test_large_window_with_stored_buckets_is_split_up_front(
+    make_local_stack: Callable[..., LocalStack],
+) -> None:
+    stack = make_local_stack(latency_ms=5)
+    account = "budget-large"
+    start, end = _large_window(stack, account, 5000)
+    config = stack.config(page_limit=100)
+    with GraphQLClient(config) as client:
+        assert _recount(stack, "Item", account, start, end, client, config)["status"] == "SUCCESS"
+    # Change the window a little, then recount with the stored hourly count to size it.
+    rows = stack.store.all_records("Item", account)
+    for row in rows[:3]:
+        stack.store.delete("Item", (row["id"],))
+    for n in range(7):
+        stack.store.create("Item", _new_record("Item", account,
+                                               start + timedelta(minutes=7 * n, seconds=n)))
+    with CountingClient(config) as client:
+        assert _recount(stack, "Item", account, start, end, client, config)["status"] == "SUCCESS"
+        ranges = client.source_ranges()
+        assert len(ranges) == config.read_parallelism  # sized by the stored count: 50 pages
+        assert client.max_in_flight > 1
+    assert_matches_truth(stack.store, account)
