@@ -107,7 +107,8 @@ def test_steady_state_is_three_requests(
     event = {"Records": stack.store.read_stream(table, after, 10)}
     assert len(event["Records"]) == 1
     stack.faults.reset_counts()
-    with CountingClient(stack.config()) as client:
+    client = CountingClient(stack.config())
+    with client:
         assert pipeline.handle_event(event, config=stack.config(), client=client) == {
             "batchItemFailures": []}
         requests = client.request_count
@@ -132,7 +133,8 @@ def test_large_window_without_stored_buckets_probes_then_splits(
     account = "budget-large"
     start, end = _large_window(stack, account, 5000)
     config = stack.config(page_limit=100)
-    with CountingClient(config) as client:
+    client = CountingClient(config)
+    with client:
         assert _recount(stack, "Item", account, start, end, client, config)["status"] == "SUCCESS"
         ranges = client.source_ranges()
         # One probe over the whole range, then its rest split into parallel sub-ranges.
@@ -159,7 +161,8 @@ def test_large_window_with_stored_buckets_is_split_up_front(
     for n in range(7):
         stack.store.create("Item", _new_record("Item", account,
                                                start + timedelta(minutes=7 * n, seconds=n)))
-    with CountingClient(config) as client:
+    client = CountingClient(config)
+    with client:
         assert _recount(stack, "Item", account, start, end, client, config)["status"] == "SUCCESS"
         ranges = client.source_ranges()
         assert len(ranges) == config.read_parallelism  # sized by the stored count: 50 pages
