@@ -168,3 +168,18 @@ def test_large_window_with_stored_buckets_is_split_up_front(
         assert len(ranges) == config.read_parallelism  # sized by the stored count: 50 pages
         assert client.max_in_flight > 1
     assert_matches_truth(stack.store, account)
+
+
+def test_failed_sub_range_page_writes_nothing(
+    make_local_stack: Callable[..., LocalStack],
+) -> None:
+    stack = make_local_stack()
+    account = "budget-fail"
+    start, end = _large_window(stack, account, 2000)
+    config = stack.config(page_limit=100)
+    # A page of a split sub-range (after the probe) fails for good: the whole unit fails.
+    stack.faults.add(field="listItemByAccountIdAndCreatedAt", nth=6, action="http_400")
+    with GraphQLClient(config) as client:
+        out = _recount(stack, "Item", account, start, end, client, config)
+    assert out["status"] == "PARTIAL"
+    assert stack.store.all_metrics(account) == []
