@@ -78,7 +78,14 @@ class LocalStack:
     def start(self, timeout: float = 10.0) -> None:
         self._store = Store(self.db_path)
         try:
-            sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET)
+            # An explicit IPPROTO_TCP: asyncio only sets TCP_NODELAY on accepted connections of
+            # a socket it recognises as TCP, and without it every keep-alive request waits ~40 ms
+            # on Nagle + delayed ACK.
+            sock = socket.socket(
+                socket.AF_INET6 if ":" in self.host else socket.AF_INET,
+                socket.SOCK_STREAM,
+                socket.IPPROTO_TCP,
+            )
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 sock.bind((self.host, self.port))
