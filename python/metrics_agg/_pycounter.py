@@ -171,7 +171,9 @@ def count_strings(
                 if local is not None:
                     offset = rests(text[19:])
                     if offset is not None:
-                        index = local - offset - start_minute
+                        index = local - start_minute
+                        if offset:  # most zones are Z / +00:00: skip a big-int subtraction
+                            index -= offset
                         if 0 <= index < span:
                             minutes[index] += 1
                         else:
