@@ -19,14 +19,16 @@ __all__ = [
     "run_demo",
 ]
 
+import contextlib
 import json
+import logging
 import random
 import sys
 import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -223,6 +225,19 @@ def _aws_time(dt: datetime, rng: random.Random) -> str:
     return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
 
 
+def _one_more_item(account: str, rng: random.Random) -> dict[str, Any]:
+    """A prediction Item stamped now: the stream event the demo shows the log of."""
+    ts = _aws_time(datetime.now(UTC), rng)
+    return {
+        "id": str(uuid.UUID(int=rng.getrandbits(128))),
+        "accountId": account,
+        "createdAt": ts,
+        "updatedAt": ts,
+        "createdByType": "prediction",
+        "description": "demo item, shown with its aggregator log",
+    }
+
+
 @dataclass(slots=True)
 class _Plan:
     writes: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
@@ -342,6 +357,50 @@ def _mix_line(mix: Counter[str]) -> str:
     return " · ".join(parts)
 
 
+@contextlib.contextmanager
+def _aggregator_log_to(path: Path) -> Iterator[None]:
+    """Send the aggregator's log to a file while many invocations interleave.
+
+    The mapping runs one handler per table concurrently (as Lambda would, in separate log
+    streams); interleaved on one terminal that is noise, so the demo keeps it in a file
+    and shows one invocation's log on its own afterwards.
+    """
+    logger = logging.getLogger("metrics_agg")
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(threadName)s %(message)s"))
+    saved = (logger.propagate, logger.level)
+    logger.addHandler(handler)
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+        logger.propagate, logger.level = saved
+
+
+@contextlib.contextmanager
+def _aggregator_log_shown(say: _Printer) -> Iterator[None]:
+    """Show the aggregator's log lines indented under the demo's own step."""
+
+    class _Indented(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            say("        " + self.format(record))
+
+    logger = logging.getLogger("metrics_agg")
+    handler = _Indented()
+    saved = (logger.propagate, logger.level)
+    logger.addHandler(handler)
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate, logger.level = saved
+
+
 def run_demo(
     directory: Path | None = None,
     *,
@@ -395,7 +454,11 @@ def _run(
     say(f"  counter  {counter_backend()}")
     db_path = folder / "demo.sqlite3"
     t0 = time.monotonic()
-    with LocalStack(db_path, mapping=True, batch_window=batch_window) as stack:
+    log_path = folder / "aggregator.log"
+    with (
+        LocalStack(db_path, mapping=True, batch_window=batch_window) as stack,
+        _aggregator_log_to(log_path),
+    ):
         say(
             f"[1/5] Local stack at {stack.endpoint} (stream mapping on, batch window "
             f"{batch_window:g} s)  {format_duration(time.monotonic() - t0)}"
@@ -433,7 +496,18 @@ def _run(
         waited = format_duration(time.monotonic() - t0)
         if caught_up:
             calls = stack.mapping.invocations if stack.mapping is not None else 0
-            say(f"[3/5] Event source mapping caught up: {calls} handler invocations  {waited}")
+            say(
+                f"[3/5] Event source mapping caught up: {calls} handler invocations  {waited}"
+                f"\n        their log: {log_path}"
+            )
+            # One more app write, delivered on its own, so its invocation's log reads cleanly.
+            say("      one more Item through the API; the aggregator's log for its stream event:")
+            with (
+                _aggregator_log_shown(say),
+                LocalClient(stack.endpoint, stack.api_key) as client,
+            ):
+                _api(client, "create", "Item", _one_more_item(account, rng))
+                caught_up = stack.wait_idle(idle_timeout)
         else:
             say(f"[3/5] ✗ the event source mapping did not catch up within {idle_timeout:g} s")
 
