@@ -1,24 +1,14 @@
-"""Benchmark collection and the counting summary table.
+"""The counting summary table printed after a benchmark run.
 
-`pytest benchmarks` collects `bench_*.py` (pyproject's `python_files` is for tests/).
+`pytest benchmarks` collects `bench_*.py` through pyproject's `python_files`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import pytest
 from _counting_results import NS_PER_RECORD
-
-
-def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Module | None:
-    # A file named on the command line is collected by pytest itself.
-    explicit = parent.session.isinitpath(file_path)
-    if file_path.suffix == ".py" and file_path.name.startswith("bench_") and not explicit:
-        return pytest.Module.from_parent(parent, path=file_path)
-    return None
 
 
 def _rows() -> Iterator[str]:
