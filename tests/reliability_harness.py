@@ -189,9 +189,9 @@ SCENARIOS: tuple[Scenario, ...] = (
               "error_type": "DynamoDB:AmazonDynamoDBException", "message": "injected"},
              {**FAST, "mutations_per_request": 5}),
     Scenario("page 2 of the list fails, persistent", LIST_ITEMS, "http_500", True,
-             {"times": None, "nth": 2}, {"page_limit": 3, "read_parallelism": 1, **FAST}),
+             {"times": None, "nth": 2}, {"page_limit": 5, "read_parallelism": 1, **FAST}),
     Scenario("page 3 of the list fails, transient", LIST_ITEMS, "http_503", False,
-             {"times": 1, "nth": 3}, {"page_limit": 3, "read_parallelism": 1, **FAST}),
+             {"times": 1, "nth": 3}, {"page_limit": 5, "read_parallelism": 1, **FAST}),
 )
 
 

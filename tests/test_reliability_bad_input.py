@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fixtures_counter import require_rust
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from fixtures_counter import require_rust
 from metrics_agg import _pycounter, pipeline
 from metrics_agg.graphql.transport import GraphQLClient
 from metrics_agg.local_server import LocalStack

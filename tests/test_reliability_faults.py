@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from metrics_agg.local_server import LocalClient, LocalStack
 from reliability_harness import SCENARIOS, Scenario, Stream, run_fault_scenario
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from metrics_agg import pipeline
 from metrics_agg.config import Config
 from metrics_agg.local_server import LocalClient, LocalStack

@@ -10,6 +10,7 @@ from __future__ import annotations
 __all__ = ["LocalAppSync", "build_schema", "schema_path"]
 
 import asyncio
+import contextlib
 import hmac
 import logging
 import re
@@ -303,10 +304,8 @@ def _reset(send: Send) -> None:
     if sock is not None and not transport.is_closing():
         # The client may have given up first (a `timeout` outlasting its read timeout):
         # its socket is closed then, and there is nothing left to reset.
-        try:
+        with contextlib.suppress(OSError):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        except OSError:
-            pass
     transport.abort()
     cycle.disconnected = True  # type: ignore[union-attr]
 
