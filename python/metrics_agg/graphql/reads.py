@@ -1,0 +1,298 @@
+"""Source-model list reads (DESIGN §2, §4.3): sort-key ranges, pagination, de-duplication.
+
+Documents come from the sgqlc-generated ``operations`` module, imported on first use (cold
+start). List pages are decoded by orjson into plain dicts and never mapped through sgqlc
+objects (DESIGN §8: that costs more than counting the records).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "SORT_KEY_MARGIN",
+    "list_source_reads",
+    "list_source_records",
+    "query_document",
+    "require_aware",
+    "sort_key_ranges",
+]
+
+import bisect
+import functools
+import itertools
+import math
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from metrics_agg.deadline import Deadline
+from metrics_agg.errors import ReadError
+from metrics_agg.graphql._parallel import Cancelled, run_all
+from metrics_agg.graphql._slices import KeySpace, Slice, read_slices
+from metrics_agg.graphql.transport import GraphQLClient
+from metrics_agg.models import ModelSpec, SourceRead
+from metrics_agg.timestamps import epoch_minute, from_epoch_minute
+
+# DESIGN §4.3: the index compares sort keys as strings, the counter compares instants.
+# "…13:00:00.123Z" < "…13:00:00Z" and "…13:00Z" < "…13:00:00Z" as strings, so a range
+# cut exactly at [start, end) could drop or add records at its edges. Each query range is
+# widened to whole minutes plus this margin on both sides; the caller keeps only records
+# whose parsed instant lies in [start, end). Every string form of one UTC minute shares
+# the prefix "YYYY-MM-DDTHH:MM", so a one-minute margin covers all fraction/second/`Z`
+# variants. Keys written with a non-UTC offset sort by local time and are not chased
+# (Amplify clients and AppSync's resolvers write UTC `Z`).
+SORT_KEY_MARGIN = timedelta(minutes=1)
+
+
+# -- documents (generated, loaded lazily) ------------------------------------------------
+
+
+def _camel(snake: str) -> str:
+    head, *rest = snake.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+@functools.cache
+def _query_documents() -> dict[str, str]:
+    """GraphQL field name -> its operation document, from the generated operations."""
+    from metrics_agg.graphql.operations import Operations
+
+    return {
+        _camel(name): str(op)
+        for name, op in vars(Operations.query).items()
+        if not name.startswith("_")
+    }
+
+
+def query_document(field: str) -> str:
+    """The generated document whose root field is ``field``.
+
+    Raises:
+        KeyError: no generated operation for that field (regenerate the sgqlc code).
+    """
+    try:
+        return _query_documents()[field]
+    except KeyError:
+        raise KeyError(
+            f"no generated operation for {field!r}: add it to graphql/documents/ and run "
+            "`python -m metrics_agg.graphql.codegen`"
+        ) from None
+
+
+
+# -- reading -----------------------------------------------------------------------------
+
+
+def require_aware(*values: datetime) -> None:
+    for value in values:
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"expected an aware UTC datetime, got naive {value!r}")
+
+
+def _minute_prefix(minute: int) -> str:
+    return from_epoch_minute(minute).strftime("%Y-%m-%dT%H:%M")
+
+
+def sort_key_ranges(start: datetime, end: datetime, parts: int) -> list[tuple[str, str]]:
+    """Inclusive ``between`` bounds covering [start, end) plus the margin, in ``parts``.
+
+    Bounds are minute prefixes ("YYYY-MM-DDTHH:MM"). Consecutive ranges share only their
+    boundary string, which no AWSDateTime can equal (AppSync requires a zone designator),
+    so the ranges are contiguous (no gaps) and disjoint on every storable key; records
+    are also de-duplicated by id afterwards.
+    """
+    require_aware(start, end)
+    if end <= start:
+        raise ValueError(f"empty range: start {start!r} is not before end {end!r}")
+    margin = SORT_KEY_MARGIN // timedelta(minutes=1)
+    lo = epoch_minute(start) - margin
+    end_minute = epoch_minute(end)
+    hi = (end_minute if from_epoch_minute(end_minute) == end else end_minute + 1) + margin
+    span = hi - lo
+    parts = max(1, min(parts, span))
+    cuts = [lo + (span * i) // parts for i in range(parts + 1)]
+    return [(_minute_prefix(a), _minute_prefix(b)) for a, b in itertools.pairwise(cuts)]
+
+
+def _connection(data: Mapping[str, Any] | None, field: str) -> tuple[list[Any], str | None]:
+    conn = (data or {}).get(field)
+    if not isinstance(conn, dict) or not isinstance(conn.get("items"), list):
+        raise ReadError(f"malformed {field} response: no connection with an items list")
+    token = conn.get("nextToken")
+    if token is not None and not isinstance(token, str):
+        raise ReadError(f"malformed {field} response: nextToken is not a string")
+    return conn["items"], token
+
+
+def _page_all(
+    client: GraphQLClient,
+    field: str,
+    variables: Mapping[str, Any],
+    deadline: Deadline | None,
+    stop: threading.Event,
+) -> list[dict[str, Any]]:
+    """Every item of one query: pages until ``nextToken`` is null (empty pages included)."""
+    document = query_document(field)
+    out: list[dict[str, Any]] = []
+    token: str | None = None
+    while True:
+        if stop.is_set():
+            raise Cancelled
+        response = client.execute(
+            document, {**variables, "nextToken": token}, kind="read", deadline=deadline
+        )
+        items, next_token = _connection(response.data, field)
+        out.extend(item for item in items if isinstance(item, dict))
+        if next_token is None:
+            return out
+        if next_token == token:
+            raise ReadError(f"{field} pagination did not advance (same nextToken twice)")
+        token = next_token
+
+
+def list_source_records(
+    client: GraphQLClient,
+    spec: ModelSpec,
+    query_index: int,
+    account_id: str,
+    start: datetime,
+    end: datetime,
+    *,
+    deadline: Deadline | None = None,
+    parallelism: int | None = None,
+    page_limit: int | None = None,
+) -> list[dict[str, Any]]:
+    """Records of ``spec.list_queries[query_index]`` whose sort key lies around [start, end).
+
+    The range carries ``SORT_KEY_MARGIN``; the caller filters by parsed instant. The
+    range is split into ``parallelism`` contiguous sub-ranges, each paged to the end,
+    concurrently. Records are plain dicts, de-duplicated by ``id`` (a record moved by
+    an update while the read runs keeps its newest sort key).
+
+    Raises:
+        ValueError: naive datetimes, an empty range, or a bad ``query_index``.
+        ReadError: any page failed (after retries); never partial data.
+        DeadlineExceeded: the deadline ran out first.
+    """
+    if not 0 <= query_index < len(spec.list_queries):
+        raise ValueError(f"{spec.name} has {len(spec.list_queries)} list queries, "
+                         f"not index {query_index}")
+    field = spec.list_queries[query_index]
+    sort_key = spec.sort_keys[query_index]
+    config = client.config
+    parts = parallelism if parallelism is not None else config.read_parallelism
+    limit = page_limit if page_limit is not None else config.page_limit
+    ranges = sort_key_ranges(start, end, parts)
+
+    def task(lo: str, hi: str) -> Callable[[threading.Event], list[dict[str, Any]]]:
+        variables = {"accountId": account_id, sort_key: {"between": [lo, hi]}, "limit": limit}
+        return lambda stop: _page_all(client, field, variables, deadline, stop)
+
+    pages = run_all([task(lo, hi) for lo, hi in ranges], parts)
+    return _dedupe_by_id(pages, sort_key)
+
+
+def _dedupe_by_id(groups: list[list[dict[str, Any]]], sort_key: str) -> list[dict[str, Any]]:
+    records = [r for group in groups for r in group]
+    by_id: dict[object, int] = {}
+    duplicates = False
+    for i, record in enumerate(records):
+        rid = record.get("id")
+        if rid is None:
+            continue
+        seen = by_id.setdefault(rid, i)
+        if seen != i:
+            duplicates = True
+            if str(record.get(sort_key) or "") >= str(records[seen].get(sort_key) or ""):
+                by_id[rid] = i
+    if not duplicates:
+        return records
+    keep = set(by_id.values())
+    return [r for i, r in enumerate(records) if r.get("id") is None or i in keep]
+
+
+def _source_keys(sort_key: str) -> KeySpace:
+    # Minute prefixes, as in `sort_key_ranges`: adjacent ranges share only a bound string
+    # that no AWSDateTime equals, so they neither overlap nor leave gaps.
+    return KeySpace(
+        condition=lambda lo, hi: {"between": [lo, hi]},
+        lower=_minute_prefix,
+        upper=_minute_prefix,
+        key_of=lambda row: row.get(sort_key),
+    )
+
+
+def _weighted_cuts(lo: int, hi: int, first_hour: int, hour_counts: Sequence[int | None],
+                   parts: int) -> list[int]:
+    """Minute cuts of [lo, hi) into up to ``parts`` ranges of about equal expected rows
+    (rows spread evenly over their hour; unknown hours weigh nothing)."""
+    cumulative: list[float] = []
+    total = 0.0
+    for minute in range(lo, hi):
+        hour = (minute - first_hour) // 60
+        count = hour_counts[hour] if 0 <= hour < len(hour_counts) else None
+        total += (count or 0) / 60.0
+        cumulative.append(total)
+    cuts = [lo]
+    for k in range(1, parts):
+        cut = lo + bisect.bisect_left(cumulative, total * k / parts) + 1
+        if cuts[-1] < cut < hi:
+            cuts.append(cut)
+    return [*cuts, hi]
+
+
+def list_source_reads(
+    client: GraphQLClient,
+    spec: ModelSpec,
+    account_id: str,
+    reads: Sequence[SourceRead],
+    *,
+    deadline: Deadline | None = None,
+    parallelism: int | None = None,
+    page_limit: int | None = None,
+) -> list[list[dict[str, Any]]]:
+    """The records of every read (one list per read, in order), in as few requests as fit.
+
+    Sized by ``hour_counts`` (DESIGN §7): a read expected to fit in a page is one alias of
+    a request shared with the other small reads (a steady-state unit: one request, both
+    FeedbackItem queries included); a bigger one is split by time into about one page of
+    expected rows per sub-range, at most ``parallelism``, paged in parallel. A read of
+    unknown size that turns out big is split after its first page (`_slices`). Ranges
+    carry ``SORT_KEY_MARGIN``; records are de-duplicated by id within each read.
+
+    Raises:
+        ValueError: naive datetimes, an empty range, or a bad ``query_index``.
+        ReadError: any page failed (after retries); never partial data.
+        DeadlineExceeded: the deadline ran out first.
+    """
+    config = client.config
+    budget = max(1, parallelism if parallelism is not None else config.read_parallelism)
+    limit = max(1, page_limit if page_limit is not None else config.page_limit)
+    margin = SORT_KEY_MARGIN // timedelta(minutes=1)
+    slices: list[Slice] = []
+    for group, read in enumerate(reads):
+        if not 0 <= read.query_index < len(spec.list_queries):
+            raise ValueError(f"{spec.name} has {len(spec.list_queries)} list queries, "
+                             f"not index {read.query_index}")
+        require_aware(read.start, read.end)
+        if read.end <= read.start:
+            raise ValueError(f"empty range: start {read.start!r} is not before {read.end!r}")
+        field = spec.list_queries[read.query_index]
+        keys = _source_keys(spec.sort_keys[read.query_index])
+        first = epoch_minute(read.start)
+        end_minute = epoch_minute(read.end)
+        lo = first - margin
+        hi = (end_minute if from_epoch_minute(end_minute) == read.end else end_minute + 1) + margin
+        hours = -(-(end_minute - first) // 60)
+        counts = read.hour_counts
+        known = sum(c for c in counts if c is not None)
+        unknown = len(counts) < hours or any(c is None for c in counts)
+        parts = max(1, min(budget, math.ceil(known / limit)))
+        cuts = _weighted_cuts(lo, hi, first, counts, parts) if parts > 1 else [lo, hi]
+        for a, b in itertools.pairwise(cuts):
+            expected = None if unknown and parts == 1 else known / (len(cuts) - 1)
+            slices.append(Slice(field, keys, a, b, group, expected))
+    rows = read_slices(client, account_id, slices, len(reads), limit=limit,
+                       parallelism=budget, deadline=deadline)
+    return [_dedupe_by_id([group], spec.sort_keys[read.query_index])
+            for group, read in zip(rows, reads, strict=True)]

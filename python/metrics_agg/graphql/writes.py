@@ -1,0 +1,201 @@
+"""Aliased AggregatedMetrics writes (DESIGN §4.5): many conditional mutations per request.
+
+Documents are built once per batch shape with sgqlc's ``Operation`` API (imported on first
+use, for the cold start); nothing here formats a query string.
+"""
+
+from __future__ import annotations
+
+__all__ = ["WriteResult", "bucket_input", "write_buckets"]
+
+import functools
+import logging
+import re
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import orjson
+
+from metrics_agg.deadline import Deadline
+from metrics_agg.errors import GraphQLErrorInfo
+from metrics_agg.graphql._parallel import Cancelled, run_all
+from metrics_agg.graphql.transport import GraphQLClient, is_throttling_error_type
+from metrics_agg.models import BucketWrite
+from metrics_agg.timestamps import format_bucket_time, format_write_time
+
+logger = logging.getLogger("metrics_agg.graphql")
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    """Outcome of one write of a batched request, in the order of the writes."""
+
+    write: BucketWrite
+    ok: bool
+    conflict: bool  # DynamoDB:ConditionalCheckFailedException for this alias
+    error: GraphQLErrorInfo | None = None
+
+
+_ALIAS = re.compile(r"^[cu][0-9]+$")
+
+
+@functools.lru_cache(maxsize=256)
+def _write_document(creates: int, updates: int) -> str:
+    """Aliased create/update mutations with one variable per input (cached per shape).
+
+    Aliases ``c<i>`` (create, input ``$c<i>``) and ``u<j>`` (update, input ``$u<j>``,
+    condition ``$w<j>``). Every AggregatedMetrics field is selected: AppSync delivers to
+    subscribers only the fields a mutation selects, and dashboards subscribe.
+    """
+    from sgqlc.operation import Operation
+    from sgqlc.types import Arg, Variable, non_null
+
+    from metrics_agg.graphql import schema as s
+
+    variables: dict[str, Any] = {}
+    for i in range(creates):
+        variables[f"c{i}"] = Arg(non_null(s.CreateAggregatedMetricsInput))
+    for j in range(updates):
+        variables[f"u{j}"] = Arg(non_null(s.UpdateAggregatedMetricsInput))
+        variables[f"w{j}"] = Arg(s.ModelAggregatedMetricsConditionInput)
+    op = Operation(s.schema.mutation_type, name=f"WriteAggregatedMetrics_{creates}c_{updates}u",
+                   variables=variables)
+    for i in range(creates):
+        op.create_aggregated_metrics(input=Variable(f"c{i}"), __alias__=f"c{i}").__fields__()
+    for j in range(updates):
+        op.update_aggregated_metrics(
+            input=Variable(f"u{j}"), condition=Variable(f"w{j}"), __alias__=f"u{j}"
+        ).__fields__()
+    return str(op)
+
+
+def bucket_input(write: BucketWrite) -> dict[str, Any]:
+    """The mutation input of one write (DESIGN §2 field contract, §4.5 fixed widths).
+
+    Creates carry every field (the optional counters as null). Updates resend every field
+    of the composite sort keys (recordType, timeRangeStart, scorecardId, scoreId) but leave
+    the counters other writers may own untouched, and keep the stored createdAt unless
+    the write names one.
+    """
+    key, value = write.key, write.value
+    fields: dict[str, Any] = {
+        "accountId": key.account_id,
+        "compositeKey": key.composite_key,
+        "recordType": key.record_type,
+        "scorecardId": key.scorecard_id,
+        "scoreId": key.score_id,
+        "timeRangeStart": format_bucket_time(key.start),
+        "timeRangeEnd": format_bucket_time(key.start + timedelta(minutes=key.minutes)),
+        "numberOfMinutes": key.minutes,
+        "count": value.count,
+        "complete": value.complete,
+        "metadata": (
+            orjson.dumps(dict(value.metadata)).decode() if value.metadata is not None else None
+        ),
+        "updatedAt": format_write_time(write.snapshot_time),
+    }
+    if write.create:
+        fields["createdAt"] = format_write_time(write.created_at or write.snapshot_time)
+        fields.update(cost=None, decisionCount=None, externalAiApiCount=None,
+                      cachedAiApiCount=None, errorCount=None)
+    elif write.created_at is not None:
+        fields["createdAt"] = format_write_time(write.created_at)
+    return fields
+
+
+def _write_chunk(
+    client: GraphQLClient, chunk: Sequence[BucketWrite], deadline: Deadline | None
+) -> list[WriteResult]:
+    """One request per attempt; aliases throttled by DynamoDB are re-sent on their own
+    (they did not execute), the others keep their first result."""
+    results: list[WriteResult | None] = [None] * len(chunk)
+    pending = list(range(len(chunk)))
+    attempt = 1
+    while True:
+        sent = _send_writes(client, [chunk[i] for i in pending], deadline)
+        for i, result in zip(pending, sent, strict=True):
+            results[i] = result
+        pending = [i for i, r in zip(pending, sent, strict=True)
+                   if r.error is not None and is_throttling_error_type(r.error.error_type)]
+        if not pending or not client.pause_before_retry(attempt, deadline):
+            break
+        logger.warning("re-sending %d throttled AggregatedMetrics writes", len(pending))
+        attempt += 1
+    return [r for r in results if r is not None]
+
+
+def _send_writes(
+    client: GraphQLClient, chunk: Sequence[BucketWrite], deadline: Deadline | None
+) -> list[WriteResult]:
+    creates = [i for i, w in enumerate(chunk) if w.create]
+    updates = [i for i, w in enumerate(chunk) if not w.create]
+    alias_of: dict[int, str] = {}
+    variables: dict[str, Any] = {}
+    for n, i in enumerate(creates):
+        alias_of[i] = f"c{n}"
+        variables[f"c{n}"] = bucket_input(chunk[i])
+    for n, i in enumerate(updates):
+        alias_of[i] = f"u{n}"
+        write = chunk[i]
+        variables[f"u{n}"] = bucket_input(write)
+        # DESIGN §4.5: an older snapshot never overwrites a newer one.
+        variables[f"w{n}"] = {"updatedAt": {"le": format_write_time(write.snapshot_time)}}
+    response = client.execute(
+        _write_document(len(creates), len(updates)), variables, kind="write", deadline=deadline
+    )
+    errors: dict[str, GraphQLErrorInfo] = {}
+    for err in response.errors:
+        alias = err.path[0] if err.path else None
+        if isinstance(alias, str) and _ALIAS.match(alias):
+            errors.setdefault(alias, err)
+    data = response.data or {}
+    results = []
+    for i, write in enumerate(chunk):
+        alias = alias_of[i]
+        error = errors.get(alias)
+        if error is None and data.get(alias) is None:
+            error = GraphQLErrorInfo("no result and no error for this mutation", None, (alias,))
+        results.append(WriteResult(
+            write,
+            ok=error is None,
+            conflict=error is not None and error.is_conditional_check_failed,
+            error=error,
+        ))
+    return results
+
+
+def write_buckets(
+    client: GraphQLClient,
+    writes: Sequence[BucketWrite],
+    *,
+    deadline: Deadline | None = None,
+    per_request: int | None = None,
+    parallelism: int | None = None,
+) -> list[WriteResult]:
+    """Send the writes as aliased mutations, ``per_request`` per HTTP request, in parallel.
+
+    Results follow the order of ``writes``. A failed alias (conflict or other error) is a
+    result; only a request that failed as a whole raises.
+
+    Raises:
+        WriteError: a whole request failed after retries (pending requests are cancelled).
+        DeadlineExceeded: the deadline ran out first.
+    """
+    if not writes:
+        return []
+    config = client.config
+    size = max(1, per_request if per_request is not None else config.mutations_per_request)
+    workers = parallelism if parallelism is not None else config.write_parallelism
+    chunks = [writes[i:i + size] for i in range(0, len(writes), size)]
+
+    def task(chunk: Sequence[BucketWrite]) -> Callable[[threading.Event], list[WriteResult]]:
+        def run(stop: threading.Event) -> list[WriteResult]:
+            if stop.is_set():
+                raise Cancelled
+            return _write_chunk(client, chunk, deadline)
+        return run
+
+    return [r for group in run_all([task(c) for c in chunks], workers) for r in group]
