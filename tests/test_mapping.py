@@ -92,6 +92,28 @@ def test_raising_handler_retries_then_parks_records_on_failure_list(
     assert calls == [1, 1, 1, 1]  # then the second record went through
 
 
+class FakePanic(BaseException):
+    """Stands in for pyo3's PanicException, which is a BaseException, not an Exception."""
+
+
+def test_a_panicking_handler_fails_the_batch_and_keeps_the_mapping_alive(
+    make_local_stack: Callable[..., LocalStack],
+) -> None:
+    calls: list[int] = []
+
+    def handler(event: dict[str, Any]) -> dict[str, Any]:
+        calls.append(len(event["Records"]))
+        if len(calls) == 1:
+            raise FakePanic("called `Option::unwrap()` on a `None` value")
+        return {"batchItemFailures": []}
+
+    stack = make_local_stack(mapping=True, batch_window=0.05, handler=handler)
+    stack.store.bulk_insert("Task", [task(1)])
+    assert stack.wait_idle(30)
+    assert calls == [1, 1]  # redelivered after the panic, then checkpointed
+    assert stack.store.failures() == []
+
+
 def test_invalid_item_identifier_fails_the_whole_batch(
     make_local_stack: Callable[..., LocalStack],
 ) -> None:

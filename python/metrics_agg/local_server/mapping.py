@@ -162,7 +162,11 @@ class EventSourceMapping:
         error = ""
         try:
             response = self.handler({"Records": list(records)})
-        except Exception as exc:  # a raising handler fails the whole batch, as in Lambda
+        except BaseException as exc:
+            # A raising handler fails the whole batch, as in Lambda; that includes a pyo3
+            # PanicException from the extension, which derives from BaseException.
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
             failed_from, error = seqs[0], f"{type(exc).__name__}: {exc}"
             log.warning("%s: handler raised on %d records: %s", p.table, len(records), error)
         else:
