@@ -111,6 +111,7 @@ class FakeApi:
     def list_source_reads(
         self, client: Any, spec: ModelSpec, account_id: str, reads: Sequence[SourceRead], *,
         deadline: Any = None, parallelism: int | None = None, page_limit: int | None = None,
+        zone_margin_minutes: int | None = None,
     ) -> list[list[dict[str, Any]]]:
         return [self.list_source_records(client, spec, r.query_index, account_id, r.start, r.end)
                 for r in reads]

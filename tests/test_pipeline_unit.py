@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from fakes_api import FakeApi, FakeClient, install
 from metrics_agg import emf, pipeline
 from metrics_agg.config import Config
@@ -159,7 +160,7 @@ def test_human_log_and_emf(fake: FakeApi, caplog: pytest.LogCaptureFixture,
     assert doc["RecordsCounted"] == 4 and doc["FailedUnits"] == 0
     assert {m["Name"] for m in doc["_aws"]["CloudWatchMetrics"][0]["Metrics"]} == {
         "RecordsCounted", "BucketsWritten", "InvalidTimestamps", "DurationMs",
-        "FailedUnits", "HttpRequests"}
+        "FailedUnits", "HttpRequests", "OffsetTimestampsBeyondMargin"}
 
 
 def test_partial_log(fake: FakeApi, caplog: pytest.LogCaptureFixture) -> None:

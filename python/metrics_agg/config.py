@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["Config"]
+__all__ = ["MAX_ZONE_MARGIN_MINUTES", "ZONE_MARGIN_ENV", "Config"]
 
 import os
 import re
@@ -11,6 +11,8 @@ from dataclasses import dataclass, field, replace
 
 from metrics_agg.errors import ConfigError
 
+MAX_ZONE_MARGIN_MINUTES = 23 * 60 + 59  # the grammar's largest offset, ±23:59 (DESIGN §3)
+ZONE_MARGIN_ENV = "METRICS_AGG_ZONE_MARGIN_MINUTES"
 _REGION_IN_HOST = re.compile(r"\.appsync-api\.([a-z0-9-]+)\.amazonaws\.com", re.ASCII)
 
 
@@ -31,6 +33,18 @@ class Config:
     page_limit: int = 1000
     request_timeout: float = 10.0
     max_attempts: int = 5
+    # DESIGN §4.3: list reads widen their sort-key ranges by this many minutes on each
+    # side, so records whose timestamps carry a zone offset up to it (the index sorts
+    # the local-time string) are still read with their UTC hour. 0: timestamps are UTC
+    # (`Z`), as Amplify clients write them. Offsets beyond it are counted and warned about.
+    zone_margin_minutes: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.zone_margin_minutes <= MAX_ZONE_MARGIN_MINUTES:
+            raise ConfigError(
+                f"zone_margin_minutes ({ZONE_MARGIN_ENV}) must be 0..{MAX_ZONE_MARGIN_MINUTES} "
+                f"(a zone offset is at most ±23:59), got {self.zone_margin_minutes!r}"
+            )
 
     @property
     def auth_mode(self) -> str:
@@ -61,7 +75,8 @@ class Config:
         """Read PLEXUS_API_URL|GRAPHQL_ENDPOINT and PLEXUS_API_KEY|GRAPHQL_API_KEY.
 
         Raises:
-            ConfigError: no endpoint is set, or a numeric knob is not a number.
+            ConfigError: no endpoint is set, a numeric knob is not a number, or
+                METRICS_AGG_ZONE_MARGIN_MINUTES is outside 0..1439.
         """
         env = os.environ if environ is None else environ
         endpoint = env.get("PLEXUS_API_URL") or env.get("GRAPHQL_ENDPOINT")
@@ -80,6 +95,7 @@ class Config:
             ("read_parallelism", "METRICS_AGG_READ_PARALLELISM"),
             ("write_parallelism", "METRICS_AGG_WRITE_PARALLELISM"),
             ("mutations_per_request", "METRICS_AGG_MUTATIONS_PER_REQUEST"),
+            ("zone_margin_minutes", ZONE_MARGIN_ENV),
         ):
             raw = env.get(var)
             if raw:

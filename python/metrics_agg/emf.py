@@ -34,6 +34,9 @@ class InvocationMetrics:
     duration_ms: float
     failed_units: int
     http_requests: int
+    # Records whose timestamp has a zone offset beyond the read margin (`zones`): a
+    # recount can miss them; set METRICS_AGG_ZONE_MARGIN_MINUTES.
+    offset_timestamps_beyond_margin: int = 0
 
 
 _METRICS = (
@@ -43,6 +46,7 @@ _METRICS = (
     ("DurationMs", "duration_ms", "Milliseconds"),
     ("FailedUnits", "failed_units", "Count"),
     ("HttpRequests", "http_requests", "Count"),
+    ("OffsetTimestampsBeyondMargin", "offset_timestamps_beyond_margin", "Count"),
 )
 
 

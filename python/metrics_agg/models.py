@@ -18,6 +18,7 @@ __all__ = [
     "CountResult",
     "HourRange",
     "ModelSpec",
+    "OffsetTimestamps",
     "RangeRecords",
     "Snapshot",
     "SourceRead",
@@ -207,6 +208,32 @@ class StreamChange:
 
 
 @dataclass(frozen=True, slots=True)
+class OffsetTimestamps:
+    """Records of one model whose placing timestamp has a zone offset beyond the read margin.
+
+    DESIGN §4.3: the index sorts the timestamp string (local time), the reads cover UTC
+    ranges widened by `Config.zone_margin_minutes`, so such a record can sit outside the
+    read of its own hour: a recount may miss it. Seen in a batch's images or in the rows
+    a read returned; ids only, never contents.
+    """
+
+    model: str
+    ids: frozenset[str]
+    max_offset_minutes: int  # the largest |offset| seen
+    unnamed: int = 0  # such records without a string id (counted, cannot be named)
+
+    @property
+    def count(self) -> int:
+        return len(self.ids) + self.unnamed
+
+    def merged(self, other: OffsetTimestamps) -> OffsetTimestamps:
+        """Both sightings as one (a record seen twice, by id, counts once)."""
+        return OffsetTimestamps(self.model, self.ids | other.ids,
+                                max(self.max_offset_minutes, other.max_offset_minutes),
+                                self.unnamed + other.unnamed)
+
+
+@dataclass(frozen=True, slots=True)
 class Batch:
     """A parsed stream event: the usable changes plus tallies of what was skipped."""
 
@@ -215,6 +242,13 @@ class Batch:
     unknown_tables: int = 0
     malformed: int = 0
     invalid_timestamps: int = 0  # images whose timestamp is present but not of the grammar
+    # Per model: records with an image whose timestamp's zone offset exceeds the margin.
+    offsets: tuple[OffsetTimestamps, ...] = ()
+
+    @property
+    def offset_timestamps(self) -> int:
+        """Records whose timestamp has a zone offset beyond the read margin."""
+        return sum(o.count for o in self.offsets)
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -288,6 +322,8 @@ class Snapshot:
     records_read: int  # rows returned by the list queries, before merging
     merged_from_batch: int  # batch images that replaced or added a record
     removed_by_batch: int  # ids the batch REMOVEd that the index still showed
+    # Rows read whose timestamp has a zone offset beyond the read margin (None: none).
+    offsets: OffsetTimestamps | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -337,6 +373,10 @@ class VerifyReport:
     mismatches: tuple[BucketDifference, ...]
     buckets_checked: int
     records_counted: int
+    # Per model: rows read with a zone offset beyond the margin. The truth above is a
+    # recount from the same index, so it may miss such records as well (DESIGN §4.3).
+    offsets: tuple[OffsetTimestamps, ...] = ()
+    zone_margin_minutes: int = 0  # the margin the reads used
 
 
 @dataclass(frozen=True, slots=True)
@@ -354,3 +394,4 @@ class UnitOutcome:
     buckets_written: int = 0
     buckets_planned: int = 0  # dry runs: what would have been written
     superseded: int = 0
+    offsets: OffsetTimestamps | None = None  # rows read with a zone offset beyond the margin

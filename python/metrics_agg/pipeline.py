@@ -18,6 +18,9 @@ The Lambda handler, the CLI and the local stream mapping all call `handle_event`
 A unit is one (model, account). A failed read or write of a unit (any `TransportError`)
 means nothing of it is trusted: its lowest sequence number is reported (DESIGN §4.6).
 A unit is not started with less than `MIN_UNIT_SECONDS` left; it is reported instead.
+Timestamps whose zone offset exceeds `Config.zone_margin_minutes` (seen in the batch's
+images or in the rows read) get one warning per model per invocation and an EMF figure
+(`zones`, DESIGN §4.3): a recount can miss such records, so they are never silent.
 The human log (DESIGN §4.7) goes to the ``metrics_agg`` logger at INFO; EMF via `emf`.
 """
 
@@ -42,6 +45,7 @@ from metrics_agg.graphql.transport import GraphQLClient
 from metrics_agg.models import (
     BUCKET_SIZES,
     SOURCE_MODELS,
+    OffsetTimestamps,
     UnitCounts,
     UnitKey,
     UnitOutcome,
@@ -53,6 +57,7 @@ from metrics_agg.reading import read_unit
 from metrics_agg.stream_events import parse_batch
 from metrics_agg.timestamps import format_bucket_time, parse_instant, utc_now
 from metrics_agg.writing import diff_buckets, plan_writes, read_stored, write_changes
+from metrics_agg.zones import merge_offsets, offset_warning
 
 _log = logging.getLogger("metrics_agg")
 MIN_UNIT_SECONDS = 2.0  # a unit needs a few requests; starting one later would overrun
@@ -108,8 +113,11 @@ def run_unit(
         _log.warning("      hour %s is beyond the recount limits: not recounted",
                      format_bucket_time(hour))
     t0 = time.monotonic()
+    offsets: OffsetTimestamps | None = None
     try:
-        _log.info("[1/3] Querying %s", ", ".join(SOURCE_MODELS[key.model].list_queries))
+        margin = config.zone_margin_minutes
+        _log.info("[1/3] Querying %s%s", ", ".join(SOURCE_MODELS[key.model].list_queries),
+                  f" (ranges widened by a {margin}-min zone margin)" if margin else "")
         # The stored buckets are read first: their hourly counts size the source reads
         # (DESIGN §7). Reading them before the snapshot time is taken is safe (DESIGN
         # §4.5): every write is conditional on the stored updatedAt being no newer than
@@ -120,6 +128,7 @@ def run_unit(
         stored = read_stored(client, unit, deadline=deadline)
         snapshot = read_unit(client, unit, config=config, deadline=deadline, clock=clock,
                              stored=stored)
+        offsets = snapshot.offsets
         _log.info("      %s rows read; batch images: %d merged, %d removed (%.2f s)",
                   _n(snapshot.records_read), snapshot.merged_from_batch,
                   snapshot.removed_by_batch, time.monotonic() - t0)
@@ -127,9 +136,9 @@ def run_unit(
         counts = count_unit(snapshot)
         if not _log_counts(counts):
             return UnitOutcome(key, ok=False, error="cross-check failed",
-                               sequence=unit.lowest_sequence)
+                               sequence=unit.lowest_sequence, offsets=offsets)
         base = UnitOutcome(key, ok=True, records_counted=counts.processed,
-                           invalid=counts.invalid, missing=counts.missing)
+                           invalid=counts.invalid, missing=counts.missing, offsets=offsets)
         if dry_run:
             writes = plan_writes(counts, stored)
             _log.info("[3/3] Dry run: %s bucket(s) would be written", _n(len(writes)))
@@ -145,7 +154,7 @@ def run_unit(
         _log.error("      ✗ %s · %s failed: %s: %s", key.model, key.account_id,
                    type(exc).__name__, exc)
         return UnitOutcome(key, ok=False, error=f"{type(exc).__name__}: {exc}",
-                           sequence=unit.lowest_sequence)
+                           sequence=unit.lowest_sequence, offsets=offsets)
 
 
 def _run_units(client: Any, units: Sequence[WorkUnit], *, config: Config, deadline: Deadline,
@@ -177,6 +186,13 @@ def _report(outcomes: Sequence[UnitOutcome], seconds: float, requests: int) -> N
     _log.warning("⚠ PARTIAL: %d of %d unit(s) failed (%s); %s records counted, %s buckets "
                  "written, %d HTTP requests, %.2f s", len(failed), len(outcomes), names,
                  _n(counted), _n(written), requests, seconds)
+
+
+def _warn_offsets(found: Sequence[OffsetTimestamps], config: Config) -> int:
+    """DESIGN §4.3: one warning per model of this invocation; the records involved."""
+    for item in found:
+        _log.warning("⚠ %s", offset_warning(item, config.zone_margin_minutes))
+    return sum(item.count for item in found)
 
 
 def _scheduled_units(event: Mapping[str, Any], client: Any, now: datetime,
@@ -240,12 +256,14 @@ def handle_event(event: Mapping[str, Any], *, config: Config, deadline: Deadline
     active = GraphQLClient(config) if client is None else client
     before = active.request_count
     invalid_ts = 0
+    batch_offsets: tuple[OffsetTimestamps, ...] = ()
     outcomes: list[UnitOutcome] = []
     units: list[WorkUnit] = []
     try:
         if kind == "stream":
-            batch = parse_batch(event)
+            batch = parse_batch(event, zone_margin_minutes=config.zone_margin_minutes)
             invalid_ts = batch.invalid_timestamps
+            batch_offsets = batch.offsets
             units = plan_units(batch, now=wall, max_hours_back=config.max_hours_back)
             names: dict[str, int] = {}
             for c in batch.changes:
@@ -273,6 +291,8 @@ def handle_event(event: Mapping[str, Any], *, config: Config, deadline: Deadline
     finally:
         if own:
             active.close()
+    offsets = _warn_offsets(merge_offsets([*batch_offsets, *(o.offsets for o in outcomes)]),
+                            config)
     failed = [o for o in outcomes if not o.ok]
     emf.emit(emf.InvocationMetrics(
         event_kind=kind,
@@ -282,6 +302,7 @@ def handle_event(event: Mapping[str, Any], *, config: Config, deadline: Deadline
         duration_ms=(time.monotonic() - t0) * 1000.0,
         failed_units=len(failed),
         http_requests=requests,
+        offset_timestamps_beyond_margin=offsets,
     ))
     sequences = sorted({o.sequence for o in failed if o.sequence}, key=int)
     response: dict[str, Any] = {"batchItemFailures": [{"itemIdentifier": s} for s in sequences]}
@@ -309,11 +330,13 @@ def recount(*, config: Config, account_id: str, model: str, start: datetime, end
     unit = plan_recount(model, account_id, start, end)
     active = GraphQLClient(config) if client is None else client
     try:
-        return run_unit(active, unit, config=config, deadline=deadline or Deadline(),
-                        dry_run=dry_run)
+        outcome = run_unit(active, unit, config=config, deadline=deadline or Deadline(),
+                           dry_run=dry_run)
     finally:
         if client is None:
             active.close()
+    _warn_offsets(merge_offsets([outcome.offsets]), config)
+    return outcome
 
 
 def verify(*, config: Config, account_id: str, start: datetime, end: datetime,
@@ -331,11 +354,13 @@ def verify(*, config: Config, account_id: str, start: datetime, end: datetime,
     units = [plan_recount(m, account_id, start, end) for m in (models or tuple(SOURCE_MODELS))]
     active = GraphQLClient(config) if client is None else client
     mismatches = []
+    found: list[OffsetTimestamps | None] = []
     checked = counted = 0
     try:
         for unit in units:
             stored = read_stored(active, unit, deadline=deadline)
             snapshot = read_unit(active, unit, config=config, deadline=deadline, stored=stored)
+            found.append(snapshot.offsets)
             counts = count_unit(snapshot)
             mismatches.extend(diff_buckets(counts, stored, check_complete=check_complete))
             checked += len({k.composite_key for k in counts.desired} | set(stored))
@@ -343,4 +368,9 @@ def verify(*, config: Config, account_id: str, start: datetime, end: datetime,
     finally:
         if client is None:
             active.close()
-    return VerifyReport(tuple(mismatches), buckets_checked=checked, records_counted=counted)
+    # The truth above is a recount from the same index: offsets beyond the margin make it
+    # as blind as the stored counts, so "no mismatch" would be a silent wrong answer.
+    offsets = merge_offsets(found)
+    _warn_offsets(offsets, config)
+    return VerifyReport(tuple(mismatches), buckets_checked=checked, records_counted=counted,
+                        offsets=offsets, zone_margin_minutes=config.zone_margin_minutes)

@@ -13,6 +13,9 @@ Merging by id, across queries and ranges:
   id out, except when the index already shows a version with a newer `updatedAt` than
   that image (the batch is older than what the index shows, keep the newer).
 
+The rows read are also scanned for timestamps whose zone offset exceeds
+`Config.zone_margin_minutes` (`zones`): they go into `Snapshot.offsets`.
+
 Any `ReadError`/`DeadlineExceeded` propagates: the unit fails as a whole (DESIGN §4.6).
 """
 
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 __all__ = ["read_unit"]
 
+import itertools
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
@@ -39,6 +43,7 @@ from metrics_agg.models import (
     WorkUnit,
 )
 from metrics_agg.timestamps import parse_instant_or_none, utc_now
+from metrics_agg.zones import scan_offsets
 
 _Record = Mapping[str, Any]
 
@@ -106,6 +111,7 @@ def _fetch(
     results = api.list_source_reads(
         client, spec, unit.key.account_id, reads, deadline=deadline,
         parallelism=config.read_parallelism, page_limit=config.page_limit,
+        zone_margin_minutes=config.zone_margin_minutes,
     )
     return [(ri, records) for (ri, _), records in zip(tasks, results, strict=True)]
 
@@ -133,6 +139,10 @@ def read_unit(
     # Taken before the first request: every write of this snapshot is conditional on it.
     snapshot_time = clock()
     fetched = _fetch(client, unit, config, deadline or Deadline(), stored or {})
+    # DESIGN §4.3: rows whose timestamp's zone offset exceeds the read margin are evidence
+    # that a recount can miss records (`zones`); the pipeline reports them.
+    offsets = scan_offsets(spec.name, itertools.chain.from_iterable(r for _, r in fetched),
+                           spec.timestamp_fields, config.zone_margin_minutes)
     by_id: dict[str, tuple[int, _Record]] = {}
     anonymous: list[tuple[int, _Record]] = []
     records_read = 0
@@ -195,4 +205,5 @@ def read_unit(
         records_read=records_read,
         merged_from_batch=merged,
         removed_by_batch=removed,
+        offsets=offsets,
     )

@@ -20,8 +20,16 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from metrics_agg.models import Batch, ModelSpec, StreamChange, model_for_table
+from metrics_agg.models import (
+    SOURCE_MODELS,
+    Batch,
+    ModelSpec,
+    OffsetTimestamps,
+    StreamChange,
+    model_for_table,
+)
 from metrics_agg.timestamps import parse_instant_or_none
+from metrics_agg.zones import merge_offsets, scan_offsets
 
 _log = logging.getLogger("metrics_agg")
 
@@ -171,11 +179,24 @@ def _sequence_for_log(record: object) -> str:
     return "?"
 
 
-def parse_batch(event: Mapping[str, Any]) -> Batch:
+def _offsets(change: StreamChange, margin_minutes: int) -> OffsetTimestamps | None:
+    spec = SOURCE_MODELS.get(change.model)
+    images = [img for img in (change.old_image, change.new_image) if img is not None]
+    if spec is None or not images:
+        return None
+    found = scan_offsets(change.model, images, spec.timestamp_fields, margin_minutes)
+    if found is None or change.record_id in found.ids:
+        return found
+    # The images' own `id` may be absent (REMOVE images can be keys only): name the key.
+    return OffsetTimestamps(change.model, frozenset({change.record_id}), found.max_offset_minutes)
+
+
+def parse_batch(event: Mapping[str, Any], *, zone_margin_minutes: int = 0) -> Batch:
     """A DynamoDB stream event (`{"Records": [...]}`) -> `Batch`.
 
     Bad records are counted and skipped, never raised: one poison record must not block
-    the shard (DESIGN §4.1).
+    the shard (DESIGN §4.1). Records with an image whose timestamp has a zone offset of
+    more than ``zone_margin_minutes`` are counted per model (`Batch.offsets`, `zones`).
 
     Raises:
         ValueError: the event has no `Records` list (not a stream event at all).
@@ -221,4 +242,5 @@ def parse_batch(event: Mapping[str, Any]) -> Batch:
         unknown_tables=sum(unknown.values()),
         malformed=malformed,
         invalid_timestamps=invalid,
+        offsets=merge_offsets(_offsets(c, zone_margin_minutes) for c in changes),
     )

@@ -17,6 +17,7 @@ __all__ = [
     "parse_instant",
     "parse_instant_or_none",
     "utc_now",
+    "zone_offset_minutes",
 ]
 
 import re
@@ -71,6 +72,17 @@ def parse_epoch_minute(text: object) -> int | None:
     """
     fields = _fields(text)
     return None if fields is None else fields[0]
+
+
+def zone_offset_minutes(text: object) -> int | None:
+    """Zone offset, in minutes east of UTC, of a string of the accepted form, else ``None``.
+
+    ``Z``, ``z``, no zone, ``+00:00``, ``-00:00`` and ``+0000`` are all 0. DynamoDB sorts
+    sort keys as strings, so a non-zero offset moves a record away from its UTC place in
+    the index (DESIGN §4.3; see `graphql.reads.SORT_KEY_MARGIN`).
+    """
+    fields = _fields(text)
+    return None if fields is None else fields[2]
 
 
 def parse_instant_or_none(text: object) -> datetime | None:

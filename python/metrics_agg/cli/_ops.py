@@ -271,8 +271,21 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     return _print_verify(report, sys.stdout)
 
 
+def _print_offsets(report: VerifyReport, out: TextIO) -> int:
+    """The zone-offset warnings (DESIGN §4.3): the fresh count reads the same index, so it
+    can miss those records too; exit 1 so a scheduled verify does not pass silently."""
+    from metrics_agg.zones import offset_warning
+
+    mark = "⚠" if can_encode(out, "⚠") else "WARNING:"
+    for item in report.offsets:
+        margin = report.zone_margin_minutes
+        print(f"{mark} {offset_warning(item, margin)}", file=out)
+    return EXIT_DIFFERENCES if report.offsets else EXIT_OK
+
+
 def _print_verify(report: VerifyReport, out: TextIO) -> int:
-    """Render pipeline.verify's report; exit 1 if any bucket differs."""
+    """Render pipeline.verify's report; exit 1 if any bucket differs, or if records with a
+    zone offset beyond the read margin were seen (the fresh count may miss them too)."""
     mismatches = list(report.mismatches)
     checked = report.buckets_checked
     ok_mark = "✓" if can_encode(out, "✓") else "OK"
@@ -282,7 +295,7 @@ def _print_verify(report: VerifyReport, out: TextIO) -> int:
             f"{format_count(report.records_counted)} records",
             file=out,
         )
-        return EXIT_OK
+        return _print_offsets(report, out)
     rows = [
         (
             m.key.record_type,
@@ -316,6 +329,7 @@ def _print_verify(report: VerifyReport, out: TextIO) -> int:
         f"{format_count(report.records_counted)} records; `metrics-agg recount` rewrites them",
         file=out,
     )
+    _print_offsets(report, out)
     return EXIT_DIFFERENCES
 
 

@@ -22,7 +22,7 @@ import itertools
 import math
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from metrics_agg.deadline import Deadline
@@ -31,7 +31,7 @@ from metrics_agg.graphql._parallel import Cancelled, run_all
 from metrics_agg.graphql._slices import KeySpace, Slice, read_slices
 from metrics_agg.graphql.transport import GraphQLClient
 from metrics_agg.models import ModelSpec, SourceRead
-from metrics_agg.timestamps import epoch_minute, from_epoch_minute
+from metrics_agg.timestamps import epoch_minute, from_epoch_minute, parse_instant_or_none
 
 # DESIGN §4.3: the index compares sort keys as strings, the counter compares instants.
 # "…13:00:00.123Z" < "…13:00:00Z" and "…13:00Z" < "…13:00:00Z" as strings, so a range
@@ -39,8 +39,12 @@ from metrics_agg.timestamps import epoch_minute, from_epoch_minute
 # widened to whole minutes plus this margin on both sides; the caller keeps only records
 # whose parsed instant lies in [start, end). Every string form of one UTC minute shares
 # the prefix "YYYY-MM-DDTHH:MM", so a one-minute margin covers all fraction/second/`Z`
-# variants. Keys written with a non-UTC offset sort by local time and are not chased
-# (Amplify clients and AppSync's resolvers write UTC `Z`).
+# variants. Keys written with a zone offset ("…T03:10:00+02:00", 01:10 UTC) sort by their
+# local time: reads widen their ranges by a further `Config.zone_margin_minutes` on both
+# sides to reach them (default 0: Amplify clients and AppSync's resolvers write UTC `Z`);
+# `zones` detects and reports offsets beyond it. The wider read returns neighbouring
+# records too: the counter drops them by instant (`outside_window`), and the unit's merge
+# by id places a record read for two ranges once (`reading`).
 SORT_KEY_MARGIN = timedelta(minutes=1)
 
 
@@ -89,12 +93,21 @@ def require_aware(*values: datetime) -> None:
             raise ValueError(f"expected an aware UTC datetime, got naive {value!r}")
 
 
+def _margin(zone_margin_minutes: int) -> int:
+    if zone_margin_minutes < 0:
+        raise ValueError(f"zone margin must be >= 0 minutes, got {zone_margin_minutes}")
+    return SORT_KEY_MARGIN // timedelta(minutes=1) + zone_margin_minutes
+
+
 def _minute_prefix(minute: int) -> str:
     return from_epoch_minute(minute).strftime("%Y-%m-%dT%H:%M")
 
 
-def sort_key_ranges(start: datetime, end: datetime, parts: int) -> list[tuple[str, str]]:
-    """Inclusive ``between`` bounds covering [start, end) plus the margin, in ``parts``.
+def sort_key_ranges(start: datetime, end: datetime, parts: int, *,
+                    zone_margin_minutes: int = 0) -> list[tuple[str, str]]:
+    """Inclusive ``between`` bounds covering [start, end) plus the margins, in ``parts``.
+
+    The margin on each side is ``SORT_KEY_MARGIN`` plus ``zone_margin_minutes``.
 
     Bounds are minute prefixes ("YYYY-MM-DDTHH:MM"). Consecutive ranges share only their
     boundary string, which no AWSDateTime can equal (AppSync requires a zone designator),
@@ -104,7 +117,7 @@ def sort_key_ranges(start: datetime, end: datetime, parts: int) -> list[tuple[st
     require_aware(start, end)
     if end <= start:
         raise ValueError(f"empty range: start {start!r} is not before end {end!r}")
-    margin = SORT_KEY_MARGIN // timedelta(minutes=1)
+    margin = _margin(zone_margin_minutes)
     lo = epoch_minute(start) - margin
     end_minute = epoch_minute(end)
     hi = (end_minute if from_epoch_minute(end_minute) == end else end_minute + 1) + margin
@@ -161,10 +174,12 @@ def list_source_records(
     deadline: Deadline | None = None,
     parallelism: int | None = None,
     page_limit: int | None = None,
+    zone_margin_minutes: int | None = None,
 ) -> list[dict[str, Any]]:
     """Records of ``spec.list_queries[query_index]`` whose sort key lies around [start, end).
 
-    The range carries ``SORT_KEY_MARGIN``; the caller filters by parsed instant. The
+    The range carries ``SORT_KEY_MARGIN`` plus the zone margin (default: the client's
+    ``config.zone_margin_minutes``); the caller filters by parsed instant. The
     range is split into ``parallelism`` contiguous sub-ranges, each paged to the end,
     concurrently. Records are plain dicts, de-duplicated by ``id`` (a record moved by
     an update while the read runs keeps its newest sort key).
@@ -182,7 +197,8 @@ def list_source_records(
     config = client.config
     parts = parallelism if parallelism is not None else config.read_parallelism
     limit = page_limit if page_limit is not None else config.page_limit
-    ranges = sort_key_ranges(start, end, parts)
+    zone = zone_margin_minutes if zone_margin_minutes is not None else config.zone_margin_minutes
+    ranges = sort_key_ranges(start, end, parts, zone_margin_minutes=zone)
 
     def task(lo: str, hi: str) -> Callable[[threading.Event], list[dict[str, Any]]]:
         variables = {"accountId": account_id, sort_key: {"between": [lo, hi]}, "limit": limit}
@@ -190,6 +206,14 @@ def list_source_records(
 
     pages = run_all([task(lo, hi) for lo, hi in ranges], parts)
     return _dedupe_by_id(pages, sort_key)
+
+
+def _key_order(value: object) -> tuple[datetime, str]:
+    # By instant, then string: with zone offsets, string order is not time order.
+    return parse_instant_or_none(value) or _NEVER, str(value or "")
+
+
+_NEVER = datetime.min.replace(tzinfo=UTC)
 
 
 def _dedupe_by_id(groups: list[list[dict[str, Any]]], sort_key: str) -> list[dict[str, Any]]:
@@ -203,7 +227,7 @@ def _dedupe_by_id(groups: list[list[dict[str, Any]]], sort_key: str) -> list[dic
         seen = by_id.setdefault(rid, i)
         if seen != i:
             duplicates = True
-            if str(record.get(sort_key) or "") >= str(records[seen].get(sort_key) or ""):
+            if _key_order(record.get(sort_key)) >= _key_order(records[seen].get(sort_key)):
                 by_id[rid] = i
     if not duplicates:
         return records
@@ -223,13 +247,18 @@ def _source_keys(sort_key: str) -> KeySpace:
 
 
 def _weighted_cuts(lo: int, hi: int, first_hour: int, hour_counts: Sequence[int | None],
-                   parts: int) -> list[int]:
+                   parts: int, *, edges: bool = False) -> list[int]:
     """Minute cuts of [lo, hi) into up to ``parts`` ranges of about equal expected rows
-    (rows spread evenly over their hour; unknown hours weigh nothing)."""
+    (rows spread evenly over their hour; unknown hours weigh nothing). With ``edges``
+    (a zone margin), minutes before the first hour and after the last are expected at
+    the rate of the nearest hour."""
     cumulative: list[float] = []
     total = 0.0
+    last = len(hour_counts) - 1
     for minute in range(lo, hi):
         hour = (minute - first_hour) // 60
+        if edges and last >= 0:
+            hour = min(max(hour, 0), last)
         count = hour_counts[hour] if 0 <= hour < len(hour_counts) else None
         total += (count or 0) / 60.0
         cumulative.append(total)
@@ -250,6 +279,7 @@ def list_source_reads(
     deadline: Deadline | None = None,
     parallelism: int | None = None,
     page_limit: int | None = None,
+    zone_margin_minutes: int | None = None,
 ) -> list[list[dict[str, Any]]]:
     """The records of every read (one list per read, in order), in as few requests as fit.
 
@@ -258,7 +288,11 @@ def list_source_reads(
     FeedbackItem queries included); a bigger one is split by time into about one page of
     expected rows per sub-range, at most ``parallelism``, paged in parallel. A read of
     unknown size that turns out big is split after its first page (`_slices`). Ranges
-    carry ``SORT_KEY_MARGIN``; records are de-duplicated by id within each read.
+    carry ``SORT_KEY_MARGIN`` plus the zone margin (default: the client's
+    ``config.zone_margin_minutes``); its minutes are expected at the rate of the nearest
+    hour of the read. Sub-ranges are contiguous and disjoint (minute-prefix bounds), and
+    records are de-duplicated by id within each read, so the wider range never counts a
+    record twice; ranges of different reads may overlap, and the caller merges by id.
 
     Raises:
         ValueError: naive datetimes, an empty range, or a bad ``query_index``.
@@ -268,7 +302,8 @@ def list_source_reads(
     config = client.config
     budget = max(1, parallelism if parallelism is not None else config.read_parallelism)
     limit = max(1, page_limit if page_limit is not None else config.page_limit)
-    margin = SORT_KEY_MARGIN // timedelta(minutes=1)
+    zone = zone_margin_minutes if zone_margin_minutes is not None else config.zone_margin_minutes
+    margin = _margin(zone)
     slices: list[Slice] = []
     for group, read in enumerate(reads):
         if not 0 <= read.query_index < len(spec.list_queries):
@@ -285,10 +320,13 @@ def list_source_reads(
         hi = (end_minute if from_epoch_minute(end_minute) == read.end else end_minute + 1) + margin
         hours = -(-(end_minute - first) // 60)
         counts = read.hour_counts
-        known = sum(c for c in counts if c is not None)
+        known = float(sum(c for c in counts if c is not None))
+        if zone and counts:  # the zone margin reaches into the neighbouring hours
+            known += zone / 60 * ((counts[0] or 0) + (counts[-1] or 0))
         unknown = len(counts) < hours or any(c is None for c in counts)
         parts = max(1, min(budget, math.ceil(known / limit)))
-        cuts = _weighted_cuts(lo, hi, first, counts, parts) if parts > 1 else [lo, hi]
+        cuts = (_weighted_cuts(lo, hi, first, counts, parts, edges=zone > 0) if parts > 1
+                else [lo, hi])
         for a, b in itertools.pairwise(cuts):
             expected = None if unknown and parts == 1 else known / (len(cuts) - 1)
             slices.append(Slice(field, keys, a, b, group, expected))

@@ -14,7 +14,7 @@ from typing import Any
 
 import uvicorn
 
-from metrics_agg.config import Config
+from metrics_agg.config import ZONE_MARGIN_ENV, Config
 from metrics_agg.local_server.app import LocalAppSync
 from metrics_agg.local_server.faults import FaultPlan
 from metrics_agg.local_server.mapping import EventSourceMapping, Handler
@@ -161,7 +161,14 @@ class LocalStack:
         return f"http://{host}:{self.port}/graphql"
 
     def config(self, **overrides: Any) -> Config:
-        """A Config pointing at this stack (keyword overrides as in `Config`)."""
+        """A Config pointing at this stack (keyword overrides as in `Config`).
+
+        The zone margin defaults to METRICS_AGG_ZONE_MARGIN_MINUTES, as in Lambda, so the
+        local mapping (`serve`, `demo`) reads offset timestamps the way a deployment would.
+        """
+        if "zone_margin_minutes" not in overrides and os.environ.get(ZONE_MARGIN_ENV):
+            env = {"PLEXUS_API_URL": self.endpoint, ZONE_MARGIN_ENV: os.environ[ZONE_MARGIN_ENV]}
+            overrides["zone_margin_minutes"] = Config.from_env(env).zone_margin_minutes
         return Config(endpoint=self.endpoint, api_key=self.api_key, **overrides)
 
     def wait_idle(self, timeout: float = 30.0) -> bool:
