@@ -11,6 +11,7 @@ invocation warns and emits `OffsetTimestampsBeyondMargin`.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 from collections.abc import Iterator
@@ -21,9 +22,11 @@ from typing import Any
 import pytest
 
 from metrics_agg import emf, pipeline
+from metrics_agg.cli._ops import _print_verify
 from metrics_agg.config import Config, ConfigError
+from metrics_agg.graphql.api import sort_key_ranges
 from metrics_agg.local_server import LocalClient, LocalStack, Store
-from metrics_agg.models import SOURCE_MODELS
+from metrics_agg.models import SOURCE_MODELS, VerifyReport
 from metrics_agg.stream_events import parse_batch
 from metrics_agg.timestamps import zone_offset_minutes
 from metrics_agg.zones import offset_warning, scan_offsets, suggested_margin
@@ -331,3 +334,23 @@ def _without(store: Store, ids: set[str]) -> dict[str, tuple[int, dict[str, int]
 def test_emf_line_carries_the_figure() -> None:
     m = emf.InvocationMetrics("stream", 1, 2, 0, 1.5, 0, 3, offset_timestamps_beyond_margin=4)
     assert json.loads(emf.render(m))["OffsetTimestampsBeyondMargin"] == 4
+
+
+def test_sort_key_ranges_widen_by_the_zone_margin() -> None:
+    start = datetime(2026, 11, 26, 3, tzinfo=UTC)
+    assert sort_key_ranges(start, start + HOUR, 1) == [("2026-11-26T02:59", "2026-11-26T04:01")]
+    assert sort_key_ranges(start, start + HOUR, 2, zone_margin_minutes=120) == [
+        ("2026-11-26T00:59", "2026-11-26T03:30"), ("2026-11-26T03:30", "2026-11-26T06:01")]
+
+
+def test_cli_verify_warns_and_fails_on_offsets_beyond_the_margin() -> None:
+    found = scan_offsets("Task", [{"id": "t1", "updatedAt": "2026-11-26T03:10:00+02:00"}],
+                         ("updatedAt",), 0)
+    assert found is not None
+    out = io.StringIO()
+    clean = VerifyReport((), buckets_checked=4, records_counted=1)
+    assert _print_verify(clean, out) == 0
+    warned = VerifyReport((), buckets_checked=4, records_counted=1, offsets=(found,))
+    assert _print_verify(warned, out) == 1
+    assert "Task: 1 record(s)" in out.getvalue()
+    assert "METRICS_AGG_ZONE_MARGIN_MINUTES=120" in out.getvalue()
