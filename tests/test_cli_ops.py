@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from metrics_agg.cli import _demo, _ops
+from metrics_agg.cli import _common, _demo, _invoke, _recount, _show
 from metrics_agg.errors import ConfigError
 from metrics_agg.local_server import LocalClient, LocalStack
 from metrics_agg.render import Column, Progress, format_duration, format_table, sparkline
@@ -22,7 +22,8 @@ def run(argv: list[str]) -> int:
     """Parse with the commands of this workstream only, then run the chosen one."""
     parser = argparse.ArgumentParser(prog="metrics-agg")
     sub = parser.add_subparsers(dest="command", required=True)
-    _ops.register(sub)
+    for module in (_invoke, _recount, _show):
+        module.register(sub)
     _demo.register(sub)
     args = parser.parse_args(argv)
     return int(args.func(args))
@@ -156,16 +157,16 @@ def test_unreachable_endpoint_exits_3(
 
 def test_flags_override_the_environment() -> None:
     args = argparse.Namespace(endpoint="http://h/graphql", api_key="flag")
-    config = _ops.config_from_args(
+    config = _common.config_from_args(
         args, {"PLEXUS_API_URL": "http://e/graphql", "PLEXUS_API_KEY": "env"}
     )
     assert (config.endpoint, config.api_key) == ("http://h/graphql", "flag")
-    config = _ops.config_from_args(
+    config = _common.config_from_args(
         argparse.Namespace(), {"GRAPHQL_ENDPOINT": "http://g", "GRAPHQL_API_KEY": "env"}
     )
     assert (config.endpoint, config.api_key) == ("http://g", "env")
     with pytest.raises(ConfigError, match="metrics-agg serve"):
-        _ops.config_from_args(argparse.Namespace(), {})
+        _common.config_from_args(argparse.Namespace(), {})
 
 
 @pytest.mark.parametrize(
@@ -179,13 +180,13 @@ def test_flags_override_the_environment() -> None:
     ],
 )
 def test_since_accepts_durations(text: str, expected: timedelta) -> None:
-    assert _ops.parse_since(text) == expected
+    assert _common.parse_since(text) == expected
 
 
 @pytest.mark.parametrize("text", ["", "0h", "2", "h", "2 hours", "-1h", "1m2h"])
 def test_since_rejects_the_rest(text: str) -> None:
     with pytest.raises(argparse.ArgumentTypeError):
-        _ops.parse_since(text)
+        _common.parse_since(text)
 
 
 def test_every_command_has_examples_and_environment_in_its_help(

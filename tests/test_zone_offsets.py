@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from metrics_agg import emf, pipeline
-from metrics_agg.cli._ops import _print_verify
+from metrics_agg.cli._recount import print_verify
 from metrics_agg.config import Config, ConfigError
 from metrics_agg.graphql.api import sort_key_ranges
 from metrics_agg.local_server import LocalClient, LocalStack, Store
@@ -349,8 +349,8 @@ def test_cli_verify_warns_and_fails_on_offsets_beyond_the_margin() -> None:
     assert found is not None
     out = io.StringIO()
     clean = VerifyReport((), buckets_checked=4, records_counted=1)
-    assert _print_verify(clean, out) == 0
+    assert print_verify(clean, out) == 0
     warned = VerifyReport((), buckets_checked=4, records_counted=1, offsets=(found,))
-    assert _print_verify(warned, out) == 1
+    assert print_verify(warned, out) == 1
     assert "Task: 1 record(s)" in out.getvalue()
     assert "METRICS_AGG_ZONE_MARGIN_MINUTES=120" in out.getvalue()

@@ -626,7 +626,7 @@ def _edge_cases(
 
 
 def _show(say: _Printer, stack: Any, account: str, now: datetime, span: timedelta) -> None:
-    from metrics_agg.cli._ops import render_show
+    from metrics_agg.cli._show import render_show
     from metrics_agg.graphql.api import list_stored_buckets
     from metrics_agg.graphql.transport import GraphQLClient
     from metrics_agg.render import format_table, sparkline

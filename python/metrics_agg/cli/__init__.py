@@ -14,7 +14,9 @@ from collections.abc import Sequence
 _COMMAND_MODULES = (
     "metrics_agg.cli._count",   # count
     "metrics_agg.cli._server",  # serve, seed
-    "metrics_agg.cli._ops",     # invoke, recount, verify, show
+    "metrics_agg.cli._invoke",  # invoke
+    "metrics_agg.cli._recount",  # recount, verify
+    "metrics_agg.cli._show",  # show
     "metrics_agg.cli._demo",    # demo
 )
 

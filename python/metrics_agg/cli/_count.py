@@ -19,10 +19,11 @@ from typing import Any, TextIO
 
 import orjson
 
+from metrics_agg.cli._common import instant_arg
 from metrics_agg.buckets import count_records, counter_backend
 from metrics_agg.errors import MetricsAggError
 from metrics_agg.models import BUCKET_SIZES, CountResult
-from metrics_agg.timestamps import format_bucket_time, parse_instant
+from metrics_agg.timestamps import format_bucket_time
 
 _LINE_EXAMPLE = 60
 
@@ -152,13 +153,6 @@ def result_json(result: CountResult, fields: Sequence[str], backend: str) -> dic
     }
 
 
-def _instant(text: str) -> datetime:
-    try:
-        return parse_instant(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
 def _sizes(text: str) -> tuple[int, ...]:
     try:
         sizes = tuple(int(part) for part in text.split(",") if part.strip())
@@ -224,14 +218,14 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--start",
         required=True,
-        type=_instant,
+        type=instant_arg,
         metavar="ISO",
         help="window start, e.g. 2024-05-07T12:00Z (aligned to every size)",
     )
     p.add_argument(
         "--end",
         required=True,
-        type=_instant,
+        type=instant_arg,
         metavar="ISO",
         help="window end, exclusive (aligned to every size)",
     )

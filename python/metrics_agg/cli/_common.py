@@ -1,0 +1,176 @@
+"""What the API commands share: exit codes, connection arguments and their help text,
+argument types, the error guard and the help formatter."""
+
+from __future__ import annotations
+
+__all__ = [
+    "ENV_HELP",
+    "EXIT_DIFFERENCES",
+    "EXIT_OK",
+    "EXIT_UNREACHABLE",
+    "EXIT_USAGE",
+    "add_account_arg",
+    "add_connection_args",
+    "add_since_arg",
+    "ceil_to",
+    "config_from_args",
+    "floor_to",
+    "guard",
+    "help_formatter",
+    "instant_arg",
+    "parse_since",
+]
+
+import argparse
+import os
+import re
+import sys
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
+
+from metrics_agg.config import Config
+from metrics_agg.errors import ConfigError, MetricsAggError, TransportError
+from metrics_agg.timestamps import epoch_minute, from_epoch_minute, parse_instant
+
+# Exit codes, documented in every command's epilog.
+EXIT_OK = 0
+EXIT_DIFFERENCES = 1  # verify found mismatches; invoke/recount reported failures
+EXIT_USAGE = 2  # bad arguments or configuration (argparse uses 2 too)
+EXIT_UNREACHABLE = 3  # the API could not be reached or kept failing
+
+ENV_HELP = """\
+environment:
+  PLEXUS_API_URL | GRAPHQL_ENDPOINT   GraphQL endpoint (AppSync URL, or the local server's
+                                      http://127.0.0.1:8765/graphql from `metrics-agg serve`)
+  PLEXUS_API_KEY | GRAPHQL_API_KEY    API key; without one, IAM (SigV4) with the default AWS
+                                      credential chain. Prefer the environment over --api-key:
+                                      a key typed on the command line lands in shell history.
+  METRICS_AGG_REGION                  SigV4 region when the endpoint host names none
+  METRICS_AGG_READ_PARALLELISM, METRICS_AGG_WRITE_PARALLELISM,
+  METRICS_AGG_MUTATIONS_PER_REQUEST, METRICS_AGG_MAX_HOURS_BACK   tuning knobs
+
+exit status: 0 ok, 1 differences or failures reported, 2 usage or configuration error,
+3 the API could not be reached."""
+
+_SINCE = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?", re.ASCII)
+
+
+def parse_since(text: str) -> timedelta:
+    """``90m``, ``2h``, ``1h30m``, ``7d`` -> timedelta (an argparse ``type``).
+
+    Raises:
+        argparse.ArgumentTypeError: not of that form, or zero.
+    """
+    m = _SINCE.fullmatch(text.strip().lower())
+    if not text.strip() or m is None or not any(m.groups()):
+        raise argparse.ArgumentTypeError(
+            f"expected a duration like 90m, 2h, 1h30m or 7d, got {text!r}"
+        )
+    days, hours, minutes = (int(g or 0) for g in m.groups())
+    delta = timedelta(days=days, hours=hours, minutes=minutes)
+    if delta <= timedelta(0):
+        raise argparse.ArgumentTypeError("the duration must be longer than zero")
+    return delta
+
+
+def instant_arg(text: str) -> datetime:
+    """An instant of the accepted grammar (an argparse ``type``).
+
+    Raises:
+        argparse.ArgumentTypeError: not of the accepted form.
+    """
+    try:
+        return parse_instant(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def floor_to(dt: datetime, minutes: int) -> datetime:
+    """The start of the ``minutes``-bucket that holds ``dt``."""
+    m = epoch_minute(dt)
+    return from_epoch_minute(m - m % minutes)
+
+
+def ceil_to(dt: datetime, minutes: int) -> datetime:
+    """``dt`` itself when on a ``minutes`` boundary, else the next boundary."""
+    floor = floor_to(dt, minutes)
+    return floor if floor == dt else floor + timedelta(minutes=minutes)
+
+
+def add_connection_args(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("connection (defaults from the environment)")
+    group.add_argument(
+        "--endpoint",
+        metavar="URL",
+        help="GraphQL endpoint; overrides PLEXUS_API_URL / GRAPHQL_ENDPOINT",
+    )
+    group.add_argument(
+        "--api-key",
+        metavar="KEY",
+        help="API key; prefer PLEXUS_API_KEY in the environment (a flag lands in shell "
+        "history). The flag, when given, wins over the environment.",
+    )
+
+
+def add_account_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--account", required=True, metavar="A", help="accountId")
+
+
+def add_since_arg(parser: argparse.ArgumentParser, default: timedelta, shown: str) -> None:
+    """``--since DURATION``; ``shown`` is the default as the help text spells it."""
+    parser.add_argument(
+        "--since",
+        type=parse_since,
+        default=default,
+        metavar="DURATION",
+        help=f"how far back: 90m, 2h, 1d (default {shown}; widened to whole hours)",
+    )
+
+
+def config_from_args(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> Config:
+    """Config.from_env, with --endpoint/--api-key applied on top.
+
+    Raises:
+        ConfigError: no endpoint anywhere; the message says how to get one.
+    """
+    env = dict(os.environ if environ is None else environ)
+    if getattr(args, "endpoint", None):
+        env["PLEXUS_API_URL"] = args.endpoint
+        env.pop("GRAPHQL_ENDPOINT", None)
+    if getattr(args, "api_key", None):
+        env["PLEXUS_API_KEY"] = args.api_key
+    if not (env.get("PLEXUS_API_URL") or env.get("GRAPHQL_ENDPOINT")):
+        raise ConfigError(
+            "no GraphQL endpoint configured. Run `metrics-agg serve` in another terminal and "
+            "`export PLEXUS_API_URL=http://127.0.0.1:8765/graphql PLEXUS_API_KEY=local-dev-key`, "
+            "or set PLEXUS_API_URL to your AppSync URL (or pass --endpoint)"
+        )
+    return Config.from_env(env)
+
+
+def guard(command: str, body: Callable[[argparse.Namespace], int]) -> Callable[..., int]:
+    """Turn the package's errors into one readable line and an exit code."""
+
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return body(args)
+        except ConfigError as exc:
+            print(f"metrics-agg {command}: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        except TransportError as exc:
+            print(
+                f"metrics-agg {command}: the API kept failing: {exc}\n"
+                "  check that the endpoint is up (`metrics-agg serve` for the local one) and "
+                "that the API key is right; -v shows each attempt",
+                file=sys.stderr,
+            )
+            return EXIT_UNREACHABLE
+        except MetricsAggError as exc:
+            print(f"metrics-agg {command}: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+
+    return run
+
+
+def help_formatter(prog: str) -> argparse.HelpFormatter:
+    return argparse.RawDescriptionHelpFormatter(prog, max_help_position=34)
