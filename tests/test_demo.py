@@ -5,7 +5,8 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from metrics_agg.demo import TruthBucket, compare_with_tables, direct_counts, run_demo
+from metrics_agg.demo import run_demo
+from metrics_agg.truth import TruthBucket, compare_with_tables, direct_counts
 
 
 class Terminal(io.StringIO):

@@ -19,8 +19,8 @@ from typing import Any, TextIO
 
 import orjson
 
-from metrics_agg.cli._common import instant_arg
 from metrics_agg.buckets import count_records, counter_backend
+from metrics_agg.cli._common import instant_arg
 from metrics_agg.errors import MetricsAggError
 from metrics_agg.models import BUCKET_SIZES, CountResult
 from metrics_agg.timestamps import format_bucket_time
