@@ -19,7 +19,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from metrics_agg.local_server.store import Store, table_name
+from metrics_agg.local_server._store_tables import table_name
+from metrics_agg.local_server.store import Store
 
 log = logging.getLogger("metrics_agg.local_server.mapping")
 

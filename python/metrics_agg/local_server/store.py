@@ -1,23 +1,16 @@
-"""The local server's SQLite store: every SQL statement of the local stack lives here.
+"""The local server's SQLite store: every SQL statement of the local stack lives here
+(and in `_store_streams`, the stream/checkpoint/on-failure side it mixes in).
 
-One SQLite table per DynamoDB table (`<Model>-local-NONE`), the item as JSON plus the
-key and index attributes as columns, and one SQLite index behind every list query
-(DESIGN §5). Source-model writes append their stream record in the same transaction,
-so a committed write always has its stream record and a rolled-back one never does.
+One SQLite table per DynamoDB table (`<Model>-local-NONE`, laid out in `_store_tables`),
+the item as JSON plus the key and index attributes as columns, and one SQLite index behind
+every list query (DESIGN §5). Source-model writes append their stream record in the same
+transaction, so a committed write always has its stream record and a rolled-back one
+never does.
 """
 
 from __future__ import annotations
 
-__all__ = [
-    "INDEXES",
-    "METRICS_TABLE",
-    "TABLES",
-    "ConditionalCheckFailed",
-    "IndexSpec",
-    "Store",
-    "TableSpec",
-    "table_name",
-]
+__all__ = ["ConditionalCheckFailed", "Store"]
 
 import os
 import secrets
@@ -25,82 +18,28 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from metrics_agg.local_server import conditions, streams
-from metrics_agg.models import SOURCE_MODELS
+from metrics_agg.local_server._store_streams import (
+    APPEND_STREAM_SQL,
+    STREAM_SCHEMA,
+    StreamTables,
+    transaction,
+)
+from metrics_agg.local_server._store_tables import (
+    INDEXES,
+    METRICS_TABLE,
+    TABLES,
+    IndexSpec,
+    TableSpec,
+)
 
 Item = dict[str, Any]
 # DynamoDB stops a Query page at 1 MB of data read, whatever the limit.
 _PAGE_BYTES = 1024 * 1024
-
-
-def table_name(model: str) -> str:
-    return f"{model}-local-NONE"
-
-
-@dataclass(frozen=True, slots=True)
-class TableSpec:
-    """One emulated DynamoDB table: key attributes and the attributes indexes read."""
-
-    model: str
-    key: tuple[str, ...]
-    columns: tuple[str, ...]  # index attributes kept as columns (strings only, like a GSI)
-    streamed: bool
-
-    @property
-    def name(self) -> str:
-        return table_name(self.model)
-
-
-@dataclass(frozen=True, slots=True)
-class IndexSpec:
-    """A queryable key: partition column, sort column, tie-break columns (base-table key)."""
-
-    name: str
-    table: TableSpec
-    partition: str
-    sort: str
-    tie: tuple[str, ...]
-
-    @property
-    def position_columns(self) -> tuple[str, ...]:
-        return (self.sort, *self.tie)
-
-
-def _source_table(model: str) -> TableSpec:
-    sort_keys = {"createdAt", "updatedAt", *SOURCE_MODELS[model].sort_keys}
-    return TableSpec(model, ("id",), ("accountId", *sorted(sort_keys)), streamed=True)
-
-
-METRICS_TABLE = TableSpec(
-    "AggregatedMetrics",
-    ("accountId", "compositeKey"),
-    ("recordType", "timeRangeStart", "scorecardId", "scoreId", "skRecordTypeTime",
-     "skTimeRecordType"),
-    streamed=False,
-)
-TABLES: Mapping[str, TableSpec] = {
-    **{m: _source_table(m) for m in SOURCE_MODELS},
-    "AggregatedMetrics": METRICS_TABLE,
-}
-
-INDEXES: dict[str, IndexSpec] = {}
-for _spec in SOURCE_MODELS.values():
-    for _query, _sk in zip(_spec.list_queries, _spec.sort_keys, strict=True):
-        INDEXES[_query] = IndexSpec(_query, TABLES[_spec.name], "accountId", _sk, ("id",))
-for _name, _pk, _sk, _tie in (
-    ("AggregatedMetrics", "accountId", "compositeKey", ()),
-    ("byAccountRecordType", "accountId", "skRecordTypeTime", ("compositeKey",)),
-    ("byAccountTimeRangeRecord", "accountId", "skTimeRecordType", ("compositeKey",)),
-    ("byScorecardTimeRangeRecord", "scorecardId", "skTimeRecordType",
-     ("accountId", "compositeKey")),
-    ("byScoreTimeRangeRecord", "scoreId", "skTimeRecordType", ("accountId", "compositeKey")),
-):
-    INDEXES[_name] = IndexSpec(_name, METRICS_TABLE, _pk, _sk, _tie)
 
 
 class ConditionalCheckFailed(Exception):
@@ -127,7 +66,7 @@ def _dumps(item: Mapping[str, Any]) -> str:
     return orjson.dumps(item).decode()
 
 
-class Store:
+class Store(StreamTables):
     """SQLite (WAL) behind the local AppSync emulation. Thread-safe: one connection per thread.
 
     Raises (constructor):
@@ -177,9 +116,7 @@ class Store:
             cb()
 
     def _init_schema(self) -> None:
-        conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(self._conn()) as conn:
             for t in TABLES.values():
                 cols = ", ".join(f"{_q(c)} TEXT" for c in (*t.key, *t.columns))
                 pk = ", ".join(_q(c) for c in t.key)
@@ -194,32 +131,13 @@ class Store:
                 conn.execute(
                     f"CREATE INDEX IF NOT EXISTS {_q(ix.name)} ON {_q(ix.table.name)} ({cols})"
                 )
-            conn.execute(
-                "CREATE TABLE IF NOT EXISTS stream (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
-                "table_name TEXT NOT NULL, record TEXT NOT NULL)"
-            )
-            conn.execute(
-                "CREATE INDEX IF NOT EXISTS stream_by_table ON stream (table_name, seq)"
-            )
-            conn.execute(
-                "CREATE TABLE IF NOT EXISTS checkpoint (table_name TEXT PRIMARY KEY, "
-                "seq INTEGER NOT NULL)"
-            )
-            conn.execute(
-                "CREATE TABLE IF NOT EXISTS on_failure (id INTEGER PRIMARY KEY AUTOINCREMENT, "
-                "table_name TEXT NOT NULL, first_seq INTEGER NOT NULL, last_seq INTEGER NOT "
-                "NULL, attempts INTEGER NOT NULL, error TEXT NOT NULL, records TEXT NOT NULL, "
-                "created_at REAL NOT NULL)"
-            )
+            for statement in STREAM_SCHEMA:
+                conn.execute(statement)
             conn.execute("CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL)")
             conn.execute(
                 "INSERT OR IGNORE INTO meta VALUES ('token_secret', ?), ('stream_label', ?)",
                 (secrets.token_hex(32), time.strftime("%Y-%m-%dT%H:%M:%S.000", time.gmtime())),
             )
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
         meta = dict(conn.execute("SELECT k, v FROM meta").fetchall())
         self.token_secret: bytes = bytes.fromhex(meta["token_secret"])
         self.stream_label: str = meta["stream_label"]
@@ -247,9 +165,7 @@ class Store:
             ConditionalCheckFailed: key existence or `condition` does not hold.
         """
         t = TABLES[model]
-        conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(self._conn()) as conn:
             old = self._get(conn, t, key)
             if (old is not None) != must_exist or not conditions.matches(condition, old):
                 raise ConditionalCheckFailed(model)
@@ -270,14 +186,7 @@ class Store:
                 record = streams.build_record(
                     t.name, self.stream_label, {c: key[i] for i, c in enumerate(t.key)}, old, new
                 )
-                conn.execute(
-                    "INSERT INTO stream (table_name, record) VALUES (?, ?)",
-                    (t.name, orjson.dumps(record).decode()),
-                )
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+                conn.execute(APPEND_STREAM_SQL, (t.name, orjson.dumps(record).decode()))
         if t.streamed:
             self._notify()
         return old, new
@@ -407,19 +316,13 @@ class Store:
                 keys = {c: item[c] for c in t.key}
                 rec = streams.build_record(t.name, self.stream_label, keys, None, item)
                 records.append((t.name, orjson.dumps(rec).decode()))
-        conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(self._conn()) as conn:
             conn.executemany(
                 f"INSERT INTO {_q(t.name)} ({', '.join(map(_q, cols))}, data) "
                 f"VALUES ({', '.join('?' * (len(cols) + 1))})",
                 rows,
             )
-            conn.executemany("INSERT INTO stream (table_name, record) VALUES (?, ?)", records)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+            conn.executemany(APPEND_STREAM_SQL, records)
         if records:
             self._notify()
         return len(rows)
@@ -441,74 +344,3 @@ class Store:
     def all_metrics(self, account_id: str | None = None) -> list[Item]:
         return self.all_records("AggregatedMetrics", account_id)
 
-    # -- streams ---------------------------------------------------------------------------
-    def read_stream(
-        self, table: str, after_sequence: str | int | None = None, limit: int = 1000
-    ) -> list[dict[str, Any]]:
-        """Stream records of `table` (model or table name) after a sequence number, in order."""
-        name = table if "-" in table else table_name(table)
-        after = int(after_sequence) if after_sequence not in (None, "") else 0
-        rows = self._conn().execute(
-            "SELECT seq, record FROM stream WHERE table_name = ? AND seq > ? ORDER BY seq LIMIT ?",
-            (name, after, limit),
-        )
-        return [streams.with_sequence(orjson.loads(rec), seq) for seq, rec in rows]
-
-    def stream_end(self, table: str) -> int:
-        """Sequence number of the table's newest stream record (0 when empty)."""
-        name = table if "-" in table else table_name(table)
-        row = self._conn().execute(
-            "SELECT MAX(seq) FROM stream WHERE table_name = ?", (name,)
-        ).fetchone()
-        return int(row[0] or 0)
-
-    def checkpoint(self, table: str) -> int:
-        row = self._conn().execute(
-            "SELECT seq FROM checkpoint WHERE table_name = ?", (table,)
-        ).fetchone()
-        return int(row[0]) if row else 0
-
-    def set_checkpoint(self, table: str, seq: int) -> None:
-        self._conn().execute(
-            "INSERT INTO checkpoint VALUES (?, ?) ON CONFLICT (table_name) "
-            "DO UPDATE SET seq = MAX(seq, excluded.seq)",
-            (table, seq),
-        )
-
-    def add_failure(
-        self, table: str, records: Sequence[Mapping[str, Any]], attempts: int, error: str,
-        *, checkpoint: int,
-    ) -> None:
-        """Park records on the on-failure list and move past them, in one transaction."""
-        seqs = [int(r["dynamodb"]["SequenceNumber"]) for r in records]
-        conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            conn.execute(
-                "INSERT INTO on_failure (table_name, first_seq, last_seq, attempts, error, "
-                "records, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (table, min(seqs), max(seqs), attempts, error, orjson.dumps(list(records)).decode(),
-                 time.time()),
-            )
-            conn.execute(
-                "INSERT INTO checkpoint VALUES (?, ?) ON CONFLICT (table_name) "
-                "DO UPDATE SET seq = MAX(seq, excluded.seq)",
-                (table, checkpoint),
-            )
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-
-    def failures(self, table: str | None = None) -> list[dict[str, Any]]:
-        """The on-failure list (like the SQS destination): what gave up, and why."""
-        sql = "SELECT table_name, first_seq, last_seq, attempts, error, records FROM on_failure"
-        args: tuple[str, ...] = ()
-        if table is not None:
-            sql += " WHERE table_name = ?"
-            args = (table,)
-        return [
-            {"table": t, "firstSequence": f, "lastSequence": last, "attempts": a, "error": e,
-             "records": orjson.loads(r)}
-            for t, f, last, a, e, r in self._conn().execute(sql + " ORDER BY id", args)
-        ]

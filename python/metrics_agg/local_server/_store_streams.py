@@ -1,0 +1,113 @@
+"""The store's stream side: the stream, checkpoint and on-failure tables and their SQL.
+
+`StreamTables` is mixed into `store.Store`, which supplies the connection; together they
+hold every SQL statement of the local stack.
+"""
+
+from __future__ import annotations
+
+__all__ = ["APPEND_STREAM_SQL", "STREAM_SCHEMA", "StreamTables", "transaction"]
+
+import contextlib
+import sqlite3
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import orjson
+
+from metrics_agg.local_server import streams
+from metrics_agg.local_server._store_tables import table_name
+
+STREAM_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS stream (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
+    "table_name TEXT NOT NULL, record TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS stream_by_table ON stream (table_name, seq)",
+    "CREATE TABLE IF NOT EXISTS checkpoint (table_name TEXT PRIMARY KEY, seq INTEGER NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS on_failure (id INTEGER PRIMARY KEY AUTOINCREMENT, "
+    "table_name TEXT NOT NULL, first_seq INTEGER NOT NULL, last_seq INTEGER NOT "
+    "NULL, attempts INTEGER NOT NULL, error TEXT NOT NULL, records TEXT NOT NULL, "
+    "created_at REAL NOT NULL)",
+)
+APPEND_STREAM_SQL = "INSERT INTO stream (table_name, record) VALUES (?, ?)"
+# A checkpoint only moves forward.
+_SET_CHECKPOINT_SQL = (
+    "INSERT INTO checkpoint VALUES (?, ?) ON CONFLICT (table_name) "
+    "DO UPDATE SET seq = MAX(seq, excluded.seq)"
+)
+
+
+@contextlib.contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception (then re-raised)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+class StreamTables:
+    """Reads and writes of the stream, checkpoint and on-failure tables."""
+
+    def _conn(self) -> sqlite3.Connection:
+        raise NotImplementedError  # supplied by Store
+
+    def read_stream(
+        self, table: str, after_sequence: str | int | None = None, limit: int = 1000
+    ) -> list[dict[str, Any]]:
+        """Stream records of `table` (model or table name) after a sequence number, in order."""
+        name = table if "-" in table else table_name(table)
+        after = int(after_sequence) if after_sequence not in (None, "") else 0
+        rows = self._conn().execute(
+            "SELECT seq, record FROM stream WHERE table_name = ? AND seq > ? ORDER BY seq LIMIT ?",
+            (name, after, limit),
+        )
+        return [streams.with_sequence(orjson.loads(rec), seq) for seq, rec in rows]
+
+    def stream_end(self, table: str) -> int:
+        """Sequence number of the table's newest stream record (0 when empty)."""
+        name = table if "-" in table else table_name(table)
+        row = self._conn().execute(
+            "SELECT MAX(seq) FROM stream WHERE table_name = ?", (name,)
+        ).fetchone()
+        return int(row[0] or 0)
+
+    def checkpoint(self, table: str) -> int:
+        row = self._conn().execute(
+            "SELECT seq FROM checkpoint WHERE table_name = ?", (table,)
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    def set_checkpoint(self, table: str, seq: int) -> None:
+        self._conn().execute(_SET_CHECKPOINT_SQL, (table, seq))
+
+    def add_failure(
+        self, table: str, records: Sequence[Mapping[str, Any]], attempts: int, error: str,
+        *, checkpoint: int,
+    ) -> None:
+        """Park records on the on-failure list and move past them, in one transaction."""
+        seqs = [int(r["dynamodb"]["SequenceNumber"]) for r in records]
+        with transaction(self._conn()) as conn:
+            conn.execute(
+                "INSERT INTO on_failure (table_name, first_seq, last_seq, attempts, error, "
+                "records, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (table, min(seqs), max(seqs), attempts, error, orjson.dumps(list(records)).decode(),
+                 time.time()),
+            )
+            conn.execute(_SET_CHECKPOINT_SQL, (table, checkpoint))
+
+    def failures(self, table: str | None = None) -> list[dict[str, Any]]:
+        """The on-failure list (like the SQS destination): what gave up, and why."""
+        sql = "SELECT table_name, first_seq, last_seq, attempts, error, records FROM on_failure"
+        args: tuple[str, ...] = ()
+        if table is not None:
+            sql += " WHERE table_name = ?"
+            args = (table,)
+        return [
+            {"table": t, "firstSequence": f, "lastSequence": last, "attempts": a, "error": e,
+             "records": orjson.loads(r)}
+            for t, f, last, a, e, r in self._conn().execute(sql + " ORDER BY id", args)
+        ]
