@@ -5,7 +5,7 @@
     .venv/bin/python scripts/reliability.py --load-seconds 300 --accounts 5 --writers 6
 
 Every scenario runs against a fresh local stack (127.0.0.1, SQLite in a temp dir); the
-truth is computed from the tables by tests/test_end_to_end.truth (datetime, not the
+truth is computed from the tables by tests/truth_helpers.truth (datetime, not the
 package's counter). Exits 1 if any scenario fails.
 """
 
@@ -23,12 +23,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from metrics_agg.local_server import LocalClient, LocalStack
 from reliability_harness import (
     SCENARIOS,
-    Stream,
     fault_table,
     run_concurrent,
     run_fault_scenario,
     run_load,
 )
+from truth_helpers import Stream
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,7 +2,7 @@
 
 Shared by tests/test_reliability_*.py (short versions) and scripts/reliability.py (the
 table in docs/reliability.md, `--long` for the long runs). The truth is always computed
-from the tables by `test_end_to_end.truth` (datetime and plain loops, not the package).
+from the tables by `truth_helpers.truth` (datetime and plain loops, not the package).
 
 "No partial count" (DESIGN §4.6), precisely:
 - a failed *read* (source list or stored buckets) writes nothing for that unit: every
@@ -33,39 +33,16 @@ from typing import Any
 from metrics_agg import pipeline
 from metrics_agg.deadline import Deadline
 from metrics_agg.local_server import LocalClient, LocalStack, Store
-from test_end_to_end import TIMESTAMP, truth
+from truth_helpers import TIMESTAMP, Stream, iso, recent_now, truth, truth_problems
 
 MODELS = tuple(TIMESTAMP)
 
 
-def iso(dt: datetime) -> str:
-    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
-
-
-def recent_now() -> datetime:
-    """Mid-minute, two minutes ago: records of a scenario never straddle the wall clock."""
-    now = datetime.now(UTC).replace(second=0, microsecond=0)
-    return now - timedelta(minutes=2) + timedelta(seconds=30)
-
-
 def compare(store: Store, account: str) -> list[str]:
-    """Every stored bucket equals the truth (absent = 0) and every non-empty one is stored."""
-    import json
+    """Every stored bucket equals the truth (absent = 0) and every non-empty one is stored.
 
-    want = truth(store, account)
-    stored = {m["compositeKey"]: m for m in store.all_metrics(account)}
-    problems = []
-    for key, item in stored.items():
-        count, metadata = want.get(key, (0, None))
-        if item["count"] != count:
-            problems.append(f"{key}: stored {item['count']}, truth {count}")
-        if item["recordType"].startswith("feedbackItems"):
-            raw = item.get("metadata")
-            have = json.loads(raw) if isinstance(raw, str) else (raw or {})
-            if any(have.get(n, 0) != (metadata or {}).get(n, 0) for n in have | (metadata or {})):
-                problems.append(f"{key}: metadata {have}, truth {metadata}")
-    problems += [f"{k}: truth {c}, not stored" for k, (c, _) in want.items() if k not in stored]
-    return problems
+    Unlike `truth_helpers.assert_matches_truth`, `complete` is not compared."""
+    return truth_problems(store, account, check_complete=False)[1]
 
 
 def partial_problems(before: Mapping[str, Mapping[str, Any]],
@@ -89,30 +66,6 @@ def partial_problems(before: Mapping[str, Mapping[str, Any]],
         if metadata is not None and json.loads(raw) != metadata:
             problems.append(f"{key}: metadata {raw}, truth {metadata}")
     return changed, problems
-
-
-class Stream:
-    """Hands the stack's new stream records to the handler, one event per table."""
-
-    def __init__(self, stack: LocalStack) -> None:
-        self.stack = stack
-        self.cursor: dict[str, int] = {}
-
-    def take(self, model: str) -> list[dict[str, Any]]:
-        table = f"{model}-local-NONE"
-        records = self.stack.store.read_stream(table, self.cursor.get(table, 0), 100_000)
-        if records:
-            self.cursor[table] = int(records[-1]["dynamodb"]["SequenceNumber"])
-        return records
-
-    def deliver(self, **kwargs: Any) -> list[dict[str, Any]]:
-        out = []
-        for model in MODELS:
-            records = self.take(model)
-            if records:
-                out.append(pipeline.handle_event({"Records": records},
-                                                 config=self.stack.config(), **kwargs))
-        return out
 
 
 @contextmanager

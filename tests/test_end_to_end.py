@@ -1,8 +1,8 @@
 """End to end through the local stack over real HTTP (issue 4, Tests).
 
 Every scenario ends by comparing ALL stored buckets of the account with the truth, which
-is computed here from the tables (`Store.all_records`) with `datetime.fromisoformat` and
-plain loops: not the package's counter, planner or timestamp parser.
+`truth_helpers` computes from the tables (`Store.all_records`) with `datetime.fromisoformat`
+and plain loops: not the package's counter, planner or timestamp parser.
 """
 
 from __future__ import annotations
@@ -13,125 +13,17 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+
 from metrics_agg import pipeline
-from metrics_agg.local_server import LocalClient, LocalStack, Store
+from metrics_agg.local_server import LocalClient, LocalStack
+from truth_helpers import Stream, assert_matches_truth, bucket_start, iso, recent_now
 
 ACCOUNT = "acct-e2e"
-SIZES = (1, 5, 15, 60)
-TIMESTAMP = {
-    "Item": ("createdAt",),
-    "ScoreResult": ("updatedAt",),
-    "Task": ("updatedAt",),
-    "Evaluation": ("updatedAt",),
-    "Procedure": ("updatedAt",),
-    "ChatSession": ("updatedAt",),
-    "FeedbackItem": ("editedAt", "updatedAt", "createdAt"),
-}
-BASE_TYPE = {
-    "Item": "items",
-    "ScoreResult": "scoreResults",
-    "Task": "tasks",
-    "Evaluation": "evaluations",
-    "Procedure": "procedures",
-    "ChatSession": "chatSessions",
-}
-CATEGORY = {
-    "Item": ("createdByType", {"prediction": "predictionItems", "evaluation": "evaluationItems"}),
-    "ScoreResult": (
-        "type",
-        {"prediction": "predictionScoreResults", "evaluation": "evaluationScoreResults"},
-    ),
-}
-
-
-# --------------------------------------------------------------------------- the truth
-
-
-def _instant(value: object) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        dt = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
-
-
-def _bucket(dt: datetime, minutes: int) -> str:
-    floored = dt.replace(second=0, microsecond=0)
-    since_midnight = floored.hour * 60 + floored.minute  # every size divides a day
-    start = floored - timedelta(minutes=since_midnight % minutes)
-    return start.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def truth(store: Store, account: str) -> dict[str, tuple[int, dict[str, int] | None]]:
-    """compositeKey -> (count, feedback metadata) for every non-empty bucket."""
-    counts: Counter[str] = Counter()
-    meta: dict[str, Counter[str]] = {}
-    for model, fields in TIMESTAMP.items():
-        for record in store.all_records(model, account):
-            raw = next((record[f] for f in fields if record.get(f) not in (None, "")), None)
-            dt = _instant(raw)
-            if dt is None:
-                continue
-            if model == "FeedbackItem":
-                a, b = record.get("initialAnswerValue"), record.get("finalAnswerValue")
-                if record.get("isInvalid") or a is None or b is None:
-                    kind = "invalidCount"
-                else:
-                    kind = "changedCount" if str(a) != str(b) else "unchangedCount"
-                scopes = ["feedbackItems"]
-                if record.get("scorecardId"):
-                    scopes.append(f"feedbackItemsByScorecard#{record['scorecardId']}")
-                    if record.get("scoreId"):
-                        scopes.append(f"feedbackItemsByScore#{record['scoreId']}")
-                for n in SIZES:
-                    for scope in scopes:
-                        key = f"{scope}#{_bucket(dt, n)}#{n}"
-                        counts[key] += 1
-                        meta.setdefault(key, Counter())[kind] += 1
-                continue
-            types = [BASE_TYPE[model]]
-            if model in CATEGORY:
-                name, mapping = CATEGORY[model]
-                if record.get(name) in mapping:
-                    types.append(mapping[record[name]])
-            for n in SIZES:
-                for t in types:
-                    counts[f"{t}#{_bucket(dt, n)}#{n}"] += 1
-    names = ("changedCount", "unchangedCount", "invalidCount")
-    return {
-        k: (v, {n: meta[k][n] for n in names} if k in meta else None) for k, v in counts.items()
-    }
-
-
-def assert_matches_truth(store: Store, account: str = ACCOUNT) -> dict[str, dict[str, Any]]:
-    """Every stored bucket equals the truth (absent = 0); every non-empty bucket is stored."""
-    want = truth(store, account)
-    stored = {m["compositeKey"]: m for m in store.all_metrics(account)}
-    problems = []
-    for key, item in stored.items():
-        count, metadata = want.get(key, (0, None))
-        if item["count"] != count:
-            problems.append(f"{key}: stored {item['count']}, truth {count}")
-        if item["recordType"].startswith("feedbackItems"):
-            raw = item.get("metadata")
-            have = json.loads(raw) if isinstance(raw, str) else (raw or {})
-            names = ("changedCount", "unchangedCount", "invalidCount")
-            if any(have.get(n, 0) != (metadata or {}).get(n, 0) for n in names):
-                problems.append(f"{key}: metadata {have}, truth {metadata}")
-        end, updated = _instant(item["timeRangeEnd"]), _instant(item["updatedAt"])
-        assert end is not None and updated is not None
-        if item["complete"] != (end <= updated):
-            problems.append(f"{key}: complete={item['complete']} but ends {end}, wrote {updated}")
-    problems += [f"{k}: truth {c}, not stored" for k, (c, _) in want.items() if k not in stored]
-    assert not problems, "\n".join(problems[:30])
-    return stored
 
 
 # --------------------------------------------------------------------------- helpers
@@ -149,43 +41,10 @@ def api(stack: LocalStack) -> Iterator[LocalClient]:
         yield client
 
 
-class Stream:
-    """Hands the stack's stream records to the handler, one event per table (as the
-    mapping does), remembering what was delivered."""
-
-    def __init__(self, stack: LocalStack) -> None:
-        self.stack = stack
-        self.cursor: dict[str, int] = {}
-
-    def take(self, model: str) -> list[dict[str, Any]]:
-        table = f"{model}-local-NONE"
-        records = self.stack.store.read_stream(table, self.cursor.get(table, 0), 10_000)
-        if records:
-            self.cursor[table] = int(records[-1]["dynamodb"]["SequenceNumber"])
-        return records
-
-    def deliver(self, **kwargs: Any) -> list[dict[str, Any]]:
-        responses = []
-        for model in TIMESTAMP:
-            records = self.take(model)
-            if records:
-                event = {"Records": records}
-                responses.append(pipeline.handle_event(event, config=self.stack.config(), **kwargs))
-        return responses
-
-
-def _iso(dt: datetime) -> str:
-    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
-
-
-def _minute(dt: datetime) -> datetime:
-    return dt.replace(second=0, microsecond=0)
-
 
 @pytest.fixture
 def now() -> datetime:
-    # Mid-minute, in the past, so the records of a test never straddle "now".
-    return _minute(datetime.now(UTC)) - timedelta(minutes=2) + timedelta(seconds=30)
+    return recent_now()
 
 
 # --------------------------------------------------------------------------- scenarios
@@ -196,30 +55,30 @@ def test_inserts_moves_deletes_late_invalid_and_missing(
 ) -> None:
     stream = Stream(stack)
     for i, kind in enumerate(["prediction", "prediction", "evaluation", None, "evaluation"]):
-        fields = {"accountId": ACCOUNT, "createdAt": _iso(now - timedelta(minutes=i))}
+        fields = {"accountId": ACCOUNT, "createdAt": iso(now - timedelta(minutes=i))}
         if kind:
             fields["createdByType"] = kind
         api.create("Item", **fields)
-    lonely = api.create("Item", accountId=ACCOUNT, createdAt=_iso(now - timedelta(minutes=30)))
+    lonely = api.create("Item", accountId=ACCOUNT, createdAt=iso(now - timedelta(minutes=30)))
     moved = api.create(
         "Item",
         accountId=ACCOUNT,
-        createdAt=_iso(now - timedelta(minutes=7)),
+        createdAt=iso(now - timedelta(minutes=7)),
         createdByType="prediction",
     )
     for response in stream.deliver():
         assert response == {"batchItemFailures": []}
-    assert_matches_truth(stack.store)
+    assert_matches_truth(stack.store, ACCOUNT)
 
     # A modify that moves a record into the previous hour, a delete that empties a
     # bucket, a record three hours late, an invalid and a missing timestamp (both
     # written to the table directly: the API would refuse them).
-    api.update("Item", moved["id"], createdAt=_iso(now - timedelta(minutes=75)))
+    api.update("Item", moved["id"], createdAt=iso(now - timedelta(minutes=75)))
     api.delete("Item", lonely["id"])
     api.create(
         "Item",
         accountId=ACCOUNT,
-        createdAt=_iso(now - timedelta(hours=3, minutes=4)),
+        createdAt=iso(now - timedelta(hours=3, minutes=4)),
         createdByType="evaluation",
     )
     stack.store.create(
@@ -228,20 +87,20 @@ def test_inserts_moves_deletes_late_invalid_and_missing(
             "id": str(uuid.uuid4()),
             "accountId": ACCOUNT,
             "createdAt": "2024-02-30T10:00:00Z",
-            "updatedAt": _iso(now),
+            "updatedAt": iso(now),
             "createdByType": "prediction",
         },
     )
     stack.store.create(
-        "Item", {"id": str(uuid.uuid4()), "accountId": ACCOUNT, "updatedAt": _iso(now)}
+        "Item", {"id": str(uuid.uuid4()), "accountId": ACCOUNT, "updatedAt": iso(now)}
     )
     for response in stream.deliver():
         assert response == {"batchItemFailures": []}
-    stored = assert_matches_truth(stack.store)
+    stored = assert_matches_truth(stack.store, ACCOUNT)
 
-    emptied = f"items#{_bucket(now - timedelta(minutes=30), 1)}#1"
+    emptied = f"items#{bucket_start(now - timedelta(minutes=30), 1)}#1"
     assert stored[emptied]["count"] == 0, "a delete must write the bucket back to zero"
-    late = f"evaluationItems#{_bucket(now - timedelta(hours=3, minutes=4), 60)}#60"
+    late = f"evaluationItems#{bucket_start(now - timedelta(hours=3, minutes=4), 60)}#60"
     assert stored[late]["count"] == 1
 
 
@@ -249,8 +108,8 @@ def test_unknown_tables_and_malformed_records_are_skipped(
     stack: LocalStack, api: LocalClient, now: datetime
 ) -> None:
     stream = Stream(stack)
-    api.create("Task", accountId=ACCOUNT, updatedAt=_iso(now))
-    api.create("Task", accountId=ACCOUNT, updatedAt=_iso(now - timedelta(minutes=3)))
+    api.create("Task", accountId=ACCOUNT, updatedAt=iso(now))
+    api.create("Task", accountId=ACCOUNT, updatedAt=iso(now - timedelta(minutes=3)))
     records = stream.take("Task")
     unknown = json.loads(json.dumps(records[0]))
     unknown["eventSourceARN"] = unknown["eventSourceARN"].replace(
@@ -270,7 +129,7 @@ def test_unknown_tables_and_malformed_records_are_skipped(
     event = {"Records": [unknown, malformed, *records]}
     response = pipeline.handle_event(event, config=stack.config())
     assert response == {"batchItemFailures": []}
-    assert_matches_truth(stack.store)
+    assert_matches_truth(stack.store, ACCOUNT)
     assert not [m for m in stack.store.all_metrics() if m["accountId"] != ACCOUNT]
 
 
@@ -295,24 +154,24 @@ def test_every_feedback_scope_with_changed_unchanged_and_invalid(
             "scorecardId": scorecard,
             "initialAnswerValue": initial,
             "isInvalid": invalid,
-            "createdAt": _iso(at - timedelta(hours=2)),
-            "updatedAt": _iso(at),
+            "createdAt": iso(at - timedelta(hours=2)),
+            "updatedAt": iso(at),
         }
         if final is not None:
             fields["finalAnswerValue"] = final
         if score is not None:
             fields["scoreId"] = score
         if i % 2:  # edited in the UI: editedAt, not updatedAt, places it
-            fields["editedAt"] = _iso(at - timedelta(minutes=1))
+            fields["editedAt"] = iso(at - timedelta(minutes=1))
         ids.append(api.create("FeedbackItem", **fields)["id"])
     stream.deliver()
-    assert_matches_truth(stack.store)
+    assert_matches_truth(stack.store, ACCOUNT)
 
     # A reviewer flips an answer: it moves to a new minute and from unchanged to changed.
-    api.update("FeedbackItem", ids[1], finalAnswerValue="no", editedAt=_iso(now))
+    api.update("FeedbackItem", ids[1], finalAnswerValue="no", editedAt=iso(now))
     api.delete("FeedbackItem", ids[2])
     stream.deliver()
-    stored = assert_matches_truth(stack.store)
+    stored = assert_matches_truth(stack.store, ACCOUNT)
     types = {m["recordType"] for m in stored.values()}
     assert types == {"feedbackItems", "feedbackItemsByScorecard", "feedbackItemsByScore"}
 
@@ -323,9 +182,9 @@ def test_racing_invocations_end_at_the_truth(
     """DESIGN §4.5: A (older snapshot) deletes, B (newer) inserts in the same bucket and
     sees "unchanged"; A's write arrives last. B must still have written, and A must lose."""
     stream = Stream(stack)
-    first = api.create("Item", accountId=ACCOUNT, createdAt=_iso(now))
+    first = api.create("Item", accountId=ACCOUNT, createdAt=iso(now))
     stream.deliver()
-    assert_matches_truth(stack.store)
+    assert_matches_truth(stack.store, ACCOUNT)
 
     api.delete("Item", first["id"])
     event_a = {"Records": stream.take("Item")}
@@ -339,13 +198,13 @@ def test_racing_invocations_end_at_the_truth(
     while not delayed.fired:  # A has read and counted; its first write is on hold
         assert time.monotonic() < deadline, "invocation A never wrote"
         time.sleep(0.01)
-    api.create("Item", accountId=ACCOUNT, createdAt=_iso(now + timedelta(seconds=5)))
+    api.create("Item", accountId=ACCOUNT, createdAt=iso(now + timedelta(seconds=5)))
     (response_b,) = stream.deliver()
     racer.join(30)
     assert response_b == {"batchItemFailures": []}
     assert result["a"] == {"batchItemFailures": []}
-    stored = assert_matches_truth(stack.store)
-    assert stored[f"items#{_bucket(now, 1)}#1"]["count"] == 1
+    stored = assert_matches_truth(stack.store, ACCOUNT)
+    assert stored[f"items#{bucket_start(now, 1)}#1"]["count"] == 1
 
 
 def test_failure_mid_pagination_writes_nothing_for_that_unit(
@@ -353,8 +212,8 @@ def test_failure_mid_pagination_writes_nothing_for_that_unit(
 ) -> None:
     stream = Stream(stack)
     for i in range(12):
-        api.create("Item", accountId=ACCOUNT, createdAt=_iso(now - timedelta(minutes=i)))
-    api.create("Task", accountId=ACCOUNT, updatedAt=_iso(now))
+        api.create("Item", accountId=ACCOUNT, createdAt=iso(now - timedelta(minutes=i)))
+    api.create("Task", accountId=ACCOUNT, updatedAt=iso(now))
     items = stream.take("Item")
     tasks = stream.take("Task")
     # Page 2 of the item query fails on every attempt: the Item unit must not be trusted.
@@ -371,7 +230,7 @@ def test_failure_mid_pagination_writes_nothing_for_that_unit(
     assert pipeline.handle_event({"Records": items}, config=stack.config()) == {
         "batchItemFailures": []
     }
-    assert_matches_truth(stack.store)
+    assert_matches_truth(stack.store, ACCOUNT)
 
 
 def test_restart_mid_stream_loses_and_duplicates_nothing(tmp_path: Path, now: datetime) -> None:
@@ -394,7 +253,7 @@ def test_restart_mid_stream_loses_and_duplicates_nothing(tmp_path: Path, now: da
         ready.set()
         with LocalClient(first.endpoint, first.api_key) as api:
             for i in range(8):  # Task: batch size 1, so eight deliveries
-                api.create("Task", accountId=ACCOUNT, updatedAt=_iso(now - timedelta(minutes=i)))
+                api.create("Task", accountId=ACCOUNT, updatedAt=iso(now - timedelta(minutes=i)))
         deadline = time.monotonic() + 30
         while len(delivered) < 2:
             assert time.monotonic() < deadline
@@ -410,4 +269,4 @@ def test_restart_mid_stream_loses_and_duplicates_nothing(tmp_path: Path, now: da
         seqs = [int(r["dynamodb"]["SequenceNumber"]) for r in store.read_stream("Task", 0, 100)]
         assert sorted(delivered) == seqs, "a record was lost"
         assert set(delivered.values()) == {1}, "a record was delivered twice"
-        assert_matches_truth(store)
+        assert_matches_truth(store, ACCOUNT)

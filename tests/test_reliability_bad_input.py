@@ -22,8 +22,9 @@ from fixtures_counter import require_rust
 from metrics_agg import _pycounter, pipeline
 from metrics_agg.graphql.transport import GraphQLClient
 from metrics_agg.local_server import LocalStack
-from reliability_harness import Direct, Stream, compare, iso, recent_now
+from reliability_harness import Direct, compare
 from test_parity import ANCHORS, near_misses
+from truth_helpers import Stream, iso, recent_now
 
 FUZZ = int(os.environ.get("METRICS_AGG_FUZZ_EXAMPLES", "0"))
 ACCOUNT = "acct-bad"

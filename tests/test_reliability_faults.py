@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from metrics_agg.local_server import LocalClient, LocalStack
-from reliability_harness import SCENARIOS, Scenario, Stream, run_fault_scenario
+from reliability_harness import SCENARIOS, Scenario, run_fault_scenario
+from truth_helpers import Stream
 
 
 @pytest.fixture(scope="module")

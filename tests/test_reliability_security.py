@@ -19,7 +19,8 @@ import pytest
 from metrics_agg import pipeline
 from metrics_agg.config import Config
 from metrics_agg.local_server import LocalClient, LocalStack
-from reliability_harness import Direct, Stream, iso, recent_now
+from reliability_harness import Direct
+from truth_helpers import Stream, iso, recent_now
 
 API_KEY = "da2-TOPSECRETkey0123456789abcdef"
 ACCESS_KEY = "AKIAIOSFODNN7SECRETX"

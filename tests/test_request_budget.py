@@ -16,12 +16,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+
 from metrics_agg import pipeline
 from metrics_agg.config import Config
 from metrics_agg.deadline import Deadline
 from metrics_agg.graphql.transport import GraphQLClient, GraphQLResponse, Kind
 from metrics_agg.local_server import LocalStack, seed_records
-from test_end_to_end import assert_matches_truth
+from truth_helpers import assert_matches_truth
 
 FAMILIES = ("Item", "ScoreResult", "FeedbackItem", "Task")
 SOURCE_FIELDS = {"listItemByAccountIdAndCreatedAt"}

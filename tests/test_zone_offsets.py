@@ -2,7 +2,7 @@
 
 The index sorts `"…T03:10:00.000+02:00"` (01:10 UTC) among the 03:10 keys. With
 `zone_margin_minutes` >= every offset, every stored bucket must equal the truth computed
-from the tables (`test_end_to_end.truth`: `datetime.fromisoformat`, plain loops), through
+from the tables (`truth_helpers.truth`: `datetime.fromisoformat`, plain loops), through
 stream batches, non-adjacent hour ranges whose widened reads overlap, small pages split
 into sub-ranges, and an index-only scheduled pass. With margin 0, a recount misses such
 records (their buckets are undercounted by exactly them, never overcounted), and the
@@ -30,8 +30,9 @@ from metrics_agg.models import SOURCE_MODELS, VerifyReport
 from metrics_agg.stream_events import parse_batch
 from metrics_agg.timestamps import zone_offset_minutes
 from metrics_agg.zones import offset_warning, scan_offsets, suggested_margin
-from test_end_to_end import ACCOUNT, TIMESTAMP, Stream, assert_matches_truth, truth
+from truth_helpers import TIMESTAMP, Stream, assert_matches_truth, truth
 
+ACCOUNT = "acct-e2e"
 HOUR = timedelta(hours=1)
 
 
@@ -220,7 +221,7 @@ def test_margin_covering_the_offsets_keeps_every_bucket_exact(
     assert ids
     # Hours 6, 3 and (1, 0) ago: non-adjacent ranges whose 5.5 h-widened reads overlap.
     _deliver(stream, config, now)
-    assert_matches_truth(stack.store)
+    assert_matches_truth(stack.store, ACCOUNT)
 
     # Move an offset record across an hour and a zone, delete another, add one at the
     # far edge of the margin; deliver, then let the index alone repair a lost batch.
@@ -232,7 +233,7 @@ def test_margin_covering_the_offsets_keeps_every_bucket_exact(
     api.create("Task", accountId=ACCOUNT,
                updatedAt=_local(_hour(now) - HOUR + timedelta(seconds=1), 330))
     _deliver(stream, config, now)
-    assert_matches_truth(stack.store)
+    assert_matches_truth(stack.store, ACCOUNT)
 
     # Never delivered: only the index tells the scheduled pass about these.
     api.create("Task", accountId=ACCOUNT,
@@ -243,7 +244,7 @@ def test_margin_covering_the_offsets_keeps_every_bucket_exact(
                 and _hour(now) - HOUR <= datetime.fromisoformat(r["createdAt"]) <= now)
     api.delete("Item", gone["id"])
     _scheduled(stack, stack.config(zone_margin_minutes=330, page_limit=3), now)
-    assert_matches_truth(stack.store)
+    assert_matches_truth(stack.store, ACCOUNT)
 
     report = pipeline.verify(config=stack.config(zone_margin_minutes=330), account_id=ACCOUNT,
                              start=_hour(now) - 8 * HOUR, end=_hour(now) + HOUR)
@@ -264,7 +265,7 @@ def test_margin_zero_warns_and_undercounts_only_the_offset_records(
     ids = _seed(api, now)
     _deliver(stream, config, now)
     # The stream invocation merges its own images, so it still counts them right ...
-    assert_matches_truth(stack.store)
+    assert_matches_truth(stack.store, ACCOUNT)
     # ... and warns, once per model, with the count, example ids and the setting.
     warnings = [r.getMessage() for r in caplog.records if "zone offset" in r.getMessage()]
     assert sorted(w.split(":")[0].lstrip("⚠ ") for w in warnings) == [

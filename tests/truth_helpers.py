@@ -1,0 +1,191 @@
+"""The test side's truth: every bucket implied by the tables, and the comparison of the
+stored buckets with it; plus the stream driver and timestamp helpers the end-to-end and
+reliability tests share.
+
+The truth is computed from the tables (`Store.all_records`) with `datetime.fromisoformat`
+and plain loops: deliberately NOT the package's counter, planner or timestamp parser (nor
+`metrics_agg.truth`, which the demo uses), so the tests check the package rather than
+repeat it. It is written from the data contract alone (DESIGN §2).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from metrics_agg import pipeline
+from metrics_agg.local_server import LocalStack, Store
+
+SIZES = (1, 5, 15, 60)
+TIMESTAMP = {
+    "Item": ("createdAt",),
+    "ScoreResult": ("updatedAt",),
+    "Task": ("updatedAt",),
+    "Evaluation": ("updatedAt",),
+    "Procedure": ("updatedAt",),
+    "ChatSession": ("updatedAt",),
+    "FeedbackItem": ("editedAt", "updatedAt", "createdAt"),
+}
+BASE_TYPE = {
+    "Item": "items",
+    "ScoreResult": "scoreResults",
+    "Task": "tasks",
+    "Evaluation": "evaluations",
+    "Procedure": "procedures",
+    "ChatSession": "chatSessions",
+}
+CATEGORY = {
+    "Item": ("createdByType", {"prediction": "predictionItems", "evaluation": "evaluationItems"}),
+    "ScoreResult": (
+        "type",
+        {"prediction": "predictionScoreResults", "evaluation": "evaluationScoreResults"},
+    ),
+}
+FEEDBACK_TALLIES = ("changedCount", "unchangedCount", "invalidCount")
+
+Truth = dict[str, tuple[int, dict[str, int] | None]]
+
+
+# --------------------------------------------------------------------------- time
+
+
+def iso(dt: datetime) -> str:
+    """What Amplify clients send: UTC, milliseconds, Z."""
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+
+
+def recent_now() -> datetime:
+    """Mid-minute, two minutes ago: records of a test never straddle the wall clock."""
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    return now - timedelta(minutes=2) + timedelta(seconds=30)
+
+
+def instant(value: object) -> datetime | None:
+    """The UTC instant of an ISO timestamp; None for absent or malformed values."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        dt = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+
+
+def bucket_start(dt: datetime, minutes: int) -> str:
+    """The start of the bucket that holds ``dt``, as stored (`...T12:05:00Z`)."""
+    floored = dt.replace(second=0, microsecond=0)
+    since_midnight = floored.hour * 60 + floored.minute  # every size divides a day
+    start = floored - timedelta(minutes=since_midnight % minutes)
+    return start.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# --------------------------------------------------------------------------- the truth
+
+
+def truth(store: Store, account: str) -> Truth:
+    """compositeKey -> (count, feedback metadata) for every non-empty bucket."""
+    counts: Counter[str] = Counter()
+    meta: dict[str, Counter[str]] = {}
+    for model, fields in TIMESTAMP.items():
+        for record in store.all_records(model, account):
+            raw = next((record[f] for f in fields if record.get(f) not in (None, "")), None)
+            dt = instant(raw)
+            if dt is None:
+                continue
+            if model == "FeedbackItem":
+                a, b = record.get("initialAnswerValue"), record.get("finalAnswerValue")
+                if record.get("isInvalid") or a is None or b is None:
+                    kind = "invalidCount"
+                else:
+                    kind = "changedCount" if str(a) != str(b) else "unchangedCount"
+                scopes = ["feedbackItems"]
+                if record.get("scorecardId"):
+                    scopes.append(f"feedbackItemsByScorecard#{record['scorecardId']}")
+                    if record.get("scoreId"):
+                        scopes.append(f"feedbackItemsByScore#{record['scoreId']}")
+                for n in SIZES:
+                    for scope in scopes:
+                        key = f"{scope}#{bucket_start(dt, n)}#{n}"
+                        counts[key] += 1
+                        meta.setdefault(key, Counter())[kind] += 1
+                continue
+            types = [BASE_TYPE[model]]
+            if model in CATEGORY:
+                name, mapping = CATEGORY[model]
+                if record.get(name) in mapping:
+                    types.append(mapping[record[name]])
+            for n in SIZES:
+                for t in types:
+                    counts[f"{t}#{bucket_start(dt, n)}#{n}"] += 1
+    return {
+        k: (v, {n: meta[k][n] for n in FEEDBACK_TALLIES} if k in meta else None)
+        for k, v in counts.items()
+    }
+
+
+def truth_problems(
+    store: Store, account: str, *, check_complete: bool
+) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """(stored buckets by compositeKey, problems): every stored bucket against the truth
+    (absent = 0), every non-empty truth bucket that is not stored and, with
+    ``check_complete``, `complete` against "the bucket had ended when it was written"."""
+    want = truth(store, account)
+    stored = {m["compositeKey"]: m for m in store.all_metrics(account)}
+    problems = []
+    for key, item in stored.items():
+        count, metadata = want.get(key, (0, None))
+        if item["count"] != count:
+            problems.append(f"{key}: stored {item['count']}, truth {count}")
+        if item["recordType"].startswith("feedbackItems"):
+            raw = item.get("metadata")
+            have = json.loads(raw) if isinstance(raw, str) else (raw or {})
+            expected = metadata or {}
+            if any(have.get(n, 0) != expected.get(n, 0) for n in {*FEEDBACK_TALLIES, *have}):
+                problems.append(f"{key}: metadata {have}, truth {metadata}")
+        if check_complete:
+            end, updated = instant(item["timeRangeEnd"]), instant(item["updatedAt"])
+            if end is None or updated is None:
+                problems.append(f"{key}: timeRangeEnd or updatedAt is not a timestamp")
+            elif item["complete"] != (end <= updated):
+                problems.append(
+                    f"{key}: complete={item['complete']} but ends {end}, wrote {updated}"
+                )
+    problems += [f"{k}: truth {c}, not stored" for k, (c, _) in want.items() if k not in stored]
+    return stored, problems
+
+
+def assert_matches_truth(store: Store, account: str) -> dict[str, dict[str, Any]]:
+    """Every stored bucket equals the truth, `complete` included; returns them by key."""
+    stored, problems = truth_problems(store, account, check_complete=True)
+    assert not problems, "\n".join(problems[:30])
+    return stored
+
+
+# --------------------------------------------------------------------------- the stream
+
+
+class Stream:
+    """Hands the stack's new stream records to the handler, one event per table (as the
+    mapping does), remembering what was delivered."""
+
+    def __init__(self, stack: LocalStack) -> None:
+        self.stack = stack
+        self.cursor: dict[str, int] = {}
+
+    def take(self, model: str) -> list[dict[str, Any]]:
+        table = f"{model}-local-NONE"
+        records = self.stack.store.read_stream(table, self.cursor.get(table, 0), 100_000)
+        if records:
+            self.cursor[table] = int(records[-1]["dynamodb"]["SequenceNumber"])
+        return records
+
+    def deliver(self, **kwargs: Any) -> list[dict[str, Any]]:
+        responses = []
+        for model in TIMESTAMP:
+            records = self.take(model)
+            if records:
+                event = {"Records": records}
+                responses.append(pipeline.handle_event(event, config=self.stack.config(), **kwargs))
+        return responses
