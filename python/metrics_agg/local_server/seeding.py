@@ -15,6 +15,7 @@ __all__ = ["SeedResult", "generate_records", "seed_records"]
 
 import random
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -87,28 +88,14 @@ def generate_records(
     seed: int = 0,
     late_fraction: float = 0.0,
     invalid_fraction: float = 0.0,
+    kinds: Counter[str] | None = None,
 ) -> Iterator[Item]:
-    """Yield `count` records of `model` in write order (see the module docstring).
+    """Yield `count` records of `model` in write order (see the module docstring); when
+    `kinds` is given, each late or invalid record adds one to its "late" or "invalid".
 
     Raises:
         ValueError: unknown model, naive or empty window, fractions outside [0, 1].
     """
-    for rec, _kind in _generate(model, account_id, count, start, end, seed=seed,
-                                late_fraction=late_fraction, invalid_fraction=invalid_fraction):
-        yield rec
-
-
-def _generate(
-    model: str,
-    account_id: str,
-    count: int,
-    start: datetime,
-    end: datetime,
-    *,
-    seed: int = 0,
-    late_fraction: float = 0.0,
-    invalid_fraction: float = 0.0,
-) -> Iterator[tuple[Item, str]]:
     if model not in SOURCE_MODELS:
         raise ValueError(f"unknown model {model!r}; one of {', '.join(SOURCE_MODELS)}")
     if start.tzinfo is None or end.tzinfo is None or end <= start:
@@ -175,7 +162,9 @@ def _generate(
                 rec.update(name=f"procedure-{i % 11}", status="ACTIVE")
             else:  # ChatSession
                 rec.update(name=f"chat-{i}", status="OPEN", procedureId=f"procedure-{i % 11}")
-        yield rec, kind
+        if kinds is not None and kind:
+            kinds[kind] += 1
+        yield rec
 
 
 def seed_records(
@@ -200,7 +189,8 @@ def seed_records(
         sqlite3.Error: the write failed; chunks already committed stay.
     """
     t0 = time.perf_counter()
-    late = invalid = done = 0
+    done = 0
+    kinds: Counter[str] = Counter()
     chunk: list[Item] = []
 
     def flush() -> None:
@@ -210,16 +200,16 @@ def seed_records(
         if progress is not None:
             progress(done, count)
 
-    for rec, kind in _generate(model, account_id, count, start, end, seed=seed,
-                               late_fraction=late_fraction, invalid_fraction=invalid_fraction):
-        late += kind == "late"
-        invalid += kind == "invalid"
+    records = generate_records(model, account_id, count, start, end, seed=seed,
+                               late_fraction=late_fraction, invalid_fraction=invalid_fraction,
+                               kinds=kinds)
+    for rec in records:
         chunk.append(rec)
         if len(chunk) >= _CHUNK:
             flush()
     if chunk or done == 0:
         flush()
-    return SeedResult(model, done, late, invalid, time.perf_counter() - t0)
+    return SeedResult(model, done, kinds["late"], kinds["invalid"], time.perf_counter() - t0)
 
 
 def parse_window(start: str, end: str) -> tuple[datetime, datetime]:
