@@ -33,6 +33,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+
 from _counting_results import NS_PER_RECORD
 from metrics_agg import count_buckets, count_records
 from naive import count_naive

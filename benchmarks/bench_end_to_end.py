@@ -27,6 +27,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+
 from metrics_agg import pipeline
 from metrics_agg.graphql.api import list_source_records, write_buckets
 from metrics_agg.graphql.transport import GraphQLClient

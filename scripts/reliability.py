@@ -59,20 +59,25 @@ def main(argv: list[str] | None = None) -> int:
                 stack = factory(mapping=False)
                 with LocalClient(stack.endpoint, stack.api_key) as api:
                     stream = Stream(stack)
-                    rows = [run_fault_scenario(stack, api, stream, sc, i)
-                            for i, sc in enumerate(SCENARIOS)]
+                    rows = [
+                        run_fault_scenario(stack, api, stream, sc, i)
+                        for i, sc in enumerate(SCENARIOS)
+                    ]
                 print("## Fault scenarios\n")
                 print(fault_table(rows))
                 for r in rows:
                     if not r.ok:
                         ok = False
-                        print(f"\nFAIL {r.scenario.name}: {r.partial[:5]} {r.final[:5]} "
-                              f"{r.failures} != {r.expected_failures}")
+                        print(
+                            f"\nFAIL {r.scenario.name}: {r.partial[:5]} {r.final[:5]} "
+                            f"{r.failures} != {r.expected_failures}"
+                        )
             if args.faults_only:
                 return 0 if ok else 1
             print(f"\n## Sustained load ({seconds:.0f} s)\n")
-            report = run_load(factory, seconds=seconds, accounts=args.accounts,
-                              writers=args.writers)
+            report = run_load(
+                factory, seconds=seconds, accounts=args.accounts, writers=args.writers
+            )
             print(report.summary())
             ok &= not report.mismatches and report.undelivered == 0
             for m in report.mismatches[:20]:

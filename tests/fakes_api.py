@@ -74,15 +74,24 @@ class FakeApi:
 
     def counts(self, account: str, record_type: str, minutes: int) -> dict[datetime, int]:
         return {
-            sb.key.start: sb.value.count for (acct, _), sb in self.stored.items()
+            sb.key.start: sb.value.count
+            for (acct, _), sb in self.stored.items()
             if acct == account and sb.key.record_type == record_type and sb.key.minutes == minutes
         }
 
     # -- the api surface ----------------------------------------------------------------
     def list_source_records(
-        self, client: Any, spec: ModelSpec, query_index: int, account_id: str,
-        start: datetime, end: datetime, *, deadline: Any = None,
-        parallelism: int | None = None, page_limit: int | None = None,
+        self,
+        client: Any,
+        spec: ModelSpec,
+        query_index: int,
+        account_id: str,
+        start: datetime,
+        end: datetime,
+        *,
+        deadline: Any = None,
+        parallelism: int | None = None,
+        page_limit: int | None = None,
     ) -> list[dict[str, Any]]:
         self.read_calls += 1
         if self.fail_read_call == self.read_calls:
@@ -92,44 +101,77 @@ class FakeApi:
         out = []
         for row in self.records.get(spec.name, []):
             when = parse_instant_or_none(row.get(sort_key))
-            if (row.get("accountId") == account_id and row.get("id") not in self.hidden_ids
-                    and when is not None and lo <= when < hi):
+            if (
+                row.get("accountId") == account_id
+                and row.get("id") not in self.hidden_ids
+                and when is not None
+                and lo <= when < hi
+            ):
                 out.append(copy.deepcopy(row))
         return out
 
     def list_stored_buckets(
-        self, client: Any, account_id: str, record_types: Sequence[str], start: datetime,
-        end: datetime, *, deadline: Any = None,
+        self,
+        client: Any,
+        account_id: str,
+        record_types: Sequence[str],
+        start: datetime,
+        end: datetime,
+        *,
+        deadline: Any = None,
     ) -> list[StoredBucket]:
         self.stored_reads += 1
         return [
-            sb for (acct, _), sb in self.stored.items()
-            if acct == account_id and sb.key.record_type in record_types
+            sb
+            for (acct, _), sb in self.stored.items()
+            if acct == account_id
+            and sb.key.record_type in record_types
             and start <= sb.key.start < end
         ]
 
     def list_source_reads(
-        self, client: Any, spec: ModelSpec, account_id: str, reads: Sequence[SourceRead], *,
-        deadline: Any = None, parallelism: int | None = None, page_limit: int | None = None,
+        self,
+        client: Any,
+        spec: ModelSpec,
+        account_id: str,
+        reads: Sequence[SourceRead],
+        *,
+        deadline: Any = None,
+        parallelism: int | None = None,
+        page_limit: int | None = None,
         zone_margin_minutes: int | None = None,
     ) -> list[list[dict[str, Any]]]:
-        return [self.list_source_records(client, spec, r.query_index, account_id, r.start, r.end)
-                for r in reads]
+        return [
+            self.list_source_records(client, spec, r.query_index, account_id, r.start, r.end)
+            for r in reads
+        ]
 
     def list_stored_buckets_over(
-        self, client: Any, account_id: str, record_types: Sequence[str],
-        windows: Sequence[tuple[datetime, datetime]], *, deadline: Any = None,
+        self,
+        client: Any,
+        account_id: str,
+        record_types: Sequence[str],
+        windows: Sequence[tuple[datetime, datetime]],
+        *,
+        deadline: Any = None,
     ) -> list[StoredBucket]:
         self.stored_reads += 1
         return [
-            sb for (acct, _), sb in self.stored.items()
-            if acct == account_id and sb.key.record_type in record_types
+            sb
+            for (acct, _), sb in self.stored.items()
+            if acct == account_id
+            and sb.key.record_type in record_types
             and any(start <= sb.key.start < end for start, end in windows)
         ]
 
     def write_buckets(
-        self, client: Any, writes: Sequence[BucketWrite], *, deadline: Any = None,
-        per_request: int | None = None, parallelism: int | None = None,
+        self,
+        client: Any,
+        writes: Sequence[BucketWrite],
+        *,
+        deadline: Any = None,
+        per_request: int | None = None,
+        parallelism: int | None = None,
     ) -> list[WriteResult]:
         self.write_calls += 1
         if self.fail_write_call == self.write_calls:
@@ -142,21 +184,30 @@ class FakeApi:
             self.writes.append(w)
             ident = (w.key.account_id, w.key.composite_key)
             if self.alias_error == w.key.composite_key:
-                results.append(WriteResult(w, ok=False, conflict=False,
-                                           error=GraphQLErrorInfo("boom", "Unauthorized")))
+                results.append(
+                    WriteResult(
+                        w, ok=False, conflict=False, error=GraphQLErrorInfo("boom", "Unauthorized")
+                    )
+                )
                 continue
             existing = self.stored.get(ident)
             stamp = format_write_time(w.snapshot_time)
             if w.create:
                 if existing is not None:
-                    results.append(WriteResult(w, ok=False, conflict=True,
-                                               error=GraphQLErrorInfo("exists", CCF)))
+                    results.append(
+                        WriteResult(
+                            w, ok=False, conflict=True, error=GraphQLErrorInfo("exists", CCF)
+                        )
+                    )
                     continue
                 self.stored[ident] = StoredBucket(w.key, w.value, stamp, stamp)
             else:
                 if existing is None or existing.updated_at > stamp:
-                    results.append(WriteResult(w, ok=False, conflict=True,
-                                               error=GraphQLErrorInfo("condition", CCF)))
+                    results.append(
+                        WriteResult(
+                            w, ok=False, conflict=True, error=GraphQLErrorInfo("condition", CCF)
+                        )
+                    )
                     continue
                 self.stored[ident] = StoredBucket(w.key, w.value, stamp, existing.created_at)
             results.append(WriteResult(w, ok=True, conflict=False))

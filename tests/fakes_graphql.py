@@ -171,8 +171,11 @@ def _composite(cond: dict[str, Any] | None) -> dict[str, Any] | None:
     if not cond:
         return cond
     join = lambda d: "#".join(v for v in (d.get("recordType"), d.get("timeRangeStart")) if v)  # noqa: E731
-    return {op: ([join(x) for x in arg] if op == "between" else join(arg))
-            for op, arg in cond.items() if arg is not None}
+    return {
+        op: ([join(x) for x in arg] if op == "between" else join(arg))
+        for op, arg in cond.items()
+        if arg is not None
+    }
 
 
 class AppSyncFake:
@@ -207,8 +210,10 @@ class AppSyncFake:
             assert isinstance(sel, graphql.FieldNode)
             name = sel.name.value
             alias = sel.alias.value if sel.alias else name
-            args = {a.name.value: graphql.value_from_ast_untyped(a.value, variables)
-                    for a in sel.arguments}
+            args = {
+                a.name.value: graphql.value_from_ast_untyped(a.value, variables)
+                for a in sel.arguments
+            }
             if self.fail is not None and (reply := self.fail(name, args)) is not None:
                 return reply
             with self.lock:
@@ -231,8 +236,11 @@ class AppSyncFake:
         else:
             key = self.SORT_ARG[name]
             rows = sorted(
-                (r for r in self.records.get(name, []) if r["accountId"] == args["accountId"]
-                 and isinstance(r.get(key), str)),
+                (
+                    r
+                    for r in self.records.get(name, [])
+                    if r["accountId"] == args["accountId"] and isinstance(r.get(key), str)
+                ),
                 key=lambda r: r[key],
             )
             rows = [r for r in rows if _match(r[key], args.get(key))]
@@ -245,7 +253,7 @@ class AppSyncFake:
         offset = int(num)
         if kind == "e":
             return {"items": [], "nextToken": f"o:{offset}"}
-        page = rows[offset:offset + limit]
+        page = rows[offset : offset + limit]
         if offset + limit >= len(rows):
             return {"items": page, "nextToken": None}
         return {"items": page, "nextToken": f"{'e' if self.empty_pages else 'o'}:{offset + limit}"}
@@ -253,8 +261,10 @@ class AppSyncFake:
     def _mutate(self, name: str, args: dict[str, Any]) -> tuple[Any, dict[str, Any] | None]:
         inp = dict(args["input"])
         key = (inp["accountId"], inp["compositeKey"])
-        conflict = {"errorType": "DynamoDB:ConditionalCheckFailedException",
-                    "message": "The conditional request failed"}
+        conflict = {
+            "errorType": "DynamoDB:ConditionalCheckFailedException",
+            "message": "The conditional request failed",
+        }
         stored = self.metrics.get(key)
         if name == "createAggregatedMetrics":
             if stored is not None:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from metrics_agg.local_server import LocalClient, LocalStack
 
 

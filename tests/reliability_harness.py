@@ -45,9 +45,11 @@ def compare(store: Store, account: str) -> list[str]:
     return truth_problems(store, account, check_complete=False)[1]
 
 
-def partial_problems(before: Mapping[str, Mapping[str, Any]],
-                     after: Mapping[str, Mapping[str, Any]],
-                     want: Mapping[str, tuple[int, Any]]) -> tuple[int, list[str]]:
+def partial_problems(
+    before: Mapping[str, Mapping[str, Any]],
+    after: Mapping[str, Mapping[str, Any]],
+    want: Mapping[str, tuple[int, Any]],
+) -> tuple[int, list[str]]:
     """(buckets changed, violations of "no partial count" as defined above)."""
     import json
 
@@ -60,8 +62,10 @@ def partial_problems(before: Mapping[str, Mapping[str, Any]],
         changed += 1
         count, metadata = want.get(key, (0, None))
         if item["count"] != count:
-            problems.append(f"{key}: written {item['count']}, neither old "
-                            f"{(before.get(key) or {}).get('count')} nor truth {count}")
+            problems.append(
+                f"{key}: written {item['count']}, neither old "
+                f"{(before.get(key) or {}).get('count')} nor truth {count}"
+            )
         raw = item.get("metadata")
         if metadata is not None and json.loads(raw) != metadata:
             problems.append(f"{key}: metadata {raw}, truth {metadata}")
@@ -116,35 +120,95 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("HTTP 502, transient", UPDATE, "http_502", False, {"times": 2}, FAST),
     Scenario("HTTP 503, persistent", LIST_ITEMS, "http_503", True, {"times": None}, FAST),
     Scenario("HTTP 503, persistent", UPDATE, "http_503", True, {"times": None}, FAST),
-    Scenario("HTTP 429 Retry-After 0.3, transient", LIST_ITEMS, "http_429", False,
-             {"times": 2, "retry_after": 0.3}, FAST),
-    Scenario("HTTP 429 no Retry-After, persistent", STORED, "http_429", True,
-             {"times": None}, FAST),
-    Scenario("HTTP 429 Retry-After 60 > deadline", LIST_ITEMS, "http_429", True,
-             {"times": None, "retry_after": 60}, {"max_attempts": 10}, deadline=5.0),
-    Scenario("timeout (server holds 3 s), transient", CREATE, "timeout", False,
-             {"times": 1, "delay": 3.0}, {"request_timeout": 0.5, **FAST}),
-    Scenario("timeout, persistent, deadline 4 s", LIST_ITEMS, "timeout", True,
-             {"times": None, "delay": 3.0},
-             {"request_timeout": 0.5, "max_attempts": 50}, deadline=4.0),
+    Scenario(
+        "HTTP 429 Retry-After 0.3, transient",
+        LIST_ITEMS,
+        "http_429",
+        False,
+        {"times": 2, "retry_after": 0.3},
+        FAST,
+    ),
+    Scenario(
+        "HTTP 429 no Retry-After, persistent", STORED, "http_429", True, {"times": None}, FAST
+    ),
+    Scenario(
+        "HTTP 429 Retry-After 60 > deadline",
+        LIST_ITEMS,
+        "http_429",
+        True,
+        {"times": None, "retry_after": 60},
+        {"max_attempts": 10},
+        deadline=5.0,
+    ),
+    Scenario(
+        "timeout (server holds 3 s), transient",
+        CREATE,
+        "timeout",
+        False,
+        {"times": 1, "delay": 3.0},
+        {"request_timeout": 0.5, **FAST},
+    ),
+    Scenario(
+        "timeout, persistent, deadline 4 s",
+        LIST_ITEMS,
+        "timeout",
+        True,
+        {"times": None, "delay": 3.0},
+        {"request_timeout": 0.5, "max_attempts": 50},
+        deadline=4.0,
+    ),
     Scenario("connection reset, transient", UPDATE, "reset", False, {"times": 1}, FAST),
     Scenario("connection reset, persistent", CREATE, "reset", True, {"times": None}, FAST),
     Scenario("malformed JSON, transient", STORED, "malformed_json", False, {"times": 1}, FAST),
-    Scenario("malformed JSON, persistent", LIST_ITEMS, "malformed_json", True,
-             {"times": None}, FAST),
-    Scenario("GraphQL error (request), persistent", LIST_FEEDBACK, "graphql_error", True,
-             {"times": None}, FAST, model="FeedbackItem"),
-    Scenario("GraphQL errors for aliases u1,u3 (throttled), transient", UPDATE, "alias_errors",
-             False, {"times": 1, "aliases": ("u1", "u3")}, FAST),
-    Scenario("GraphQL errors for aliases u0,u2,c1 (DynamoDB error), persistent", None,
-             "alias_errors", True,
-             {"times": None, "aliases": ("u0", "u2", "c1"),
-              "error_type": "DynamoDB:AmazonDynamoDBException", "message": "injected"},
-             {**FAST, "mutations_per_request": 5}),
-    Scenario("page 2 of the list fails, persistent", LIST_ITEMS, "http_500", True,
-             {"times": None, "nth": 2}, {"page_limit": 5, "read_parallelism": 1, **FAST}),
-    Scenario("page 3 of the list fails, transient", LIST_ITEMS, "http_503", False,
-             {"times": 1, "nth": 3}, {"page_limit": 5, "read_parallelism": 1, **FAST}),
+    Scenario(
+        "malformed JSON, persistent", LIST_ITEMS, "malformed_json", True, {"times": None}, FAST
+    ),
+    Scenario(
+        "GraphQL error (request), persistent",
+        LIST_FEEDBACK,
+        "graphql_error",
+        True,
+        {"times": None},
+        FAST,
+        model="FeedbackItem",
+    ),
+    Scenario(
+        "GraphQL errors for aliases u1,u3 (throttled), transient",
+        UPDATE,
+        "alias_errors",
+        False,
+        {"times": 1, "aliases": ("u1", "u3")},
+        FAST,
+    ),
+    Scenario(
+        "GraphQL errors for aliases u0,u2,c1 (DynamoDB error), persistent",
+        None,
+        "alias_errors",
+        True,
+        {
+            "times": None,
+            "aliases": ("u0", "u2", "c1"),
+            "error_type": "DynamoDB:AmazonDynamoDBException",
+            "message": "injected",
+        },
+        {**FAST, "mutations_per_request": 5},
+    ),
+    Scenario(
+        "page 2 of the list fails, persistent",
+        LIST_ITEMS,
+        "http_500",
+        True,
+        {"times": None, "nth": 2},
+        {"page_limit": 5, "read_parallelism": 1, **FAST},
+    ),
+    Scenario(
+        "page 3 of the list fails, transient",
+        LIST_ITEMS,
+        "http_503",
+        False,
+        {"times": 1, "nth": 3},
+        {"page_limit": 5, "read_parallelism": 1, **FAST},
+    ),
 )
 
 
@@ -164,8 +228,12 @@ class FaultRow:
 
     @property
     def ok(self) -> bool:
-        return (not self.partial and not self.final and not self.final_failures
-                and self.failures == self.expected_failures)
+        return (
+            not self.partial
+            and not self.final
+            and not self.final_failures
+            and self.failures == self.expected_failures
+        )
 
 
 class Direct:
@@ -188,8 +256,9 @@ class Direct:
         return self.store.delete(model, [rid])
 
 
-def _seed(api: LocalClient | Direct, model: str, account: str, now: datetime, rng: Random
-          ) -> list[str]:
+def _seed(
+    api: LocalClient | Direct, model: str, account: str, now: datetime, rng: Random
+) -> list[str]:
     ids = []
     for i in range(9):
         at = now - timedelta(minutes=3 * i + rng.randrange(3))
@@ -207,10 +276,15 @@ def _fields(model: str, account: str, at: datetime, rng: Random) -> dict[str, An
         if kind:
             f["createdByType"] = kind
     elif model == "FeedbackItem":
-        f.update(updatedAt=iso(at), createdAt=iso(at - timedelta(hours=3)),
-                 scorecardId=rng.choice(["sc-1", "sc-2"]), scoreId=rng.choice(["s-a", "s-b"]),
-                 initialAnswerValue="yes", finalAnswerValue=rng.choice(["yes", "no"]),
-                 isInvalid=rng.random() < 0.2)
+        f.update(
+            updatedAt=iso(at),
+            createdAt=iso(at - timedelta(hours=3)),
+            scorecardId=rng.choice(["sc-1", "sc-2"]),
+            scoreId=rng.choice(["s-a", "s-b"]),
+            initialAnswerValue="yes",
+            finalAnswerValue=rng.choice(["yes", "no"]),
+            isInvalid=rng.random() < 0.2,
+        )
         if rng.random() < 0.5:
             f["editedAt"] = iso(at - timedelta(seconds=20))
     elif model == "ScoreResult":
@@ -227,8 +301,14 @@ def _ts_field(model: str) -> str:
     return "createdAt" if model == "Item" else "updatedAt"
 
 
-def run_fault_scenario(stack: LocalStack, api: LocalClient | None, stream: Stream, sc: Scenario,
-                       index: int, seed: int = 6) -> FaultRow:
+def run_fault_scenario(
+    stack: LocalStack,
+    api: LocalClient | None,
+    stream: Stream,
+    sc: Scenario,
+    index: int,
+    seed: int = 6,
+) -> FaultRow:
     """Seed, deliver, change, deliver under the fault, clear it, redeliver; compare."""
     del api  # seeded directly (Direct): the API's write path is covered by the load run
     api = Direct(stack.store)
@@ -238,7 +318,8 @@ def run_fault_scenario(stack: LocalStack, api: LocalClient | None, stream: Strea
     ids = _seed(api, sc.model, account, now, rng)
     first = stream.take(sc.model)
     assert pipeline.handle_event({"Records": first}, config=stack.config()) == {
-        "batchItemFailures": []}, "baseline delivery failed"
+        "batchItemFailures": []
+    }, "baseline delivery failed"
     # The change under the fault: inserts, a move (within and across hours), deletes.
     for _ in range(6):
         at = now - timedelta(minutes=rng.randrange(50), seconds=rng.randrange(60))
@@ -257,31 +338,41 @@ def run_fault_scenario(stack: LocalStack, api: LocalClient | None, stream: Strea
     fault = stack.faults.add(sc.field, action=sc.action, **sc.fault)
     t0 = time.monotonic()
     with captured_log() as logged:
-        response = pipeline.handle_event(event, config=stack.config(**sc.config),
-                                         deadline=Deadline.after(sc.deadline))
+        response = pipeline.handle_event(
+            event, config=stack.config(**sc.config), deadline=Deadline.after(sc.deadline)
+        )
     seconds = time.monotonic() - t0
     requests, fired = stack.faults.requests, fault.fired
     stack.faults.clear()
     after = {m["compositeKey"]: m for m in stack.store.all_metrics(account)}
     changed, partial = partial_problems(before, after, truth(stack.store, account))
-    errors = [r.getMessage().strip() for r in logged if r.levelno >= logging.ERROR
-              and "✗" in r.getMessage()]
+    errors = [
+        r.getMessage().strip()
+        for r in logged
+        if r.levelno >= logging.ERROR and "✗" in r.getMessage()
+    ]
     # Fault cleared: the mapping redelivers from the reported sequence number.
     again = pipeline.handle_event(event, config=stack.config())
     return FaultRow(
         scenario=sc,
         error=errors[0].split("failed: ", 1)[-1] if errors else "",
-        changed=changed, partial=partial, requests=requests, fired=fired,
+        changed=changed,
+        partial=partial,
+        requests=requests,
+        fired=fired,
         failures=[f["itemIdentifier"] for f in response["batchItemFailures"]],
-        expected_failures=expected, seconds=seconds,
+        expected_failures=expected,
+        seconds=seconds,
         final=compare(stack.store, account),
         final_failures=[f["itemIdentifier"] for f in again["batchItemFailures"]],
     )
 
 
 def fault_table(rows: Sequence[FaultRow]) -> str:
-    head = ("| fault | target field | what happened | stored during the fault | requests "
-            "(fault fired) | batchItemFailures | after the fault cleared | outcome |")
+    head = (
+        "| fault | target field | what happened | stored during the fault | requests "
+        "(fault fired) | batchItemFailures | after the fault cleared | outcome |"
+    )
     lines = [head, "|" + "---|" * 8]
     for r in rows:
         sc = r.scenario
@@ -294,14 +385,21 @@ def fault_table(rows: Sequence[FaultRow]) -> str:
             stored = f"{r.changed} bucket(s), each = truth"
         else:
             stored = f"{r.changed} bucket(s) = truth"
-        failures = "lowest seq of unit" if r.failures and r.failures == r.expected_failures \
+        failures = (
+            "lowest seq of unit"
+            if r.failures and r.failures == r.expected_failures
             else ("none" if not r.failures else f"**{r.failures}**")
-        final = "= truth" if not r.final and not r.final_failures else (
-            f"**{len(r.final)} mismatches**")
+        )
+        final = (
+            "= truth"
+            if not r.final and not r.final_failures
+            else (f"**{len(r.final)} mismatches**")
+        )
         lines.append(
             f"| {sc.name} | {sc.field or 'any'} | {happened} ({r.seconds:.1f} s) | {stored} | "
             f"{r.requests} ({r.fired}) | {failures} | {final} | "
-            f"{'ok' if r.ok else '**FAIL**'} |")
+            f"{'ok' if r.ok else '**FAIL**'} |"
+        )
     return "\n".join(lines)
 
 
@@ -333,9 +431,11 @@ class LoadReport:
         return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
     def summary(self) -> str:
-        lag = (f"lag write -> bucket written by a snapshot that includes it: "
-               f"p50 {self.percentile(50):.2f} s, p99 {self.percentile(99):.2f} s, "
-               f"max {max(self.lags, default=float('nan')):.2f} s over {len(self.lags)} writes")
+        lag = (
+            f"lag write -> bucket written by a snapshot that includes it: "
+            f"p50 {self.percentile(50):.2f} s, p99 {self.percentile(99):.2f} s, "
+            f"max {max(self.lags, default=float('nan')):.2f} s over {len(self.lags)} writes"
+        )
         return (
             f"{self.seconds:.0f} s of writes over {self.accounts} accounts x {len(MODELS)} "
             f"models: {self.writes} writes ({self.inserts} inserts, {self.updates} updates, "
@@ -385,16 +485,25 @@ class _Lag:
                     self.seen[(model, rid)] = n + 1
                     self.delivered.setdefault((model, rid, n), done)
             return response
+
         return handle
 
 
-def run_load(stack_factory: Callable[..., LocalStack], *, seconds: float, accounts: int = 3,
-             writers: int = 4, seed: int = 6, pause: float = 0.0) -> LoadReport:
+def run_load(
+    stack_factory: Callable[..., LocalStack],
+    *,
+    seconds: float,
+    accounts: int = 3,
+    writers: int = 4,
+    seed: int = 6,
+    pause: float = 0.0,
+) -> LoadReport:
     """Sustained writes through the API with the event source mapping on, then quiescence."""
     lag = _Lag()
     holder: dict[str, LocalStack] = {}
-    stack = stack_factory(mapping=True, batch_window=0.25,
-                          handler=lag.handler(lambda: holder["stack"].config()))
+    stack = stack_factory(
+        mapping=True, batch_window=0.25, handler=lag.handler(lambda: holder["stack"].config())
+    )
     holder["stack"] = stack
     names = [f"acct-load-{i}" for i in range(accounts)]
     stop = time.monotonic() + seconds
@@ -413,8 +522,11 @@ def run_load(stack_factory: Callable[..., LocalStack], *, seconds: float, accoun
                     account = rng.choice(names)
                     now = datetime.now(UTC)
                     late = rng.random() < 0.1
-                    at = now - (timedelta(hours=rng.randrange(2, 30), minutes=rng.randrange(60))
-                                if late else timedelta(seconds=rng.randrange(0, 5400)))
+                    at = now - (
+                        timedelta(hours=rng.randrange(2, 30), minutes=rng.randrange(60))
+                        if late
+                        else timedelta(seconds=rng.randrange(0, 5400))
+                    )
                     r = rng.random()
                     if r < 0.6 or len(mine) < 5:
                         rid = api.create(model, **_fields(model, account, at, rng))["id"]
@@ -424,8 +536,10 @@ def run_load(stack_factory: Callable[..., LocalStack], *, seconds: float, accoun
                         model, rid = rng.choice(mine)
                         fields = {_ts_field(model): iso(at)}
                         if model == "FeedbackItem" and rng.random() < 0.5:
-                            fields = {"editedAt": iso(at),
-                                      "finalAnswerValue": rng.choice(["yes", "no"])}
+                            fields = {
+                                "editedAt": iso(at),
+                                "finalAnswerValue": rng.choice(["yes", "no"]),
+                            }
                         api.update(model, rid, **fields)
                         counts["updates"] += 1
                     else:
@@ -458,17 +572,24 @@ def run_load(stack_factory: Callable[..., LocalStack], *, seconds: float, accoun
     mismatches = [f"{a}: {p}" for a in names for p in compare(stack.store, a)]
     lags = [lag.delivered[k] - t for k, t in lag.written.items() if k in lag.delivered]
     return LoadReport(
-        seconds=last_write - t0, writes=sum(totals[k] for k in ("inserts", "updates", "deletes")),
-        **totals, invocations=lag.invocations, failed_invocations=lag.failed,
-        accounts=accounts, buckets=sum(len(stack.store.all_metrics(a)) for a in names),
-        mismatches=mismatches, lags=lags,
+        seconds=last_write - t0,
+        writes=sum(totals[k] for k in ("inserts", "updates", "deletes")),
+        **totals,
+        invocations=lag.invocations,
+        failed_invocations=lag.failed,
+        accounts=accounts,
+        buckets=sum(len(stack.store.all_metrics(a)) for a in names),
+        mismatches=mismatches,
+        lags=lags,
         undelivered=len(lag.written.keys() - lag.delivered.keys()),
-        idle_seconds=idle_seconds, on_failure=len(stack.store.failures()),
+        idle_seconds=idle_seconds,
+        on_failure=len(stack.store.failures()),
     )
 
 
-def run_concurrent(stack: LocalStack, api: LocalClient, *, rounds: int = 3, threads: int = 4,
-                   seed: int = 6) -> list[str]:
+def run_concurrent(
+    stack: LocalStack, api: LocalClient, *, rounds: int = 3, threads: int = 4, seed: int = 6
+) -> list[str]:
     """Overlapping invocations racing each other and writes; then the state must be exact.
 
     Each round: writes to one account across all models, then the same records delivered by
@@ -506,14 +627,16 @@ def run_concurrent(stack: LocalStack, api: LocalClient, *, rounds: int = 3, thre
             jobs.append(lambda h=half: pipeline.handle_event(h, config=stack.config()))
         start = (now - timedelta(hours=2)).replace(minute=0, second=0, microsecond=0)
         for model in MODELS:
-            spec = {"accountId": account, "model": model, "start": iso(start),
-                    "end": iso(start + timedelta(hours=3))}
-            jobs.append(lambda s=spec: pipeline.handle_event({"recount": s},
-                                                              config=stack.config()))
+            spec = {
+                "accountId": account,
+                "model": model,
+                "start": iso(start),
+                "end": iso(start + timedelta(hours=3)),
+            }
+            jobs.append(lambda s=spec: pipeline.handle_event({"recount": s}, config=stack.config()))
         rng.shuffle(jobs)
         results: list[Any] = []
-        workers = [threading.Thread(target=lambda j=j, out=results: out.append(j()))
-                   for j in jobs]
+        workers = [threading.Thread(target=lambda j=j, out=results: out.append(j())) for j in jobs]
         for w in workers:
             w.start()
         for w in workers:

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+
 from fakes_graphql import AppSyncFake, FakeGraphQLServer, Reply
 from metrics_agg.config import Config
 from metrics_agg.deadline import Deadline
@@ -43,23 +44,40 @@ def server(fake: AppSyncFake) -> Iterator[FakeGraphQLServer]:
 
 @pytest.fixture
 def client(server: FakeGraphQLServer) -> Iterator[GraphQLClient]:
-    config = Config(endpoint=server.endpoint, api_key="k", read_parallelism=4,
-                    page_limit=3, max_attempts=3)
+    config = Config(
+        endpoint=server.endpoint, api_key="k", read_parallelism=4, page_limit=3, max_attempts=3
+    )
     with GraphQLClient(config, sleep=lambda s: None) as c:
         yield c
 
 
 def items(*stamps: str, account: str = "acct") -> list[dict[str, Any]]:
-    return [{"id": f"i{n}", "accountId": account, "createdAt": ts, "updatedAt": ts,
-             "createdByType": "prediction"} for n, ts in enumerate(stamps)]
+    return [
+        {
+            "id": f"i{n}",
+            "accountId": account,
+            "createdAt": ts,
+            "updatedAt": ts,
+            "createdByType": "prediction",
+        }
+        for n, ts in enumerate(stamps)
+    ]
 
 
 # Inside the margin: every string form of minutes 12:59 .. 14:00 (the caller filters).
 INSIDE = [
-    "2024-05-01T12:59:00Z", "2024-05-01T12:59:59.999Z", "2024-05-01T13:00Z",
-    "2024-05-01T13:00:00Z", "2024-05-01T13:00:00.123Z", "2024-05-01T13:00:00.123456789Z",
-    "2024-05-01T13:14:59Z", "2024-05-01T13:15:00.5Z", "2024-05-01T13:29:60Z",
-    "2024-05-01T13:59:59.999999Z", "2024-05-01T14:00:00Z", "2024-05-01T14:00:59.9Z",
+    "2024-05-01T12:59:00Z",
+    "2024-05-01T12:59:59.999Z",
+    "2024-05-01T13:00Z",
+    "2024-05-01T13:00:00Z",
+    "2024-05-01T13:00:00.123Z",
+    "2024-05-01T13:00:00.123456789Z",
+    "2024-05-01T13:14:59Z",
+    "2024-05-01T13:15:00.5Z",
+    "2024-05-01T13:29:60Z",
+    "2024-05-01T13:59:59.999999Z",
+    "2024-05-01T14:00:00Z",
+    "2024-05-01T14:00:59.9Z",
 ] + [f"2024-05-01T13:{m:02d}:{s:02d}.{m}Z" for m in range(0, 60, 7) for s in (1, 31)]
 OUTSIDE = ["2024-05-01T12:58:59.999Z", "2024-05-01T14:01:00Z", "2024-05-02T13:30:00Z"]
 
@@ -67,8 +85,8 @@ OUTSIDE = ["2024-05-01T12:58:59.999Z", "2024-05-01T14:01:00Z", "2024-05-02T13:30
 def test_pages_every_sub_range_to_the_end(
     server: FakeGraphQLServer, client: GraphQLClient, fake: AppSyncFake
 ) -> None:
-    fake.records["listItemByAccountIdAndCreatedAt"] = (
-        items(*INSIDE, *OUTSIDE) + items("2024-05-01T13:30:00Z", account="other")
+    fake.records["listItemByAccountIdAndCreatedAt"] = items(*INSIDE, *OUTSIDE) + items(
+        "2024-05-01T13:30:00Z", account="other"
     )
     got = list_source_records(client, ITEM, 0, "acct", T0, T1)
     assert sorted(r["createdAt"] for r in got) == sorted(INSIDE)
@@ -84,8 +102,13 @@ def test_pages_every_sub_range_to_the_end(
 
 @pytest.mark.parametrize(
     ("start", "end", "parts"),
-    [(T0, T1, 8), (T0, T0 + timedelta(minutes=1), 8), (T0 + timedelta(seconds=30), T1, 3),
-     (T0, T0 + timedelta(days=7), 16), (T0, T1 + timedelta(microseconds=1), 1)],
+    [
+        (T0, T1, 8),
+        (T0, T0 + timedelta(minutes=1), 8),
+        (T0 + timedelta(seconds=30), T1, 3),
+        (T0, T0 + timedelta(days=7), 16),
+        (T0, T1 + timedelta(microseconds=1), 1),
+    ],
 )
 def test_sort_key_ranges_partition_the_margin(start: datetime, end: datetime, parts: int) -> None:
     ranges = sort_key_ranges(start, end, parts)
@@ -93,7 +116,7 @@ def test_sort_key_ranges_partition_the_margin(start: datetime, end: datetime, pa
     lo = (start.replace(second=0, microsecond=0) - timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M")
     assert ranges[0][0] == lo
     last_minute = end - timedelta(microseconds=1)
-    hi = (last_minute.replace(second=0, microsecond=0) + timedelta(minutes=2))
+    hi = last_minute.replace(second=0, microsecond=0) + timedelta(minutes=2)
     assert ranges[-1][1] == hi.strftime("%Y-%m-%dT%H:%M")
     for (a, b), (c, _) in itertools.pairwise(ranges):
         assert a < b == c  # contiguous: no gap, shared bound only (not an AWSDateTime)
@@ -109,10 +132,18 @@ def test_sort_key_ranges_reject_bad_input() -> None:
 def test_feedback_query_index_picks_query_and_sort_key(
     server: FakeGraphQLServer, client: GraphQLClient, fake: AppSyncFake
 ) -> None:
-    row = {"id": "f1", "accountId": "acct", "scorecardId": "sc", "scoreId": "s",
-           "initialAnswerValue": "yes", "finalAnswerValue": "no", "isInvalid": None,
-           "editedAt": None, "createdAt": "2024-05-01T13:05:00Z",
-           "updatedAt": "2024-05-01T13:06:00Z"}
+    row = {
+        "id": "f1",
+        "accountId": "acct",
+        "scorecardId": "sc",
+        "scoreId": "s",
+        "initialAnswerValue": "yes",
+        "finalAnswerValue": "no",
+        "isInvalid": None,
+        "editedAt": None,
+        "createdAt": "2024-05-01T13:05:00Z",
+        "updatedAt": "2024-05-01T13:06:00Z",
+    }
     fake.records["listFeedbackItemByAccountIdAndUpdatedAt"] = [row]
     assert list_source_records(client, FEEDBACK, 1, "acct", T0, T1) == [row]
     assert list_source_records(client, FEEDBACK, 0, "acct", T0, T1) == []
@@ -151,13 +182,15 @@ def test_any_failed_page_fails_the_whole_read(client: GraphQLClient, fake: AppSy
     assert not [t for t in threading.enumerate() if t.name.startswith("metrics-agg-io")]
 
 
-def test_malformed_connection_and_stuck_token_are_read_errors(client: GraphQLClient,
-                                                              fake: AppSyncFake) -> None:
+def test_malformed_connection_and_stuck_token_are_read_errors(
+    client: GraphQLClient, fake: AppSyncFake
+) -> None:
     fake.fail = lambda field, args: Reply(200, {"data": {field: None}})
     with pytest.raises(ReadError, match="malformed"):
         list_source_records(client, ITEM, 0, "acct", T0, T1, parallelism=1)
-    fake.fail = lambda field, args: Reply(200, {"data": {field: {"items": [],
-                                                                 "nextToken": "same"}}})
+    fake.fail = lambda field, args: Reply(
+        200, {"data": {field: {"items": [], "nextToken": "same"}}}
+    )
     with pytest.raises(ReadError, match="did not advance"):
         list_source_records(client, ITEM, 0, "acct", T0, T1, parallelism=1)
 
@@ -170,15 +203,25 @@ def test_deadline_propagates(client: GraphQLClient) -> None:
 # -- stored buckets ------------------------------------------------------------------------
 
 
-def metric(record_type: str, start: str, minutes: int, count: int, **extra: Any
-           ) -> dict[str, Any]:
-    scope = {"feedbackItemsByScore": extra.get("scoreId"),
-             "feedbackItemsByScorecard": extra.get("scorecardId")}.get(record_type)
+def metric(record_type: str, start: str, minutes: int, count: int, **extra: Any) -> dict[str, Any]:
+    scope = {
+        "feedbackItemsByScore": extra.get("scoreId"),
+        "feedbackItemsByScorecard": extra.get("scorecardId"),
+    }.get(record_type)
     key = f"{record_type}#{scope + '#' if scope else ''}{start}#{minutes}"
-    return {"accountId": "acct", "compositeKey": key, "recordType": record_type,
-            "timeRangeStart": start, "timeRangeEnd": start, "numberOfMinutes": minutes,
-            "count": count, "complete": True, "createdAt": "2024-05-01T14:00:00.000000Z",
-            "updatedAt": "2024-05-01T14:00:00.000000Z", **extra}
+    return {
+        "accountId": "acct",
+        "compositeKey": key,
+        "recordType": record_type,
+        "timeRangeStart": start,
+        "timeRangeEnd": start,
+        "numberOfMinutes": minutes,
+        "count": count,
+        "complete": True,
+        "createdAt": "2024-05-01T14:00:00.000000Z",
+        "updatedAt": "2024-05-01T14:00:00.000000Z",
+        **extra,
+    }
 
 
 def test_list_stored_buckets_decodes_rows(
@@ -192,37 +235,56 @@ def test_list_stored_buckets_decodes_rows(
         metric("items", "2024-05-01T12:59:00Z", 1, 9),  # outside
         metric("predictionItems", "2024-05-01T13:05:00Z", 5, 2, scorecardId="stray"),
         metric("feedbackItems", "2024-05-01T13:00:00Z", 15, 3, metadata=meta),
-        metric("feedbackItemsByScorecard", "2024-05-01T13:00:00Z", 15, 3, scorecardId="sc",
-               scoreId=None, metadata=None),
-        metric("feedbackItemsByScore", "2024-05-01T13:00:00Z", 15, 3, scorecardId="sc",
-               scoreId="s1", metadata={"changedCount": 3}),
+        metric(
+            "feedbackItemsByScorecard",
+            "2024-05-01T13:00:00Z",
+            15,
+            3,
+            scorecardId="sc",
+            scoreId=None,
+            metadata=None,
+        ),
+        metric(
+            "feedbackItemsByScore",
+            "2024-05-01T13:00:00Z",
+            15,
+            3,
+            scorecardId="sc",
+            scoreId="s1",
+            metadata={"changedCount": 3},
+        ),
         metric("tasks", "2024-05-01T13:00:00Z", 60, 1),  # not asked for
     ]
     bad = metric("items", "2024-05-01T13:30:00Z", 1, 1)
     bad["count"] = None
     for row in [*rows, bad]:
         fake.metrics[(row["accountId"], row["compositeKey"])] = row
-    types = ["items", "predictionItems", "feedbackItems", "feedbackItemsByScorecard",
-             "feedbackItemsByScore"]
+    types = [
+        "items",
+        "predictionItems",
+        "feedbackItems",
+        "feedbackItemsByScorecard",
+        "feedbackItemsByScore",
+    ]
     got = {b.key: b for b in list_stored_buckets(client, "acct", types, T0, T1)}
     t = lambda m: T0 + timedelta(minutes=m)  # noqa: E731
     assert set(got) == {
-        BucketKey("acct", "items", t(0), 60), BucketKey("acct", "items", t(59), 1),
+        BucketKey("acct", "items", t(0), 60),
+        BucketKey("acct", "items", t(59), 1),
         BucketKey("acct", "predictionItems", t(5), 5),
         BucketKey("acct", "feedbackItems", t(0), 15),
         BucketKey("acct", "feedbackItemsByScorecard", t(0), 15, "sc"),
         BucketKey("acct", "feedbackItemsByScore", t(0), 15, "sc", "s1"),
     }
     assert got[BucketKey("acct", "feedbackItems", t(0), 15)].value == BucketValue(
-        3, True, {"changedCount": 1, "unchangedCount": 2, "invalidCount": 0})
-    assert got[BucketKey("acct", "feedbackItemsByScorecard", t(0), 15, "sc")].value.metadata \
-        is None
+        3, True, {"changedCount": 1, "unchangedCount": 2, "invalidCount": 0}
+    )
+    assert got[BucketKey("acct", "feedbackItemsByScorecard", t(0), 15, "sc")].value.metadata is None
     assert got[BucketKey("acct", "items", t(0), 60)].updated_at == "2024-05-01T14:00:00.000000Z"
     for key, bucket in got.items():
         assert bucket.key.composite_key == fake.metrics[("acct", key.composite_key)]["compositeKey"]
     # Aliased queries (k<i> conditions), each a `between` on the composite key.
-    conditions = [v for s in server.requests for k, v in s.variables.items()
-                  if k.startswith("k")]
+    conditions = [v for s in server.requests for k, v in s.variables.items() if k.startswith("k")]
     assert all(set(c) == {"between"} for c in conditions)
     assert {c["between"][0]["recordType"] for c in conditions} == set(types)
 
@@ -231,8 +293,12 @@ def test_stored_bucket_metadata_tolerance() -> None:
     row = metric("feedbackItems", "2024-05-01T13:00:00Z", 1, 0)
     assert decode_stored_bucket(row) is not None
     assert decode_stored_bucket(row).value.metadata is None  # type: ignore[union-attr]
-    for raw, expected in [(None, None), ("not json", None), ('"text"', None),
-                          ('{"changedCount": 2, "note": "x"}', {"changedCount": 2})]:
+    for raw, expected in [
+        (None, None),
+        ("not json", None),
+        ('"text"', None),
+        ('{"changedCount": 2, "note": "x"}', {"changedCount": 2}),
+    ]:
         decoded = decode_stored_bucket({**row, "metadata": raw})
         assert decoded is not None and decoded.value.metadata == expected
     assert decode_stored_bucket({**row, "timeRangeStart": "garbage"}) is None

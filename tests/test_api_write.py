@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
+
 from fakes_graphql import AppSyncFake, FakeGraphQLServer, Reply
 from metrics_agg.config import Config
 from metrics_agg.errors import WriteError
@@ -30,36 +31,69 @@ def server(fake: AppSyncFake) -> Iterator[FakeGraphQLServer]:
 
 @pytest.fixture
 def client(server: FakeGraphQLServer) -> Iterator[GraphQLClient]:
-    config = Config(endpoint=server.endpoint, api_key="k", write_parallelism=2,
-                    mutations_per_request=3, max_attempts=3)
+    config = Config(
+        endpoint=server.endpoint,
+        api_key="k",
+        write_parallelism=2,
+        mutations_per_request=3,
+        max_attempts=3,
+    )
     with GraphQLClient(config, sleep=lambda s: None) as c:
         yield c
 
 
-def write(minute: int, count: int, *, create: bool, record_type: str = "items",
-          snapshot: datetime = SNAP, **key: str) -> BucketWrite:
-    meta = ({"changedCount": count, "unchangedCount": 0, "invalidCount": 0}
-            if record_type.startswith("feedback") else None)
+def write(
+    minute: int,
+    count: int,
+    *,
+    create: bool,
+    record_type: str = "items",
+    snapshot: datetime = SNAP,
+    **key: str,
+) -> BucketWrite:
+    meta = (
+        {"changedCount": count, "unchangedCount": 0, "invalidCount": 0}
+        if record_type.startswith("feedback")
+        else None
+    )
     return BucketWrite(
-        BucketKey("acct", record_type, T0 + timedelta(minutes=minute), 1,
-                  key.get("scorecard_id"), key.get("score_id")),
-        BucketValue(count, True, meta), snapshot, create,
+        BucketKey(
+            "acct",
+            record_type,
+            T0 + timedelta(minutes=minute),
+            1,
+            key.get("scorecard_id"),
+            key.get("score_id"),
+        ),
+        BucketValue(count, True, meta),
+        snapshot,
+        create,
     )
 
 
 def test_create_input_has_every_field_in_fixed_widths() -> None:
-    w = write(5, 4, create=True, record_type="feedbackItemsByScore", scorecard_id="sc",
-              score_id="s1")
+    w = write(
+        5, 4, create=True, record_type="feedbackItemsByScore", scorecard_id="sc", score_id="s1"
+    )
     assert bucket_input(w) == {
         "accountId": "acct",
         "compositeKey": "feedbackItemsByScore#s1#2024-05-01T13:05:00Z#1",
-        "recordType": "feedbackItemsByScore", "scorecardId": "sc", "scoreId": "s1",
-        "timeRangeStart": "2024-05-01T13:05:00Z", "timeRangeEnd": "2024-05-01T13:06:00Z",
-        "numberOfMinutes": 1, "count": 4, "complete": True,
+        "recordType": "feedbackItemsByScore",
+        "scorecardId": "sc",
+        "scoreId": "s1",
+        "timeRangeStart": "2024-05-01T13:05:00Z",
+        "timeRangeEnd": "2024-05-01T13:06:00Z",
+        "numberOfMinutes": 1,
+        "count": 4,
+        "complete": True,
         "metadata": '{"changedCount":4,"unchangedCount":0,"invalidCount":0}',
-        "createdAt": "2024-05-01T14:02:03.004000Z", "updatedAt": "2024-05-01T14:02:03.004000Z",
-        "cost": None, "decisionCount": None, "externalAiApiCount": None,
-        "cachedAiApiCount": None, "errorCount": None,
+        "createdAt": "2024-05-01T14:02:03.004000Z",
+        "updatedAt": "2024-05-01T14:02:03.004000Z",
+        "cost": None,
+        "decisionCount": None,
+        "externalAiApiCount": None,
+        "cachedAiApiCount": None,
+        "errorCount": None,
     }
 
 
@@ -83,18 +117,23 @@ def test_batched_writes_report_per_alias_results_in_order(
 
     writes = [
         write(10, 5, create=True),
-        write(1, 6, create=False),            # stored older: applied
-        write(1, 0, create=True),             # key exists: conflict
-        write(3, 9, create=False),            # stored newer snapshot: conflict
+        write(1, 6, create=False),  # stored older: applied
+        write(1, 0, create=True),  # key exists: conflict
+        write(3, 9, create=False),  # stored newer snapshot: conflict
         write(11, 2, create=True, record_type="feedbackItemsByScorecard", scorecard_id="sc"),
-        write(12, 3, create=False),           # missing key: conflict (no upsert)
+        write(12, 3, create=False),  # missing key: conflict (no upsert)
         write(2, 7, create=False),
     ]
     results = write_buckets(client, writes)
     assert [r.write for r in results] == writes
     assert [(r.ok, r.conflict) for r in results] == [
-        (True, False), (True, False), (False, True), (False, True), (True, False),
-        (False, True), (True, False),
+        (True, False),
+        (True, False),
+        (False, True),
+        (False, True),
+        (True, False),
+        (False, True),
+        (True, False),
     ]
     assert all(r.error is None for r in results if r.ok)
     assert results[2].error is not None and results[2].error.is_conditional_check_failed
@@ -111,14 +150,25 @@ def test_batched_writes_report_per_alias_results_in_order(
             assert "createAggregatedMetrics(input: $c0) {" in seen.payload["query"]
 
 
-def test_alias_error_that_is_not_a_conflict(server: FakeGraphQLServer,
-                                            client: GraphQLClient) -> None:
-    server.script = [Reply(200, {"data": {"c0": None, "c1": {"compositeKey": "x"}}, "errors": [
-        {"errorType": "DynamoDB:DynamoDbException", "message": "boom", "path": ["c0"]}]})]
+def test_alias_error_that_is_not_a_conflict(
+    server: FakeGraphQLServer, client: GraphQLClient
+) -> None:
+    server.script = [
+        Reply(
+            200,
+            {
+                "data": {"c0": None, "c1": {"compositeKey": "x"}},
+                "errors": [
+                    {"errorType": "DynamoDB:DynamoDbException", "message": "boom", "path": ["c0"]}
+                ],
+            },
+        )
+    ]
     results = write_buckets(client, [write(1, 1, create=True), write(2, 1, create=True)])
     assert [(r.ok, r.conflict) for r in results] == [(False, False), (True, False)]
-    assert results[0].error is not None and results[0].error.error_type == \
-        "DynamoDB:DynamoDbException"
+    assert (
+        results[0].error is not None and results[0].error.error_type == "DynamoDB:DynamoDbException"
+    )
 
 
 def test_whole_request_failure_raises(server: FakeGraphQLServer, client: GraphQLClient) -> None:
@@ -128,21 +178,39 @@ def test_whole_request_failure_raises(server: FakeGraphQLServer, client: GraphQL
     assert info.value.status == 500 and info.value.attempts == 3
 
 
-def test_throttled_request_is_retried(server: FakeGraphQLServer, client: GraphQLClient,
-                                      fake: AppSyncFake) -> None:
-    server.script = [Reply(200, {"data": {"c0": None}, "errors": [
-        {"errorType": "DynamoDB:ProvisionedThroughputExceededException", "message": "slow",
-         "path": ["c0"]}]})]
+def test_throttled_request_is_retried(
+    server: FakeGraphQLServer, client: GraphQLClient, fake: AppSyncFake
+) -> None:
+    server.script = [
+        Reply(
+            200,
+            {
+                "data": {"c0": None},
+                "errors": [
+                    {
+                        "errorType": "DynamoDB:ProvisionedThroughputExceededException",
+                        "message": "slow",
+                        "path": ["c0"],
+                    }
+                ],
+            },
+        )
+    ]
     (result,) = write_buckets(client, [write(1, 1, create=True)])
     assert result.ok and len(server.requests) == 2
 
 
-def test_throttled_aliases_alone_are_re_sent(server: FakeGraphQLServer,
-                                             client: GraphQLClient, fake: AppSyncFake) -> None:
-    throttled = {"errorType": "DynamoDB:ProvisionedThroughputExceededException",
-                 "message": "slow", "path": ["c1"]}
-    server.script = [Reply(200, {"data": {"c0": {"compositeKey": "a"}, "c1": None},
-                                 "errors": [throttled]})]
+def test_throttled_aliases_alone_are_re_sent(
+    server: FakeGraphQLServer, client: GraphQLClient, fake: AppSyncFake
+) -> None:
+    throttled = {
+        "errorType": "DynamoDB:ProvisionedThroughputExceededException",
+        "message": "slow",
+        "path": ["c1"],
+    }
+    server.script = [
+        Reply(200, {"data": {"c0": {"compositeKey": "a"}, "c1": None}, "errors": [throttled]})
+    ]
     writes = [write(1, 1, create=True), write(2, 2, create=True)]
     results = write_buckets(client, writes, parallelism=1)
     assert [r.ok for r in results] == [True, True] and [r.write for r in results] == writes

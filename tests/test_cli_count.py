@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from metrics_agg.cli import main
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "items.jsonl"

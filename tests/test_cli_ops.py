@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+
 from metrics_agg.cli import _common, _demo, _invoke, _recount, _show
 from metrics_agg.errors import ConfigError
 from metrics_agg.local_server import LocalClient, LocalStack

@@ -8,6 +8,7 @@ from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+
 from metrics_agg import buckets, count_buckets, count_records, counter_backend
 from metrics_agg.errors import BackendUnavailableError
 from metrics_agg.models import CountResult

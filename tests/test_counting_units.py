@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+
 from metrics_agg.counting import count_unit, feedback_class
 from metrics_agg.models import BucketKey, HourRange, RangeRecords, Snapshot, UnitKey, WorkUnit
 
@@ -73,11 +74,19 @@ def test_feedback_class(row: dict[str, Any], cls: str) -> None:
     assert feedback_class(row) == cls
 
 
-def fb(i: str, edited: str | None, sc: str | None, score: str | None, ini: Any, fin: Any,
-       **extra: Any) -> dict[str, Any]:
-    row = {"id": i, "editedAt": edited, "updatedAt": "2024-05-01T11:30:00Z",
-           "createdAt": "2024-05-01T11:00:00Z", "scorecardId": sc, "scoreId": score,
-           "initialAnswerValue": ini, "finalAnswerValue": fin}
+def fb(
+    i: str, edited: str | None, sc: str | None, score: str | None, ini: Any, fin: Any, **extra: Any
+) -> dict[str, Any]:
+    row = {
+        "id": i,
+        "editedAt": edited,
+        "updatedAt": "2024-05-01T11:30:00Z",
+        "createdAt": "2024-05-01T11:00:00Z",
+        "scorecardId": sc,
+        "scoreId": score,
+        "initialAnswerValue": ini,
+        "finalAnswerValue": fin,
+    }
     row.update(extra)
     return row
 
@@ -97,17 +106,25 @@ def test_feedback_scopes_and_metadata() -> None:
     assert hour12.count == 3
     assert hour12.metadata == {"changedCount": 1, "unchangedCount": 1, "invalidCount": 1}
     sc1 = d["feedbackItemsByScorecard#sc1#2024-05-01T12:00:00Z#60"]
-    assert (sc1.count, sc1.metadata) == (2, {"changedCount": 1, "unchangedCount": 1,
-                                              "invalidCount": 0})
+    assert (sc1.count, sc1.metadata) == (
+        2,
+        {"changedCount": 1, "unchangedCount": 1, "invalidCount": 0},
+    )
     assert d["feedbackItemsByScore#s1#2024-05-01T11:30:00Z#1"].count == 1
     assert d["feedbackItemsByScore#s1#2024-05-01T11:00:00Z#60"].metadata == {
-        "changedCount": 0, "unchangedCount": 1, "invalidCount": 0}
+        "changedCount": 0,
+        "unchangedCount": 1,
+        "invalidCount": 0,
+    }
     assert d["feedbackItems#2024-05-01T11:00:00Z#1"].count == 1
     # scoped recordTypes: only non-empty buckets; the unscoped one: every bucket
     assert "feedbackItemsByScorecard#sc2#2024-05-01T11:00:00Z#60" not in d
     assert d["feedbackItems#2024-05-01T11:45:00Z#15"].count == 0
     assert d["feedbackItems#2024-05-01T11:45:00Z#15"].metadata == {
-        "changedCount": 0, "unchangedCount": 0, "invalidCount": 0}
+        "changedCount": 0,
+        "unchangedCount": 0,
+        "invalidCount": 0,
+    }
     by_score = [k for k in counts.desired if k.record_type == "feedbackItemsByScore"]
     assert {k.scorecard_id for k in by_score if k.score_id == "s3"} == {"sc2"}
 

@@ -41,7 +41,6 @@ def api(stack: LocalStack) -> Iterator[LocalClient]:
         yield client
 
 
-
 @pytest.fixture
 def now() -> datetime:
     return recent_now()

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import graphql
 import pytest
+
 from fakes_graphql import SCHEMA_PATH, parse_checked
 from metrics_agg.graphql import api, codegen
 from metrics_agg.models import SOURCE_MODELS
@@ -24,8 +25,7 @@ def test_generated_code_is_up_to_date(tmp_path: Path) -> None:
         )
 
 
-def test_check_mode_reports_stale_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]
-                                        ) -> None:
+def test_check_mode_reports_stale_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "schema.py").write_text((PACKAGE / "schema.py").read_text())
     (tmp_path / "operations.py").write_text("# edited by hand\n")
     assert codegen.main(["--check", "--out", str(tmp_path)]) == 1
@@ -43,7 +43,12 @@ def test_every_list_query_has_a_valid_generated_document(spec: object) -> None:
         assert {"accountId", sort_key, "sortDirection", "filter", "limit", "nextToken"} <= set(args)
         op = graphql.parse(document).definitions[0]
         assert {v.variable.name.value for v in op.variable_definitions} == {  # type: ignore[attr-defined]
-            "accountId", sort_key, "filter", "limit", "nextToken"}
+            "accountId",
+            sort_key,
+            "filter",
+            "limit",
+            "nextToken",
+        }
 
 
 def test_stored_bucket_and_write_documents_are_valid() -> None:

@@ -9,6 +9,7 @@ from typing import Any
 import botocore.session
 import pytest
 from botocore.exceptions import ClientError
+
 from metrics_agg.errors import ConfigError
 from metrics_agg.lambda_support import configure_logging, load_config
 

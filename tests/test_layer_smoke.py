@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from metrics_agg.local_server import LocalStack
 
 ROOT = Path(__file__).resolve().parents[1]

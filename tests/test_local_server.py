@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 import pytest
 import urllib3
+
 from metrics_agg.local_server import LocalClient, LocalStack
 from metrics_agg.local_server.conditions import matches
 
@@ -32,10 +33,16 @@ def bucket(
     key: str = "items#2024-05-01T10:00:00Z#1", count: int = 1, **extra: Any
 ) -> dict[str, Any]:
     return {
-        "accountId": ACCOUNT, "compositeKey": key, "recordType": "items",
-        "timeRangeStart": "2024-05-01T10:00:00Z", "timeRangeEnd": "2024-05-01T10:01:00Z",
-        "numberOfMinutes": 1, "count": count, "complete": False,
-        "createdAt": "2024-05-01T10:02:00.000000Z", "updatedAt": "2024-05-01T10:02:00.000000Z",
+        "accountId": ACCOUNT,
+        "compositeKey": key,
+        "recordType": "items",
+        "timeRangeStart": "2024-05-01T10:00:00Z",
+        "timeRangeEnd": "2024-05-01T10:01:00Z",
+        "numberOfMinutes": 1,
+        "count": count,
+        "complete": False,
+        "createdAt": "2024-05-01T10:02:00.000000Z",
+        "updatedAt": "2024-05-01T10:02:00.000000Z",
         **extra,
     }
 
@@ -51,9 +58,14 @@ def test_missing_or_wrong_api_key_is_401_unauthorized(
 ) -> None:
     resp = raw_post(local_stack, b'{"query": "{ __typename }"}', headers)
     assert resp.status == 401
-    assert orjson.loads(resp.data) == {"errors": [{
-        "errorType": "UnauthorizedException",
-        "message": "You are not authorized to make this call."}]}
+    assert orjson.loads(resp.data) == {
+        "errors": [
+            {
+                "errorType": "UnauthorizedException",
+                "message": "You are not authorized to make this call.",
+            }
+        ]
+    }
     assert local_stack.faults.requests == 0
 
 
@@ -67,8 +79,9 @@ def test_create_fills_id_and_timestamps_and_update_delete(local_client: LocalCli
     item = local_client.create("Item", accountId=ACCOUNT, createdByType="prediction")
     assert item["id"] and AWS_NOW.fullmatch(item["createdAt"])
     assert item["updatedAt"] == item["createdAt"]
-    given = local_client.create("Item", id="fixed", accountId=ACCOUNT,
-                                createdAt="2024-05-01T10:00:00.123Z")
+    given = local_client.create(
+        "Item", id="fixed", accountId=ACCOUNT, createdAt="2024-05-01T10:00:00.123Z"
+    )
     assert given["createdAt"] == "2024-05-01T10:00:00.123Z" and given["id"] == "fixed"
     upd = local_client.update("Item", "fixed", description="d", createdByType=None)
     assert upd["description"] == "d" and upd["createdByType"] is None
@@ -110,13 +123,20 @@ def test_update_missing_key_and_conditions(local_client: LocalClient) -> None:
 
 def test_update_must_resend_whole_composite_sort_key(local_client: LocalClient) -> None:
     local_client.post(CREATE_METRICS, {"a": bucket(), "b": bucket("items#z#1")})
-    partial = {"accountId": ACCOUNT, "compositeKey": "items#2024-05-01T10:00:00Z#1",
-               "recordType": "items", "count": 5}
+    partial = {
+        "accountId": ACCOUNT,
+        "compositeKey": "items#2024-05-01T10:00:00Z#1",
+        "recordType": "items",
+        "count": 5,
+    }
     _, body = local_client.post(UPDATE_METRICS, {"a": partial})
     assert body["data"]["a"] is None
     assert "Missing key: 'timeRangeStart'" in body["errors"][0]["message"]
-    no_key_fields = {"accountId": ACCOUNT, "compositeKey": "items#2024-05-01T10:00:00Z#1",
-                     "count": 5}
+    no_key_fields = {
+        "accountId": ACCOUNT,
+        "compositeKey": "items#2024-05-01T10:00:00Z#1",
+        "count": 5,
+    }
     _, body = local_client.post(UPDATE_METRICS, {"a": no_key_fields})
     assert body["data"]["a"]["count"] == 5
 
@@ -124,10 +144,15 @@ def test_update_must_resend_whole_composite_sort_key(local_client: LocalClient) 
 @pytest.mark.parametrize(
     ("value", "ok"),
     [
-        ("2024-05-01T10:00:00.123Z", True), ("2024-05-01T10:00Z", True),
-        ("2024-05-01T10:00:00+05:30", True), ("2024-05-01T10:00:00-07:00:30", True),
-        ("2024-05-01T10:00:00", False), ("2024-05-01T10:00:00+0530", False),
-        ("2024-02-30T10:00:00Z", False), ("2024-05-01 10:00:00Z", False), ("soon", False),
+        ("2024-05-01T10:00:00.123Z", True),
+        ("2024-05-01T10:00Z", True),
+        ("2024-05-01T10:00:00+05:30", True),
+        ("2024-05-01T10:00:00-07:00:30", True),
+        ("2024-05-01T10:00:00", False),
+        ("2024-05-01T10:00:00+0530", False),
+        ("2024-02-30T10:00:00Z", False),
+        ("2024-05-01 10:00:00Z", False),
+        ("soon", False),
     ],
 )
 def test_awsdatetime_is_validated_like_appsync(
@@ -149,27 +174,38 @@ def test_awsdatetime_is_validated_like_appsync(
 
 
 def test_awsjson_must_be_a_json_string(local_client: LocalClient) -> None:
-    _, body = local_client.post(CREATE_METRICS, {"a": bucket(metadata={"k": 1}),
-                                                  "b": bucket("items#q#1")})
+    _, body = local_client.post(
+        CREATE_METRICS, {"a": bucket(metadata={"k": 1}), "b": bucket("items#q#1")}
+    )
     assert body["data"] is None and "valid JSON" in body["errors"][0]["message"]
-    _, body = local_client.post(CREATE_METRICS, {"a": bucket(metadata='{"k": 1}'),
-                                                  "b": bucket("items#q#1")})
+    _, body = local_client.post(
+        CREATE_METRICS, {"a": bucket(metadata='{"k": 1}'), "b": bucket("items#q#1")}
+    )
     assert orjson.loads(body["data"]["a"]["metadata"]) == {"k": 1}
 
 
 @pytest.mark.parametrize(
     ("cond", "expected"),
     [
-        ({"a": {"eq": "x"}}, True), ({"a": {"ne": "x"}}, False), ({"zz": {"ne": "x"}}, True),
-        ({"zz": {"eq": None}}, True), ({"zz": {"attributeExists": False}}, True),
-        ({"n": {"attributeExists": True}}, True), ({"n": {"attributeType": "_null"}}, True),
-        ({"a": {"attributeType": "string"}}, True), ({"i": {"between": [1, 3]}}, True),
-        ({"i": {"gt": "1"}}, False), ({"a": {"beginsWith": "x"}}, True),
-        ({"s": {"contains": "ell"}}, True), ({"zz": {"notContains": "e"}}, True),
-        ({"b": {"eq": True}}, True), ({"b": {"eq": 1}}, False),
+        ({"a": {"eq": "x"}}, True),
+        ({"a": {"ne": "x"}}, False),
+        ({"zz": {"ne": "x"}}, True),
+        ({"zz": {"eq": None}}, True),
+        ({"zz": {"attributeExists": False}}, True),
+        ({"n": {"attributeExists": True}}, True),
+        ({"n": {"attributeType": "_null"}}, True),
+        ({"a": {"attributeType": "string"}}, True),
+        ({"i": {"between": [1, 3]}}, True),
+        ({"i": {"gt": "1"}}, False),
+        ({"a": {"beginsWith": "x"}}, True),
+        ({"s": {"contains": "ell"}}, True),
+        ({"zz": {"notContains": "e"}}, True),
+        ({"b": {"eq": True}}, True),
+        ({"b": {"eq": 1}}, False),
         ({"or": [{"a": {"eq": "y"}}, {"i": {"ge": 2}}]}, True),
         ({"and": [{"a": {"eq": "x"}}, {"not": {"i": {"eq": 2}}}]}, False),
-        ({"s": {"size": {"eq": 5}}}, True), ({"s": {"lt": "hellp"}}, True),
+        ({"s": {"size": {"eq": 5}}}, True),
+        ({"s": {"lt": "hellp"}}, True),
         ({"u": {"gt": "\uffff"}}, True),  # code-point (UTF-8 byte) order, not UTF-16
     ],
 )
@@ -182,11 +218,15 @@ def test_faults_http_status_retry_after_and_counts(
     local_stack: LocalStack, local_client: LocalClient
 ) -> None:
     fault = local_stack.faults.add(field="getItem", nth=2, action="http_429", retry_after=1)
-    q = "query G { a: getItem(id: \"x\") { id } b: getItem(id: \"y\") { id } }"
+    q = 'query G { a: getItem(id: "x") { id } b: getItem(id: "y") { id } }'
     assert local_client.post(q)[0] == 200
     with urllib3.PoolManager(retries=False) as http:
-        resp = http.request("POST", local_stack.endpoint, body=orjson.dumps({"query": q}),
-                            headers={"x-api-key": local_stack.api_key})
+        resp = http.request(
+            "POST",
+            local_stack.endpoint,
+            body=orjson.dumps({"query": q}),
+            headers={"x-api-key": local_stack.api_key},
+        )
     assert resp.status == 429 and resp.headers["retry-after"] == "1"
     assert orjson.loads(resp.data)["errors"][0]["errorType"] == "TooManyRequestsException"
     assert local_client.post(q)[0] == 200
@@ -201,7 +241,7 @@ def test_faults_break_the_response(
     local_stack: LocalStack, local_client: LocalClient, action: str
 ) -> None:
     local_stack.faults.add(field="getItem", action=action)
-    q = "{ getItem(id: \"x\") { id } }"
+    q = '{ getItem(id: "x") { id } }'
     if action == "reset":
         with pytest.raises(urllib3.exceptions.ProtocolError):
             local_client.post(q)
@@ -223,7 +263,8 @@ def test_fault_alias_errors_fail_only_chosen_aliases(
     assert body["data"]["a"]["count"] == 1 and body["data"]["b"] is None
     assert body["errors"][0]["errorType"] == "DynamoDB:ProvisionedThroughputExceededException"
     assert [m["compositeKey"] for m in local_stack.store.all_metrics()] == [
-        "items#2024-05-01T10:00:00Z#1"]
+        "items#2024-05-01T10:00:00Z#1"
+    ]
 
 
 def test_stack_binds_loopback_and_reports_endpoint(local_stack: LocalStack) -> None:
@@ -235,21 +276,26 @@ def test_stack_binds_loopback_and_reports_endpoint(local_stack: LocalStack) -> N
 
 def test_fast_list_projection_matches_graphql_core(local_stack: LocalStack) -> None:
     from graphql import execute, parse
+
     from metrics_agg.local_server._fastlist import FastListExecutionContext
     from metrics_agg.local_server.app import build_schema
 
-    local_stack.store.bulk_insert("AggregatedMetrics", [
-        bucket(f"items#k{n}#1", count=n, metadata='{"a": 1}' if n % 2 else None)
-        for n in range(5)
-    ])
-    local_stack.store.bulk_insert("Task", [{"id": "no-created", "accountId": ACCOUNT,
-                                            "updatedAt": "2024-05-01T10:00:00Z"}])
+    local_stack.store.bulk_insert(
+        "AggregatedMetrics",
+        [
+            bucket(f"items#k{n}#1", count=n, metadata='{"a": 1}' if n % 2 else None)
+            for n in range(5)
+        ],
+    )
+    local_stack.store.bulk_insert(
+        "Task", [{"id": "no-created", "accountId": ACCOUNT, "updatedAt": "2024-05-01T10:00:00Z"}]
+    )
     schema = build_schema(local_stack.store)
     for query in (
-        "{ listAggregatedMetrics(accountId: \"acct-1\") { items { __typename k: compositeKey "
+        '{ listAggregatedMetrics(accountId: "acct-1") { items { __typename k: compositeKey '
         "count metadata complete cost } nextToken } }",
         # a null non-null field: the fast path steps aside and graphql-core reports it
-        "{ listTaskByAccountIdAndUpdatedAt(accountId: \"acct-1\") { items { id createdAt } } }",
+        '{ listTaskByAccountIdAndUpdatedAt(accountId: "acct-1") { items { id createdAt } } }',
     ):
         doc = parse(query)
         slow = execute(schema, doc)

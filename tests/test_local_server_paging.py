@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+
 from metrics_agg.local_server import LocalClient, LocalStack
 from metrics_agg.models import SOURCE_MODELS
 
@@ -29,7 +30,9 @@ def list_doc(model: str, query: str, sk: str) -> str:
 
 
 def page_all(
-    client: LocalClient, doc: str, variables: dict[str, Any],
+    client: LocalClient,
+    doc: str,
+    variables: dict[str, Any],
     between_pages: Callable[[int], None] | None = None,
 ) -> tuple[list[dict[str, Any]], int]:
     items: list[dict[str, Any]] = []
@@ -64,13 +67,19 @@ def test_every_list_query_pages_each_record_once_with_inserts_between_pages(
     added: list[str] = []
 
     def insert(page: int) -> None:
-        rec = {"id": f"new{page:03d}", "accountId": ACCOUNT, "createdAt": ts(59),
-               "updatedAt": ts(59), sk: ts(59)}
+        rec = {
+            "id": f"new{page:03d}",
+            "accountId": ACCOUNT,
+            "createdAt": ts(59),
+            "updatedAt": ts(59),
+            sk: ts(59),
+        }
         local_client.create(model, **rec)
         added.append(rec["id"])
 
-    items, pages = page_all(local_client, list_doc(model, query, sk),
-                            {"a": ACCOUNT, "l": 7}, insert)
+    items, pages = page_all(
+        local_client, list_doc(model, query, sk), {"a": ACCOUNT, "l": 7}, insert
+    )
     ids = [it["id"] for it in items]
     assert len(ids) == len(set(ids))
     expected = {f"r{i:03d}" for i in range(120)} | set(added)
@@ -84,12 +93,21 @@ def test_every_list_query_pages_each_record_once_with_inserts_between_pages(
 def test_key_conditions_compare_strings_like_dynamodb(
     local_stack: LocalStack, local_client: LocalClient
 ) -> None:
-    stamps = ["2024-05-01T13:00:00Z", "2024-05-01T13:00:00.123Z", "2024-05-01T13:00:00.5Z",
-              "2024-05-01T13:59:59.999Z", "2024-05-01T14:00:00Z", "2024-05-01T12:59:59Z"]
-    local_stack.store.bulk_insert("Item", [
-        {"id": f"i{n}", "accountId": ACCOUNT, "createdAt": s, "updatedAt": s}
-        for n, s in enumerate(stamps)
-    ])
+    stamps = [
+        "2024-05-01T13:00:00Z",
+        "2024-05-01T13:00:00.123Z",
+        "2024-05-01T13:00:00.5Z",
+        "2024-05-01T13:59:59.999Z",
+        "2024-05-01T14:00:00Z",
+        "2024-05-01T12:59:59Z",
+    ]
+    local_stack.store.bulk_insert(
+        "Item",
+        [
+            {"id": f"i{n}", "accountId": ACCOUNT, "createdAt": s, "updatedAt": s}
+            for n, s in enumerate(stamps)
+        ],
+    )
     doc = list_doc("Item", "listItemByAccountIdAndCreatedAt", "createdAt")
 
     def got(cond: dict[str, Any], **extra: Any) -> list[str]:
@@ -98,32 +116,52 @@ def test_key_conditions_compare_strings_like_dynamodb(
 
     # "13:00:00.123Z" < "13:00:00Z" as strings ('.' < 'Z'): DynamoDB order, not time order.
     assert got({"between": ["2024-05-01T13:00:00Z", "2024-05-01T14:00:00Z"]}) == [
-        "2024-05-01T13:00:00Z", "2024-05-01T13:59:59.999Z", "2024-05-01T14:00:00Z"]
+        "2024-05-01T13:00:00Z",
+        "2024-05-01T13:59:59.999Z",
+        "2024-05-01T14:00:00Z",
+    ]
     assert got({"beginsWith": "2024-05-01T13"}) == [
-        "2024-05-01T13:00:00.123Z", "2024-05-01T13:00:00.5Z", "2024-05-01T13:00:00Z",
-        "2024-05-01T13:59:59.999Z"]
+        "2024-05-01T13:00:00.123Z",
+        "2024-05-01T13:00:00.5Z",
+        "2024-05-01T13:00:00Z",
+        "2024-05-01T13:59:59.999Z",
+    ]
     assert got({"lt": "2024-05-01T13:00:00.5Z"}) == [
-        "2024-05-01T12:59:59Z", "2024-05-01T13:00:00.123Z"]
+        "2024-05-01T12:59:59Z",
+        "2024-05-01T13:00:00.123Z",
+    ]
     assert got({"gt": "2024-05-01T13:59:59.999Z"}) == ["2024-05-01T14:00:00Z"]
     assert got({"eq": "2024-05-01T14:00:00Z"}) == ["2024-05-01T14:00:00Z"]
     assert got({"ge": "2024-05-01T13:59:59.999Z"}, d="DESC", l=1) == [
-        "2024-05-01T14:00:00Z", "2024-05-01T13:59:59.999Z"]
+        "2024-05-01T14:00:00Z",
+        "2024-05-01T13:59:59.999Z",
+    ]
 
 
 def test_limit_applies_before_filter_so_pages_can_be_empty(
     local_stack: LocalStack, local_client: LocalClient
 ) -> None:
-    local_stack.store.bulk_insert("Item", [
-        {"id": f"i{n:02d}", "accountId": ACCOUNT, "createdAt": ts(n), "updatedAt": ts(n),
-         "createdByType": "prediction" if n >= 15 else "other"}
-        for n in range(20)
-    ])
+    local_stack.store.bulk_insert(
+        "Item",
+        [
+            {
+                "id": f"i{n:02d}",
+                "accountId": ACCOUNT,
+                "createdAt": ts(n),
+                "updatedAt": ts(n),
+                "createdByType": "prediction" if n >= 15 else "other",
+            }
+            for n in range(20)
+        ],
+    )
     doc = list_doc("Item", "listItemByAccountIdAndCreatedAt", "createdAt")
-    first = local_client.execute(doc, {"a": ACCOUNT, "l": 5,
-                                       "f": {"createdByType": {"eq": "prediction"}}})["r"]
+    first = local_client.execute(
+        doc, {"a": ACCOUNT, "l": 5, "f": {"createdByType": {"eq": "prediction"}}}
+    )["r"]
     assert first["items"] == [] and first["nextToken"]
-    items, pages = page_all(local_client, doc, {"a": ACCOUNT, "l": 5,
-                                                "f": {"createdByType": {"eq": "prediction"}}})
+    items, pages = page_all(
+        local_client, doc, {"a": ACCOUNT, "l": 5, "f": {"createdByType": {"eq": "prediction"}}}
+    )
     assert [it["id"] for it in items] == [f"i{n}" for n in range(15, 20)]
     assert pages == 5  # 4 full pages, then an empty last page: limit reached on page 4
 
@@ -135,12 +173,22 @@ def test_aggregated_metrics_composite_key_queries(
     for rt in ("items", "predictionItems", "feedbackItemsByScore"):
         for minute in range(3):
             start = f"2024-05-01T10:0{minute}:00Z"
-            rows.append({
-                "accountId": ACCOUNT, "compositeKey": f"{rt}#{start}#1", "recordType": rt,
-                "timeRangeStart": start, "timeRangeEnd": start, "numberOfMinutes": 1,
-                "count": minute, "complete": True, "scorecardId": "sc1", "scoreId": "s1",
-                "createdAt": start, "updatedAt": start,
-            })
+            rows.append(
+                {
+                    "accountId": ACCOUNT,
+                    "compositeKey": f"{rt}#{start}#1",
+                    "recordType": rt,
+                    "timeRangeStart": start,
+                    "timeRangeEnd": start,
+                    "numberOfMinutes": 1,
+                    "count": minute,
+                    "complete": True,
+                    "scorecardId": "sc1",
+                    "scoreId": "s1",
+                    "createdAt": start,
+                    "updatedAt": start,
+                }
+            )
     local_stack.store.bulk_insert("AggregatedMetrics", rows)
     by_type = (
         "query Q($a: String!, $t: String, "
@@ -149,13 +197,20 @@ def test_aggregated_metrics_composite_key_queries(
         "accountId: $a, recordTypeTimeRangeStart: $k, limit: 2, nextToken: $t) "
         "{ items { compositeKey } nextToken } }"
     )
-    cond = {"between": [{"recordType": "items", "timeRangeStart": "2024-05-01T10:01:00Z"},
-                        {"recordType": "items", "timeRangeStart": "2024-05-01T10:59:00Z"}]}
+    cond = {
+        "between": [
+            {"recordType": "items", "timeRangeStart": "2024-05-01T10:01:00Z"},
+            {"recordType": "items", "timeRangeStart": "2024-05-01T10:59:00Z"},
+        ]
+    }
     items, _ = page_all(local_client, by_type, {"a": ACCOUNT, "k": cond})
     assert [it["compositeKey"] for it in items] == [
-        "items#2024-05-01T10:01:00Z#1", "items#2024-05-01T10:02:00Z#1"]
-    items, _ = page_all(local_client, by_type,
-                        {"a": ACCOUNT, "k": {"beginsWith": {"recordType": "prediction"}}})
+        "items#2024-05-01T10:01:00Z#1",
+        "items#2024-05-01T10:02:00Z#1",
+    ]
+    items, _ = page_all(
+        local_client, by_type, {"a": ACCOUNT, "k": {"beginsWith": {"recordType": "prediction"}}}
+    )
     assert len(items) == 3
     by_score = (
         "query Q($s: String!, $t: String, "
@@ -164,26 +219,34 @@ def test_aggregated_metrics_composite_key_queries(
         "scoreId: $s, timeRangeStartRecordType: $k, nextToken: $t) "
         "{ items { compositeKey } nextToken } }"
     )
-    items, _ = page_all(local_client, by_score, {
-        "s": "s1", "k": {"eq": {"timeRangeStart": "2024-05-01T10:02:00Z", "recordType": "items"}}})
+    items, _ = page_all(
+        local_client,
+        by_score,
+        {"s": "s1", "k": {"eq": {"timeRangeStart": "2024-05-01T10:02:00Z", "recordType": "items"}}},
+    )
     assert [it["compositeKey"] for it in items] == ["items#2024-05-01T10:02:00Z#1"]
 
 
 def test_forged_or_foreign_next_token_is_a_clear_error(
     local_stack: LocalStack, local_client: LocalClient
 ) -> None:
-    local_stack.store.bulk_insert("Task", [
-        {"id": f"t{n}", "accountId": ACCOUNT, "createdAt": ts(n), "updatedAt": ts(n)}
-        for n in range(5)
-    ])
+    local_stack.store.bulk_insert(
+        "Task",
+        [
+            {"id": f"t{n}", "accountId": ACCOUNT, "createdAt": ts(n), "updatedAt": ts(n)}
+            for n in range(5)
+        ],
+    )
     doc = list_doc("Task", "listTaskByAccountIdAndUpdatedAt", "updatedAt")
     token = local_client.execute(doc, {"a": ACCOUNT, "l": 2})["r"]["nextToken"]
     raw = bytearray(base64.b64decode(token))
     raw[3] ^= 1
     forged = base64.b64encode(bytes(raw)).decode()
     for bad, variables in (
-        (forged, {"a": ACCOUNT}), ("not a token", {"a": ACCOUNT}),
-        (token, {"a": "another-account"}), (token, {"a": ACCOUNT, "d": "DESC"}),
+        (forged, {"a": ACCOUNT}),
+        ("not a token", {"a": ACCOUNT}),
+        (token, {"a": "another-account"}),
+        (token, {"a": ACCOUNT, "d": "DESC"}),
     ):
         status, body = local_client.post(doc, {**variables, "l": 2, "t": bad})
         assert status == 200 and body["data"]["r"] is None

@@ -13,8 +13,12 @@ from metrics_agg.local_server.mapping import BATCHING
 
 
 def task(n: int) -> dict[str, Any]:
-    return {"id": f"t{n:03d}", "accountId": "a", "createdAt": "2024-05-01T10:00:00.000Z",
-            "updatedAt": "2024-05-01T10:00:00.000Z"}
+    return {
+        "id": f"t{n:03d}",
+        "accountId": "a",
+        "createdAt": "2024-05-01T10:00:00.000Z",
+        "updatedAt": "2024-05-01T10:00:00.000Z",
+    }
 
 
 class Recorder:
@@ -40,8 +44,7 @@ class Recorder:
 
 def test_design_batch_sizes() -> None:
     assert BATCHING["Item"] == (10, 15.0) and BATCHING["ScoreResult"] == (100, 15.0)
-    assert all(BATCHING[m] == (1, 15.0) for m in ("Task", "Evaluation", "Procedure",
-                                                   "ChatSession"))
+    assert all(BATCHING[m] == (1, 15.0) for m in ("Task", "Evaluation", "Procedure", "ChatSession"))
     assert BATCHING["FeedbackItem"] == (10, 15.0)
 
 
@@ -68,7 +71,8 @@ def test_partial_failure_redelivers_from_lowest_reported(
     first, second = rec.batches[0], rec.batches[1]
     assert second[0] == first[3]
     assert sorted(set(rec.delivered)) == sorted(
-        r["dynamodb"]["SequenceNumber"] for r in stack.store.read_stream("Item", None, 100))
+        r["dynamodb"]["SequenceNumber"] for r in stack.store.read_stream("Item", None, 100)
+    )
     assert stack.store.failures() == []
 
 
@@ -139,6 +143,7 @@ def test_checkpoint_survives_restart_without_loss_or_duplicates(
     offline.stop()
     second = make_local_stack(db, mapping=True, batch_window=0.05, handler=rec)
     assert second.wait_idle(30)
-    all_seqs = [r["dynamodb"]["SequenceNumber"]
-                for r in second.store.read_stream("ChatSession", None, 100)]
+    all_seqs = [
+        r["dynamodb"]["SequenceNumber"] for r in second.store.read_stream("ChatSession", None, 100)
+    ]
     assert rec.delivered == all_seqs  # each once, in order

@@ -18,9 +18,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from fixtures_counter import require_rust
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from fixtures_counter import require_rust
 from metrics_agg import _pycounter, count_buckets, count_records
 
 EXAMPLES = int(

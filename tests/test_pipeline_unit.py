@@ -37,13 +37,23 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> FakeApi:
 
 
 def run(ev: dict[str, Any], **kw: Any) -> dict[str, Any]:
-    return pipeline.handle_event(ev, config=CONFIG, client=FakeClient(),  # type: ignore[arg-type]
-                                 now=kw.pop("now", NOW), **kw)
+    return pipeline.handle_event(
+        ev,
+        config=CONFIG,
+        client=FakeClient(),  # type: ignore[arg-type]
+        now=kw.pop("now", NOW),
+        **kw,
+    )
 
 
 def item(i: str, created: str, kind: str = "prediction", acct: str = "acct-1") -> dict[str, Any]:
-    return {"id": i, "accountId": acct, "createdAt": created, "updatedAt": created,
-            "createdByType": kind}
+    return {
+        "id": i,
+        "accountId": acct,
+        "createdAt": created,
+        "updatedAt": created,
+        "createdByType": kind,
+    }
 
 
 def count(fake: FakeApi, ck: str, acct: str = "acct-1") -> int | None:
@@ -97,8 +107,11 @@ def test_index_newer_than_batch_image_wins(fake: FakeApi) -> None:
     newer = item("item-1", "2024-05-01T12:10:05.123Z")
     newer.update(createdAt="2024-05-01T12:40:00Z", updatedAt="2024-05-01T12:41:00Z")
     fake.add("Item", **newer)
-    (unit,) = [u for u in plan_units(parse_batch(event("item_insert")), now=NOW,
-                                      max_hours_back=168) if u.key.account_id == "acct-1"]
+    (unit,) = [
+        u
+        for u in plan_units(parse_batch(event("item_insert")), now=NOW, max_hours_back=168)
+        if u.key.account_id == "acct-1"
+    ]
     snap = read_unit(FakeClient(), unit, config=CONFIG, clock=lambda: NOW)
     rows = {r["id"]: r for rr in snap.ranges for r in rr.records}
     assert rows["item-1"]["createdAt"] == "2024-05-01T12:40:00Z"
@@ -106,17 +119,37 @@ def test_index_newer_than_batch_image_wins(fake: FakeApi) -> None:
 
 
 def test_feedback_two_queries_count_once(fake: FakeApi) -> None:
-    fake.add("FeedbackItem", id="fb-9", accountId="acct-1", scorecardId="sc-1", scoreId="s-9",
-             editedAt="2024-05-01T12:20:00Z", updatedAt="2024-05-01T12:21:00Z",
-             createdAt="2024-05-01T10:00:00Z", initialAnswerValue="A", finalAnswerValue="B")
-    fake.add("FeedbackItem", id="fb-4", accountId="acct-1", scorecardId="sc-1", scoreId="score-1",
-             updatedAt="2024-05-01T12:08:00Z", createdAt="2024-05-01T11:00:00Z",
-             initialAnswerValue="No", finalAnswerValue="No")
+    fake.add(
+        "FeedbackItem",
+        id="fb-9",
+        accountId="acct-1",
+        scorecardId="sc-1",
+        scoreId="s-9",
+        editedAt="2024-05-01T12:20:00Z",
+        updatedAt="2024-05-01T12:21:00Z",
+        createdAt="2024-05-01T10:00:00Z",
+        initialAnswerValue="A",
+        finalAnswerValue="B",
+    )
+    fake.add(
+        "FeedbackItem",
+        id="fb-4",
+        accountId="acct-1",
+        scorecardId="sc-1",
+        scoreId="score-1",
+        updatedAt="2024-05-01T12:08:00Z",
+        createdAt="2024-05-01T11:00:00Z",
+        initialAnswerValue="No",
+        finalAnswerValue="No",
+    )
     assert run(event("feedback")) == {"batchItemFailures": []}
     assert count(fake, "feedbackItems#2024-05-01T12:00:00Z#60") == 4  # fb-1, fb-2, fb-3, fb-9
     sb = fake.bucket("acct-1", "feedbackItems#2024-05-01T12:00:00Z#60")
     assert sb is not None and sb.value.metadata == {
-        "changedCount": 2, "unchangedCount": 1, "invalidCount": 1}
+        "changedCount": 2,
+        "unchangedCount": 1,
+        "invalidCount": 1,
+    }
     assert count(fake, "feedbackItemsByScore#score-1#2024-05-01T12:00:00Z#60") == 1
     assert count(fake, "feedbackItemsByScorecard#sc-2#2024-05-01T12:00:00Z#60") == 1
     # fb-4 was removed: its touched zero buckets are written, not left missing
@@ -140,27 +173,42 @@ def test_write_failure_reports_sequence(fake: FakeApi) -> None:
 def test_deadline_leaves_units_unstarted(fake: FakeApi) -> None:
     out = run(event("item_insert"), deadline=Deadline.after(0.5))
     assert [f["itemIdentifier"] for f in out["batchItemFailures"]] == [
-        "4421584500000000017450439091", "4421584600000000017450439181"]
+        "4421584500000000017450439091",
+        "4421584600000000017450439181",
+    ]
     assert fake.read_calls == 0
 
 
-def test_human_log_and_emf(fake: FakeApi, caplog: pytest.LogCaptureFixture,
-                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_human_log_and_emf(
+    fake: FakeApi, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
     caplog.set_level(logging.INFO, logger="metrics_agg")
     lines: list[str] = []
     monkeypatch.setattr(emf, "emit", lambda m: lines.append(emf.render(m)))
     fake.add("Item", **item("x", "2024-05-01T12:00:00Z"))
     run(event("item_insert"))
     text = caplog.text
-    for needle in ("[1/3] Querying", "[2/3] Counting", "Cross-check: 3 in 1-min buckets vs "
-                   "3 records ✓", "1-min 3/120 Σ3", "[3/3] Wrote", "✓ SUCCESS"):
+    for needle in (
+        "[1/3] Querying",
+        "[2/3] Counting",
+        "Cross-check: 3 in 1-min buckets vs 3 records ✓",
+        "1-min 3/120 Σ3",
+        "[3/3] Wrote",
+        "✓ SUCCESS",
+    ):
         assert needle in text
     (line,) = lines
     doc = json.loads(line)
     assert doc["RecordsCounted"] == 4 and doc["FailedUnits"] == 0
     assert {m["Name"] for m in doc["_aws"]["CloudWatchMetrics"][0]["Metrics"]} == {
-        "RecordsCounted", "BucketsWritten", "InvalidTimestamps", "DurationMs",
-        "FailedUnits", "HttpRequests", "OffsetTimestampsBeyondMargin"}
+        "RecordsCounted",
+        "BucketsWritten",
+        "InvalidTimestamps",
+        "DurationMs",
+        "FailedUnits",
+        "HttpRequests",
+        "OffsetTimestampsBeyondMargin",
+    }
 
 
 def test_partial_log(fake: FakeApi, caplog: pytest.LogCaptureFixture) -> None:
@@ -179,40 +227,68 @@ def test_emf_goes_to_stdout_in_lambda() -> None:
 
 def test_recount_event_and_verify(fake: FakeApi) -> None:
     fake.add("Task", id="t1", accountId="a", updatedAt="2024-05-01T03:07:00Z")
-    fake.put_stored(BucketKey("a", "tasks", datetime(2024, 5, 1, 4, tzinfo=UTC), 60),
-                    BucketValue(9, True), format_write_time(NOW - timedelta(days=1)))
-    report = pipeline.verify(config=CONFIG, account_id="a", models=("Task",),
-                             start=datetime(2024, 5, 1, 3, tzinfo=UTC),
-                             end=datetime(2024, 5, 1, 5, tzinfo=UTC),
-                             client=FakeClient())  # type: ignore[arg-type]
+    fake.put_stored(
+        BucketKey("a", "tasks", datetime(2024, 5, 1, 4, tzinfo=UTC), 60),
+        BucketValue(9, True),
+        format_write_time(NOW - timedelta(days=1)),
+    )
+    report = pipeline.verify(
+        config=CONFIG,
+        account_id="a",
+        models=("Task",),
+        start=datetime(2024, 5, 1, 3, tzinfo=UTC),
+        end=datetime(2024, 5, 1, 5, tzinfo=UTC),
+        client=FakeClient(),
+    )  # type: ignore[arg-type]
     assert {(m.key.composite_key, m.truth.count) for m in report.mismatches} == {
-        ("tasks#2024-05-01T03:07:00Z#1", 1), ("tasks#2024-05-01T03:05:00Z#5", 1),
-        ("tasks#2024-05-01T03:00:00Z#15", 1), ("tasks#2024-05-01T03:00:00Z#60", 1),
-        ("tasks#2024-05-01T04:00:00Z#60", 0)}
+        ("tasks#2024-05-01T03:07:00Z#1", 1),
+        ("tasks#2024-05-01T03:05:00Z#5", 1),
+        ("tasks#2024-05-01T03:00:00Z#15", 1),
+        ("tasks#2024-05-01T03:00:00Z#60", 1),
+        ("tasks#2024-05-01T04:00:00Z#60", 0),
+    }
     assert report.records_counted == 1 and report.buckets_checked == 2 * 77
     assert fake.write_calls == 0
-    out = run({"recount": {"accountId": "a", "model": "Task", "start": "2024-05-01T03:30:00Z",
-                           "end": "2024-05-01T04:10:00Z"}})
+    out = run(
+        {
+            "recount": {
+                "accountId": "a",
+                "model": "Task",
+                "start": "2024-05-01T03:30:00Z",
+                "end": "2024-05-01T04:10:00Z",
+            }
+        }
+    )
     assert out["status"] == "SUCCESS" and out["bucketsWritten"] == 5
     assert count(fake, "tasks#2024-05-01T04:00:00Z#60", "a") == 0
-    again = pipeline.verify(config=CONFIG, account_id="a", models=("Task",),
-                            start=datetime(2024, 5, 1, 3, tzinfo=UTC),
-                            end=datetime(2024, 5, 1, 5, tzinfo=UTC),
-                            client=FakeClient())  # type: ignore[arg-type]
+    again = pipeline.verify(
+        config=CONFIG,
+        account_id="a",
+        models=("Task",),
+        start=datetime(2024, 5, 1, 3, tzinfo=UTC),
+        end=datetime(2024, 5, 1, 5, tzinfo=UTC),
+        client=FakeClient(),
+    )  # type: ignore[arg-type]
     assert again.mismatches == ()
 
 
 def test_recount_dry_run(fake: FakeApi) -> None:
     fake.add("Task", id="t1", accountId="a", updatedAt="2024-05-01T03:07:00Z")
-    outcome = pipeline.recount(config=CONFIG, account_id="a", model="Task",
-                               start=datetime(2024, 5, 1, 3, tzinfo=UTC),
-                               end=datetime(2024, 5, 1, 4, tzinfo=UTC), dry_run=True,
-                               client=FakeClient())  # type: ignore[arg-type]
+    outcome = pipeline.recount(
+        config=CONFIG,
+        account_id="a",
+        model="Task",
+        start=datetime(2024, 5, 1, 3, tzinfo=UTC),
+        end=datetime(2024, 5, 1, 4, tzinfo=UTC),
+        dry_run=True,
+        client=FakeClient(),
+    )  # type: ignore[arg-type]
     assert outcome.ok and outcome.buckets_planned == 4 and fake.write_calls == 0
 
 
-def test_scheduled_with_explicit_accounts_finalizes(fake: FakeApi,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_scheduled_with_explicit_accounts_finalizes(
+    fake: FakeApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("METRICS_AGG_ACCOUNT_IDS", "a")
     key = BucketKey("a", "tasks", datetime(2024, 5, 1, 12, 20, tzinfo=UTC), 5)
     fake.add("Task", id="t1", accountId="a", updatedAt="2024-05-01T12:21:00Z")
@@ -231,8 +307,12 @@ def test_scheduled_discovers_pairs(fake: FakeApi, monkeypatch: pytest.MonkeyPatc
 
     def scopes(client: Any, *, since: datetime, deadline: Any) -> set[tuple[str, str]]:
         seen["since"] = since
-        return {("a", "predictionItems"), ("a", "items"), ("b", "feedbackItemsByScore"),
-                ("c", "somethingElse")}
+        return {
+            ("a", "predictionItems"),
+            ("a", "items"),
+            ("b", "feedbackItemsByScore"),
+            ("c", "somethingElse"),
+        }
 
     monkeypatch.setattr(discovery, "list_recent_metric_scopes", scopes)
     out = run({"source": "aws.events", "detail-type": "Scheduled Event"})
@@ -244,14 +324,25 @@ def test_unknown_event_shape() -> None:
     with pytest.raises(ValueError, match="Scheduled Event"):
         run({"hello": 1})
     with pytest.raises(ValueError, match="'model'"):
-        run({"recount": {"accountId": "a", "start": "2024-05-01T00:00Z",
-                         "end": "2024-05-01T01:00Z"}})
+        run(
+            {
+                "recount": {
+                    "accountId": "a",
+                    "start": "2024-05-01T00:00Z",
+                    "end": "2024-05-01T01:00Z",
+                }
+            }
+        )
 
 
 def test_read_unit_uses_every_range(fake: FakeApi) -> None:
-    unit = WorkUnit(UnitKey("Task", "a"), (
-        HourRange(datetime(2024, 5, 1, 1, tzinfo=UTC), datetime(2024, 5, 1, 2, tzinfo=UTC)),
-        HourRange(datetime(2024, 5, 1, 5, tzinfo=UTC), datetime(2024, 5, 1, 6, tzinfo=UTC))))
+    unit = WorkUnit(
+        UnitKey("Task", "a"),
+        (
+            HourRange(datetime(2024, 5, 1, 1, tzinfo=UTC), datetime(2024, 5, 1, 2, tzinfo=UTC)),
+            HourRange(datetime(2024, 5, 1, 5, tzinfo=UTC), datetime(2024, 5, 1, 6, tzinfo=UTC)),
+        ),
+    )
     fake.add("Task", id="1", accountId="a", updatedAt="2024-05-01T01:59:59.999Z")
     fake.add("Task", id="2", accountId="a", updatedAt="2024-05-01T05:00:00Z")
     fake.add("Task", id="3", accountId="b", updatedAt="2024-05-01T05:00:00Z")

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+
 from metrics_agg.models import Batch, HourRange, UnitKey
 from metrics_agg.planning import group_hours, plan_recount, plan_units
 from metrics_agg.stream_events import parse_batch
@@ -81,8 +82,12 @@ def test_group_hours() -> None:
 
 
 def test_recount_aligns_outward() -> None:
-    unit = plan_recount("Task", "a", datetime(2024, 5, 1, 3, 15, tzinfo=UTC),
-                        datetime(2024, 5, 1, 5, 0, 1, tzinfo=UTC))
+    unit = plan_recount(
+        "Task",
+        "a",
+        datetime(2024, 5, 1, 3, 15, tzinfo=UTC),
+        datetime(2024, 5, 1, 5, 0, 1, tzinfo=UTC),
+    )
     assert unit.ranges == (HourRange(hour(3), hour(6)),)
     assert unit.changes == () and unit.lowest_sequence is None
 

@@ -20,18 +20,20 @@ from truth_helpers import Stream
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory
-        ) -> Iterator[tuple[LocalStack, LocalClient, Stream]]:
+def env(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[LocalStack, LocalClient, Stream]]:
     db: Path = tmp_path_factory.mktemp("faults") / "faults.sqlite3"
-    with LocalStack(db, mapping=False) as stack, \
-            LocalClient(stack.endpoint, stack.api_key) as api:
+    with LocalStack(db, mapping=False) as stack, LocalClient(stack.endpoint, stack.api_key) as api:
         yield stack, api, Stream(stack)
 
 
-@pytest.mark.parametrize(("index", "scenario"), list(enumerate(SCENARIOS)),
-                         ids=[f"{s.name} @ {s.field}" for s in SCENARIOS])
-def test_fault(env: tuple[LocalStack, LocalClient, Stream], index: int,
-               scenario: Scenario) -> None:
+@pytest.mark.parametrize(
+    ("index", "scenario"),
+    list(enumerate(SCENARIOS)),
+    ids=[f"{s.name} @ {s.field}" for s in SCENARIOS],
+)
+def test_fault(env: tuple[LocalStack, LocalClient, Stream], index: int, scenario: Scenario) -> None:
     stack, api, stream = env
     row = run_fault_scenario(stack, api, stream, scenario, index)
     assert row.fired >= 1, "the fault never fired: the scenario tests nothing"
@@ -43,8 +45,11 @@ def test_fault(env: tuple[LocalStack, LocalClient, Stream], index: int,
             assert "deadline" in row.error and row.fired < scenario.config["max_attempts"]
         else:
             assert row.fired <= scenario.config["max_attempts"] * max(1, row.requests)
-    if scenario.field in ("listItemByAccountIdAndCreatedAt",
-                          "listFeedbackItemByAccountIdAndUpdatedAt") and scenario.persistent:
+    if (
+        scenario.field
+        in ("listItemByAccountIdAndCreatedAt", "listFeedbackItemByAccountIdAndUpdatedAt")
+        and scenario.persistent
+    ):
         assert row.changed == 0, "a failed read must write nothing for its unit"
     assert not row.final, "\n".join(row.final)
     assert row.final_failures == []

@@ -21,7 +21,8 @@ def test_sustained_writes_end_exact(make_local_stack: Callable[..., LocalStack])
     assert not report.mismatches, "\n".join(report.mismatches[:30])
 
 
-def test_concurrent_overlapping_invocations_end_exact(local_stack: LocalStack,
-                                                      local_client: LocalClient) -> None:
+def test_concurrent_overlapping_invocations_end_exact(
+    local_stack: LocalStack, local_client: LocalClient
+) -> None:
     problems = run_concurrent(local_stack, local_client, rounds=1, threads=2)
     assert not problems, "\n".join(problems[:30])

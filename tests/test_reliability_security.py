@@ -44,8 +44,9 @@ def test_binds_loopback_by_default(stack: LocalStack) -> None:
     assert 'default="127.0.0.1"' in inspect.getsource(_server)
 
 
-def test_api_key_compared_in_constant_time(stack: LocalStack,
-                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_api_key_compared_in_constant_time(
+    stack: LocalStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
     seen: list[tuple[bytes, bytes]] = []
     real = hmac.compare_digest
 
@@ -69,8 +70,13 @@ def _event(stack: LocalStack) -> dict[str, Any]:
     return {"Records": Stream(stack).take("Item")}
 
 
-def _run_failing(stack: LocalStack, config: Config, capsys: pytest.CaptureFixture[str],
-                 caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> str:
+def _run_failing(
+    stack: LocalStack,
+    config: Config,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> str:
     """Every output of failing invocations: human log (all loggers, DEBUG), EMF, responses."""
     monkeypatch.setenv("METRICS_AGG_EMF", "1")  # the EMF line goes to stdout, as in Lambda
     caplog.set_level(logging.DEBUG)
@@ -89,7 +95,9 @@ def _run_failing(stack: LocalStack, config: Config, capsys: pytest.CaptureFixtur
 
 
 def test_api_key_never_in_logs_emf_or_responses(
-    stack: LocalStack, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture,
+    stack: LocalStack,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     text = _run_failing(stack, stack.config(max_attempts=2), capsys, caplog, monkeypatch)
@@ -101,17 +109,28 @@ def test_api_key_never_in_logs_emf_or_responses(
 
 
 def test_aws_credentials_and_signed_headers_never_in_logs_emf_or_responses(
-    stack: LocalStack, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture,
+    stack: LocalStack,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    for name, value in (("AWS_ACCESS_KEY_ID", ACCESS_KEY), ("AWS_SECRET_ACCESS_KEY", SECRET_KEY),
-                        ("AWS_SESSION_TOKEN", SESSION_TOKEN)):
+    for name, value in (
+        ("AWS_ACCESS_KEY_ID", ACCESS_KEY),
+        ("AWS_SECRET_ACCESS_KEY", SECRET_KEY),
+        ("AWS_SESSION_TOKEN", SESSION_TOKEN),
+    ):
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
     # IAM auth (no key): the local server answers 401 to every signed request.
     config = Config(endpoint=stack.endpoint, region="us-east-1", max_attempts=2)
     text = _run_failing(stack, config, capsys, caplog, monkeypatch)
-    for secret in (ACCESS_KEY, SECRET_KEY, SESSION_TOKEN, "Signature=", "X-Amz-Security-Token",
-                   "Credential="):
+    for secret in (
+        ACCESS_KEY,
+        SECRET_KEY,
+        SESSION_TOKEN,
+        "Signature=",
+        "X-Amz-Security-Token",
+        "Credential=",
+    ):
         assert secret.lower() not in text.lower(), secret

@@ -38,8 +38,14 @@ class CountingClient(GraphQLClient):
         self._in_flight = 0
         self.max_in_flight = 0
 
-    def execute(self, document: str, variables: Mapping[str, Any] | None = None, *,
-                kind: Kind, deadline: Deadline | None = None) -> GraphQLResponse:
+    def execute(
+        self,
+        document: str,
+        variables: Mapping[str, Any] | None = None,
+        *,
+        kind: Kind,
+        deadline: Deadline | None = None,
+    ) -> GraphQLResponse:
         with self._flight_lock:
             self.sent.append(dict(variables or {}))
             self._in_flight += 1
@@ -66,20 +72,42 @@ def _stamp(at: datetime) -> str:
     return at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}Z"
 
 
-def _recount(stack: LocalStack, model: str, account: str, start: datetime, end: datetime,
-             client: GraphQLClient, config: Config | None = None) -> dict[str, Any]:
-    event = {"recount": {"accountId": account, "model": model,
-                         "start": start.isoformat(), "end": end.isoformat()}}
+def _recount(
+    stack: LocalStack,
+    model: str,
+    account: str,
+    start: datetime,
+    end: datetime,
+    client: GraphQLClient,
+    config: Config | None = None,
+) -> dict[str, Any]:
+    event = {
+        "recount": {
+            "accountId": account,
+            "model": model,
+            "start": start.isoformat(),
+            "end": end.isoformat(),
+        }
+    }
     return pipeline.handle_event(event, config=config or stack.config(), client=client)
 
 
 def _new_record(model: str, account: str, at: datetime) -> dict[str, Any]:
     stamp = _stamp(at)
-    record: dict[str, Any] = {"id": str(uuid.uuid4()), "accountId": account,
-                              "createdAt": stamp, "updatedAt": stamp}
+    record: dict[str, Any] = {
+        "id": str(uuid.uuid4()),
+        "accountId": account,
+        "createdAt": stamp,
+        "updatedAt": stamp,
+    }
     if model == "FeedbackItem":
-        record |= {"scorecardId": "sc-budget", "scoreId": "s-budget", "editedAt": stamp,
-                   "initialAnswerValue": "yes", "finalAnswerValue": "no"}
+        record |= {
+            "scorecardId": "sc-budget",
+            "scoreId": "s-budget",
+            "editedAt": stamp,
+            "initialAnswerValue": "yes",
+            "finalAnswerValue": "no",
+        }
     if model == "Item":
         record["createdByType"] = "prediction"
     if model == "ScoreResult":
@@ -95,12 +123,20 @@ def test_steady_state_is_three_requests(
     account = f"budget-{model}"
     now = datetime.now(UTC)
     hour = now.replace(minute=0, second=0, microsecond=0)
-    seed_records(stack.store, model, account, 300, hour - timedelta(hours=1),
-                 max(now - timedelta(seconds=1), hour + timedelta(seconds=1)), seed=11,
-                 stream=False)
+    seed_records(
+        stack.store,
+        model,
+        account,
+        300,
+        hour - timedelta(hours=1),
+        max(now - timedelta(seconds=1), hour + timedelta(seconds=1)),
+        seed=11,
+        stream=False,
+    )
     with GraphQLClient(stack.config()) as client:
-        out = _recount(stack, model, account, hour - timedelta(hours=1), hour + timedelta(hours=1),
-                       client)
+        out = _recount(
+            stack, model, account, hour - timedelta(hours=1), hour + timedelta(hours=1), client
+        )
         assert out["status"] == "SUCCESS"
     table = f"{model}-local-NONE"
     after = stack.store.stream_end(table)
@@ -111,7 +147,8 @@ def test_steady_state_is_three_requests(
     client = CountingClient(stack.config())
     with client:
         assert pipeline.handle_event(event, config=stack.config(), client=client) == {
-            "batchItemFailures": []}
+            "batchItemFailures": []
+        }
         requests = client.request_count
     # 1 stored-bucket read (all recordTypes of the family), 1 source read (FeedbackItem:
     # both list queries), 1 request of aliased writes.
@@ -160,8 +197,9 @@ def test_large_window_with_stored_buckets_is_split_up_front(
     for row in rows[:3]:
         stack.store.delete("Item", (row["id"],))
     for n in range(7):
-        stack.store.create("Item", _new_record("Item", account,
-                                               start + timedelta(minutes=7 * n, seconds=n)))
+        stack.store.create(
+            "Item", _new_record("Item", account, start + timedelta(minutes=7 * n, seconds=n))
+        )
     client = CountingClient(config)
     with client:
         assert _recount(stack, "Item", account, start, end, client, config)["status"] == "SUCCESS"

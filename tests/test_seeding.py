@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+
 from metrics_agg.local_server import Store
 from metrics_agg.local_server.seeding import generate_records, seed_records
 from metrics_agg.models import SOURCE_MODELS
@@ -62,16 +63,28 @@ def test_categories_and_feedback_values_are_realistic() -> None:
 
 
 def test_late_and_invalid_fractions(store: Store) -> None:
-    result = seed_records(store, "Task", "acct", 2000, START, END, late_fraction=0.1,
-                          invalid_fraction=0.1, stream=False)
+    result = seed_records(
+        store,
+        "Task",
+        "acct",
+        2000,
+        START,
+        END,
+        late_fraction=0.1,
+        invalid_fraction=0.1,
+        stream=False,
+    )
     assert 100 < result.late < 300 and 100 < result.invalid < 300
     stamps = [r["updatedAt"] for r in store.all_records("Task")]
     parsed = [parse_instant_or_none(s) for s in stamps]
     assert sum(p is None for p in parsed) == result.invalid
     assert sum(p is not None and p < START for p in parsed) == result.late
     # Invalid strings still sort inside the window's string range, so readers find them.
-    assert all("2024-05-01T09" <= s < "2024-05-01T11" for s, p in zip(stamps, parsed, strict=True)
-               if p is None)
+    assert all(
+        "2024-05-01T09" <= s < "2024-05-01T11"
+        for s, p in zip(stamps, parsed, strict=True)
+        if p is None
+    )
     assert store.read_stream("Task", None, 10) == []  # --no-stream
 
 
@@ -81,5 +94,4 @@ def test_bad_arguments_are_refused() -> None:
     with pytest.raises(ValueError, match="start < end"):
         next(generate_records("Item", "x", 1, END, START))
     with pytest.raises(ValueError, match="fractions"):
-        next(generate_records("Item", "x", 1, START, END, late_fraction=0.8,
-                              invalid_fraction=0.5))
+        next(generate_records("Item", "x", 1, START, END, late_fraction=0.8, invalid_fraction=0.5))

@@ -13,6 +13,7 @@ import pytest
 from botocore.auth import SigV4Auth as BotoSigV4
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
+
 from fakes_graphql import FakeGraphQLServer
 from metrics_agg.config import Config
 from metrics_agg.errors import ConfigError
@@ -32,8 +33,9 @@ def frozen_clock(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda *a, **k: FROZEN)
 
 
-def botocore_headers(url: str, body: bytes, headers: dict[str, str], creds: Credentials,
-                     region: str) -> dict[str, str]:
+def botocore_headers(
+    url: str, body: bytes, headers: dict[str, str], creds: Credentials, region: str
+) -> dict[str, str]:
     request = AWSRequest(method="POST", url=url, data=body, headers=dict(headers))
     BotoSigV4(creds, "appsync", region).add_auth(request)
     return dict(request.headers.items())
@@ -60,16 +62,28 @@ def test_region_from_endpoint_and_default_chain(monkeypatch: pytest.MonkeyPatch)
     assert isinstance(auth, SigV4Auth) and auth.region == "eu-west-2"
     headers = auth.headers("POST", URL, BODY, {"content-type": "application/json"})
     assert headers["X-Amz-Security-Token"] == TOKEN
-    assert headers == botocore_headers(URL, BODY, {"content-type": "application/json"},
-                                       Credentials(ACCESS, SECRET, TOKEN), "eu-west-2")
+    assert headers == botocore_headers(
+        URL,
+        BODY,
+        {"content-type": "application/json"},
+        Credentials(ACCESS, SECRET, TOKEN),
+        "eu-west-2",
+    )
     assert SECRET not in repr(auth) and TOKEN not in repr(auth)
 
 
-def test_no_credentials_is_a_config_error(monkeypatch: pytest.MonkeyPatch, tmp_path: object
-                                          ) -> None:
-    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
-                "AWS_PROFILE", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-                "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_WEB_IDENTITY_TOKEN_FILE"):
+def test_no_credentials_is_a_config_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: object
+) -> None:
+    for var in (
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_PROFILE",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+    ):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("AWS_CONFIG_FILE", f"{tmp_path}/none")
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", f"{tmp_path}/none")
@@ -96,10 +110,15 @@ def test_signed_request_on_the_wire_verifies(caplog: pytest.LogCaptureFixture) -
     signed = auth_header.split("SignedHeaders=")[1].split(",")[0].split(";")
     assert "host" in signed and "x-amz-security-token" in signed
     resigned = botocore_headers(
-        f"http://{seen.headers['host']}{seen.path}", seen.raw,
-        {h: seen.headers[h] for h in signed if h not in ("host", "x-amz-date",
-                                                         "x-amz-security-token")},
-        creds, "us-east-1",
+        f"http://{seen.headers['host']}{seen.path}",
+        seen.raw,
+        {
+            h: seen.headers[h]
+            for h in signed
+            if h not in ("host", "x-amz-date", "x-amz-security-token")
+        },
+        creds,
+        "us-east-1",
     )
     assert resigned["Authorization"] == auth_header
     for secret in (SECRET, TOKEN, auth_header.split("Signature=")[1]):
@@ -112,6 +131,7 @@ def test_botocore_and_sgqlc_are_not_imported_eagerly() -> None:
         "print(sorted(m for m in ('botocore', 'sgqlc') if m in sys.modules))"
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                         text=True, check=True).stdout.strip()
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    ).stdout.strip()
     assert out == "[]"

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from metrics_agg.stream_events import decode_attribute, decode_image, parse_batch, table_from_arn
 
 EVENTS = Path(__file__).parent / "events"
@@ -24,7 +25,11 @@ def test_insert_batch() -> None:
     assert (batch.total_records, batch.unknown_tables, batch.malformed) == (3, 0, 0)
     first = batch.changes[0]
     assert (first.model, first.account_id, first.record_id, first.event_name) == (
-        "Item", "acct-1", "item-1", "INSERT")
+        "Item",
+        "acct-1",
+        "item-1",
+        "INSERT",
+    )
     assert first.new_time == datetime(2024, 5, 1, 12, 10, 5, 123000, tzinfo=UTC)
     assert first.old_time is None and first.old_image is None
     assert first.new_image is not None and first.new_image["createdByType"] == "prediction"
@@ -104,8 +109,10 @@ def test_decode_image_names_the_field_only() -> None:
 @pytest.mark.parametrize(
     ("arn", "table"),
     [
-        ("arn:aws:dynamodb:us-east-1:123456789012:table/Item-abc-NONE/stream/2024",
-         "Item-abc-NONE"),
+        (
+            "arn:aws:dynamodb:us-east-1:123456789012:table/Item-abc-NONE/stream/2024",
+            "Item-abc-NONE",
+        ),
         ("arn:aws:dynamodb:local:000000000000:table/Task-local-NONE/stream/x", "Task-local-NONE"),
         ("arn:aws:s3:::bucket/x", None),
         ("nonsense", None),

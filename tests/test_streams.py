@@ -16,9 +16,15 @@ ARN = re.compile(
 def test_create_update_delete_records_carry_the_right_images(
     local_stack: LocalStack, local_client: LocalClient
 ) -> None:
-    item = local_client.create("FeedbackItem", id="f1", accountId="a", isInvalid=False,
-                               scorecardId=None, initialAnswerValue="Yes",
-                               editedAt="2024-05-01T10:00:00.000Z")
+    item = local_client.create(
+        "FeedbackItem",
+        id="f1",
+        accountId="a",
+        isInvalid=False,
+        scorecardId=None,
+        initialAnswerValue="Yes",
+        editedAt="2024-05-01T10:00:00.000Z",
+    )
     local_client.update("FeedbackItem", "f1", finalAnswerValue="No", editedAt=None)
     local_client.delete("FeedbackItem", "f1")
     local_client.create("Item", id="other-table", accountId="a")
@@ -68,8 +74,7 @@ def test_failed_conditional_write_appends_no_stream_record(
     local_stack: LocalStack, local_client: LocalClient
 ) -> None:
     local_client.create("Task", id="t", accountId="a")
-    _, body = local_client.post(
-        "mutation { createTask(input: {id: \"t\", accountId: \"a\"}) { id } }")
+    _, body = local_client.post('mutation { createTask(input: {id: "t", accountId: "a"}) { id } }')
     assert body["errors"][0]["errorType"] == "DynamoDB:ConditionalCheckFailedException"
     assert len(local_stack.store.read_stream("Task", None, 10)) == 1
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+
 from metrics_agg.timestamps import (
     EPOCH,
     epoch_minute,

@@ -6,6 +6,7 @@ import logging
 from collections.abc import Iterator
 
 import pytest
+
 from fakes_graphql import FakeGraphQLServer, Reply
 from metrics_agg.config import Config
 from metrics_agg.deadline import Deadline
@@ -28,12 +29,15 @@ class Sleeps(list[float]):
         self.append(seconds)
 
 
-def make_client(server: FakeGraphQLServer, sleeps: Sleeps | None = None, **knobs: object
-                ) -> GraphQLClient:
-    config = Config(endpoint=server.endpoint, api_key=API_KEY, max_attempts=4,
-                    request_timeout=2.0).with_(**knobs)
-    return GraphQLClient(config, sleep=sleeps if sleeps is not None else Sleeps(),
-                         jitter=lambda: 0.5)
+def make_client(
+    server: FakeGraphQLServer, sleeps: Sleeps | None = None, **knobs: object
+) -> GraphQLClient:
+    config = Config(
+        endpoint=server.endpoint, api_key=API_KEY, max_attempts=4, request_timeout=2.0
+    ).with_(**knobs)
+    return GraphQLClient(
+        config, sleep=sleeps if sleeps is not None else Sleeps(), jitter=lambda: 0.5
+    )
 
 
 def test_sends_api_key_and_json_and_decodes(server: FakeGraphQLServer) -> None:
@@ -55,18 +59,41 @@ def test_sends_api_key_and_json_and_decodes(server: FakeGraphQLServer) -> None:
         Reply(503, {"message": "unavailable"}),
         Reply(500, b"<html>oops</html>"),
         Reply(429, {"errors": [{"errorType": "TooManyRequestsException", "message": "slow"}]}),
-        Reply(200, {"data": None, "errors": [{"errorType": "ThrottlingException",
-                                              "message": "Rate exceeded"}]}),
-        Reply(200, {"data": {"probe": None}, "errors": [
-            {"errorType": "DynamoDB:ProvisionedThroughputExceededException", "message": "x"}]}),
-        Reply(200, {"data": None, "errors": [{"errorType": "LimitExceededException",
-                                              "message": "limit"}]}),
+        Reply(
+            200,
+            {
+                "data": None,
+                "errors": [{"errorType": "ThrottlingException", "message": "Rate exceeded"}],
+            },
+        ),
+        Reply(
+            200,
+            {
+                "data": {"probe": None},
+                "errors": [
+                    {"errorType": "DynamoDB:ProvisionedThroughputExceededException", "message": "x"}
+                ],
+            },
+        ),
+        Reply(
+            200,
+            {"data": None, "errors": [{"errorType": "LimitExceededException", "message": "limit"}]},
+        ),
         Reply(200, b'{"data": {"probe": '),
         Reply(200, b"[1, 2]"),
         Reply(action="reset"),
     ],
-    ids=["503", "500-html", "429", "throttling", "dynamo-throughput", "limit-exceeded",
-         "truncated-json", "not-an-object", "reset"],
+    ids=[
+        "503",
+        "500-html",
+        "429",
+        "throttling",
+        "dynamo-throughput",
+        "limit-exceeded",
+        "truncated-json",
+        "not-an-object",
+        "reset",
+    ],
 )
 def test_transient_faults_are_retried(server: FakeGraphQLServer, fault: Reply) -> None:
     server.script = [fault, fault]
@@ -133,15 +160,19 @@ def test_exhausted_retries_on_write_map_to_write_error(server: FakeGraphQLServer
 
 def test_timeout_is_a_retryable_connection_error(server: FakeGraphQLServer) -> None:
     server.script = [Reply(action="hang", hang_seconds=3)] * 2
-    with make_client(server, max_attempts=2, request_timeout=0.2) as client, \
-            pytest.raises(ReadError) as info:
+    with (
+        make_client(server, max_attempts=2, request_timeout=0.2) as client,
+        pytest.raises(ReadError) as info,
+    ):
         client.execute(DOC, kind="read")
     assert "connection error" in str(info.value) and info.value.attempts == 2
 
 
 def test_unauthorized_is_not_retried(server: FakeGraphQLServer) -> None:
-    denied = {"errorType": "UnauthorizedException",
-              "message": "You are not authorized to make this call."}
+    denied = {
+        "errorType": "UnauthorizedException",
+        "message": "You are not authorized to make this call.",
+    }
     server.script = [Reply(401, {"errors": [denied]})]
     with make_client(server) as client, pytest.raises(ReadError) as info:
         client.execute(DOC, kind="read")
@@ -151,20 +182,44 @@ def test_unauthorized_is_not_retried(server: FakeGraphQLServer) -> None:
 
 
 def test_graphql_error_on_read_keeps_type_and_path(server: FakeGraphQLServer) -> None:
-    server.script = [Reply(200, {"data": {"probe": None}, "errors": [
-        {"errorType": "DynamoDB:DynamoDbException", "message": "boom", "path": ["probe", 0]}]})]
+    server.script = [
+        Reply(
+            200,
+            {
+                "data": {"probe": None},
+                "errors": [
+                    {
+                        "errorType": "DynamoDB:DynamoDbException",
+                        "message": "boom",
+                        "path": ["probe", 0],
+                    }
+                ],
+            },
+        )
+    ]
     with make_client(server) as client, pytest.raises(ReadError) as info:
         client.execute(DOC, kind="read")
     (err,) = info.value.errors
-    assert (err.message, err.error_type, err.path) == ("boom", "DynamoDB:DynamoDbException",
-                                                       ("probe", 0))
+    assert (err.message, err.error_type, err.path) == (
+        "boom",
+        "DynamoDB:DynamoDbException",
+        ("probe", 0),
+    )
     assert client.request_count == 1
 
 
 def test_write_returns_alias_errors(server: FakeGraphQLServer) -> None:
-    body = {"data": {"a0": {"id": 1}, "a1": None}, "errors": [
-        {"errorType": "DynamoDB:ConditionalCheckFailedException", "message": "cond",
-         "path": ["a1"], "data": None}]}
+    body = {
+        "data": {"a0": {"id": 1}, "a1": None},
+        "errors": [
+            {
+                "errorType": "DynamoDB:ConditionalCheckFailedException",
+                "message": "cond",
+                "path": ["a1"],
+                "data": None,
+            }
+        ],
+    }
     server.script = [Reply(200, body)]
     with make_client(server) as client:
         resp = client.execute("mutation M { a0: m a1: m }", kind="write")
@@ -173,8 +228,10 @@ def test_write_returns_alias_errors(server: FakeGraphQLServer) -> None:
 
 
 def test_write_rejected_as_a_whole_raises(server: FakeGraphQLServer) -> None:
-    server.script = [Reply(400, {"errors": [{"errorType": "ValidationError", "message": "bad"}]}),
-                     Reply(200, {"data": None, "errors": [{"message": "Validation error"}]})]
+    server.script = [
+        Reply(400, {"errors": [{"errorType": "ValidationError", "message": "bad"}]}),
+        Reply(200, {"data": None, "errors": [{"message": "Validation error"}]}),
+    ]
     with make_client(server) as client:
         with pytest.raises(WriteError) as info:
             client.execute("mutation M { m }", kind="write")
@@ -184,11 +241,14 @@ def test_write_rejected_as_a_whole_raises(server: FakeGraphQLServer) -> None:
         assert client.request_count == 2
 
 
-def test_no_secret_in_logs_or_exceptions(server: FakeGraphQLServer,
-                                         caplog: pytest.LogCaptureFixture) -> None:
+def test_no_secret_in_logs_or_exceptions(
+    server: FakeGraphQLServer, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)
     server.script = [
-        Reply(500, {"message": "x"}), Reply(action="reset"), Reply(429, {}),
+        Reply(500, {"message": "x"}),
+        Reply(action="reset"),
+        Reply(429, {}),
         Reply(401, {"errors": [{"errorType": "UnauthorizedException", "message": "no"}]}),
         *[Reply(503, {})] * 4,
     ]
@@ -202,9 +262,15 @@ def test_no_secret_in_logs_or_exceptions(server: FakeGraphQLServer,
         assert API_KEY not in repr(client) and API_KEY not in repr(client.config)
     assert len(failures) == 2 and caplog.records
     texts = [caplog.text] + [
-        part for exc in failures
-        for part in (str(exc), repr(exc), str(exc.__cause__), repr(exc.__cause__),
-                     *(repr(e) for e in exc.errors))  # type: ignore[attr-defined]
+        part
+        for exc in failures
+        for part in (
+            str(exc),
+            repr(exc),
+            str(exc.__cause__),
+            repr(exc.__cause__),
+            *(repr(e) for e in exc.errors),
+        )  # type: ignore[attr-defined]
     ]
     for text in texts:
         assert API_KEY not in text

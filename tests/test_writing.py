@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+
 from fakes_api import FakeApi, FakeClient, install
 from metrics_agg.config import Config
 from metrics_agg.errors import WriteError
@@ -27,18 +28,21 @@ UNIT = WorkUnit(UnitKey("Task", "a"), (HourRange(H12, H12 + timedelta(hours=1)),
 
 
 def key(minute: int, size: int = 1, rt: str = "tasks", **scope: str) -> BucketKey:
-    return BucketKey("a", rt, H12 + timedelta(minutes=minute), size,
-                     scope.get("sc"), scope.get("score"))
+    return BucketKey(
+        "a", rt, H12 + timedelta(minutes=minute), size, scope.get("sc"), scope.get("score")
+    )
 
 
-def counts(desired: dict[BucketKey, BucketValue], unit: WorkUnit = UNIT,
-           snap: datetime = SNAP) -> UnitCounts:
+def counts(
+    desired: dict[BucketKey, BucketValue], unit: WorkUnit = UNIT, snap: datetime = SNAP
+) -> UnitCounts:
     n = sum(v.count for k, v in desired.items() if k.minutes == 1)
     return UnitCounts(unit, snap, desired, n, 0, 0, 0, n)
 
 
-def stored(k: BucketKey, n: int, at: datetime = SNAP - timedelta(hours=1),
-           complete: bool = True) -> StoredBucket:
+def stored(
+    k: BucketKey, n: int, at: datetime = SNAP - timedelta(hours=1), complete: bool = True
+) -> StoredBucket:
     return StoredBucket(k, BucketValue(n, complete), format_write_time(at))
 
 
@@ -47,10 +51,12 @@ V1, V0 = BucketValue(1, True), BucketValue(0, True)
 
 def test_plan_only_differences_and_no_new_zeros() -> None:
     desired = {key(0): V1, key(1): V0, key(2): V1, key(3): V0}
-    have = {key(0).composite_key: stored(key(0), 1),   # same: skip
-            key(2).composite_key: stored(key(2), 5),   # differs: update
-            key(3).composite_key: stored(key(3), 2),   # became empty: update to 0
-            key(9).composite_key: stored(key(9), 4)}   # stored, absent from desired: 0
+    have = {
+        key(0).composite_key: stored(key(0), 1),  # same: skip
+        key(2).composite_key: stored(key(2), 5),  # differs: update
+        key(3).composite_key: stored(key(3), 2),  # became empty: update to 0
+        key(9).composite_key: stored(key(9), 4),
+    }  # stored, absent from desired: 0
     writes = plan_writes(counts(desired), have)
     got = {(w.key.composite_key, w.value.count, w.create) for w in writes}
     assert got == {
@@ -76,7 +82,9 @@ def test_touched_buckets_are_always_written_even_zero_and_new() -> None:
     have = {key(0).composite_key: stored(key(0), 1)}
     writes = plan_writes(counts({key(0): V1, key(5): V0}, unit), have)
     assert {(w.key.composite_key, w.create) for w in writes} == {
-        (key(0).composite_key, False), (key(5).composite_key, True)}
+        (key(0).composite_key, False),
+        (key(5).composite_key, True),
+    }
 
 
 def test_write_changes_creates_updates_and_counts(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -129,13 +137,16 @@ def test_other_alias_error_fails(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_diff_buckets_for_verify() -> None:
-    have = {key(0).composite_key: stored(key(0), 2, complete=False),
-            key(1).composite_key: stored(key(1), 0),
-            key(3).composite_key: stored(key(3), 1, complete=False)}
+    have = {
+        key(0).composite_key: stored(key(0), 2, complete=False),
+        key(1).composite_key: stored(key(1), 0),
+        key(3).composite_key: stored(key(3), 1, complete=False),
+    }
     desired = {key(0): V1, key(1): V0, key(2): V1, key(3): V1, key(4): V0}
     diffs = diff_buckets(counts(desired), have)
-    assert [(d.key.composite_key, d.stored and d.stored.count, d.truth.count, d.reason)
-            for d in diffs] == [
+    assert [
+        (d.key.composite_key, d.stored and d.stored.count, d.truth.count, d.reason) for d in diffs
+    ] == [
         (key(0).composite_key, 2, 1, "count"),
         (key(2).composite_key, None, 1, "count"),
     ]

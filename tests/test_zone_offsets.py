@@ -50,19 +50,22 @@ def _local(dt: datetime, offset_minutes: int) -> str:
 # --------------------------------------------------------------------------- pure parts
 
 
-@pytest.mark.parametrize(("text", "offset"), [
-    ("2026-11-26T03:10:00.000Z", 0),
-    ("2026-11-26T03:10:00z", 0),
-    ("2026-11-26T03:10:00+00:00", 0),
-    ("2026-11-26T03:10:00-00:00", 0),
-    ("2026-11-26T03:10:00+0000", 0),
-    ("2026-11-26T03:10", 0),
-    ("2026-11-26T03:10:00.000+02:00", 120),
-    ("2026-11-26T03:10:00-0530", -330),
-    ("2026-11-26T03:10:00+23:59", 1439),
-    ("2026-11-26T03:10:00+24:00", None),
-    ("not a time", None),
-])
+@pytest.mark.parametrize(
+    ("text", "offset"),
+    [
+        ("2026-11-26T03:10:00.000Z", 0),
+        ("2026-11-26T03:10:00z", 0),
+        ("2026-11-26T03:10:00+00:00", 0),
+        ("2026-11-26T03:10:00-00:00", 0),
+        ("2026-11-26T03:10:00+0000", 0),
+        ("2026-11-26T03:10", 0),
+        ("2026-11-26T03:10:00.000+02:00", 120),
+        ("2026-11-26T03:10:00-0530", -330),
+        ("2026-11-26T03:10:00+23:59", 1439),
+        ("2026-11-26T03:10:00+24:00", None),
+        ("not a time", None),
+    ],
+)
 def test_zone_offset_minutes(text: str, offset: int | None) -> None:
     assert zone_offset_minutes(text) == offset
 
@@ -85,16 +88,24 @@ def test_scan_counts_offsets_beyond_the_margin_only() -> None:
     assert found is not None and found.ids == {"m5"} and found.unnamed == 0
     assert scan_offsets("Task", rows, ("updatedAt",), 330) is None
     # FeedbackItem: the first present field places the record (editedAt here).
-    feedback = [{"id": "f", "editedAt": "2026-11-26T03:10:00+01:00",
-                 "updatedAt": "2026-11-26T05:10:00Z"}]
+    feedback = [
+        {"id": "f", "editedAt": "2026-11-26T03:10:00+01:00", "updatedAt": "2026-11-26T05:10:00Z"}
+    ]
     spec = SOURCE_MODELS["FeedbackItem"]
     assert scan_offsets("FeedbackItem", feedback, spec.timestamp_fields, 0) is not None
     assert scan_offsets("FeedbackItem", feedback, spec.timestamp_fields, 60) is None
 
 
 def test_warning_names_model_count_ids_and_the_setting() -> None:
-    found = scan_offsets("Item", [{"id": f"id-{i}", "createdAt": _local(
-        datetime(2026, 11, 26, 3, tzinfo=UTC), 330)} for i in range(7)], ("createdAt",), 0)
+    found = scan_offsets(
+        "Item",
+        [
+            {"id": f"id-{i}", "createdAt": _local(datetime(2026, 11, 26, 3, tzinfo=UTC), 330)}
+            for i in range(7)
+        ],
+        ("createdAt",),
+        0,
+    )
     assert found is not None
     text = offset_warning(found, 0)
     assert text.startswith("Item: 7 record(s)")
@@ -106,8 +117,10 @@ def test_warning_names_model_count_ids_and_the_setting() -> None:
 def test_config_knob() -> None:
     env = {"PLEXUS_API_URL": "https://x"}
     assert Config.from_env(env).zone_margin_minutes == 0
-    assert Config.from_env({**env, "METRICS_AGG_ZONE_MARGIN_MINUTES": "840"}
-                           ).zone_margin_minutes == 840
+    assert (
+        Config.from_env({**env, "METRICS_AGG_ZONE_MARGIN_MINUTES": "840"}).zone_margin_minutes
+        == 840
+    )
     for bad in ("two hours", "-60", "1440"):
         with pytest.raises(ConfigError, match="METRICS_AGG_ZONE_MARGIN_MINUTES"):
             Config.from_env({**env, "METRICS_AGG_ZONE_MARGIN_MINUTES": bad})
@@ -115,11 +128,20 @@ def test_config_knob() -> None:
 
 def _stream_event(*images: dict[str, Any]) -> dict[str, Any]:
     arn = "arn:aws:dynamodb:us-east-1:123456789012:table/Task-abc-NONE/stream/2026-01-01"
-    return {"Records": [{
-        "eventName": "INSERT", "eventSourceARN": arn,
-        "dynamodb": {"SequenceNumber": str(100 + i), "Keys": {"id": {"S": img["id"]}},
-                     "NewImage": {k: {"S": v} for k, v in img.items()}},
-    } for i, img in enumerate(images)]}
+    return {
+        "Records": [
+            {
+                "eventName": "INSERT",
+                "eventSourceARN": arn,
+                "dynamodb": {
+                    "SequenceNumber": str(100 + i),
+                    "Keys": {"id": {"S": img["id"]}},
+                    "NewImage": {k: {"S": v} for k, v in img.items()},
+                },
+            }
+            for i, img in enumerate(images)
+        ]
+    }
 
 
 def test_parse_batch_counts_offset_images_beyond_the_margin() -> None:
@@ -189,19 +211,32 @@ def _seed(api: LocalClient, now: datetime) -> set[str]:
     offset_ids: set[str] = set()
     base = _hour(now)
     # Minutes into each hour: both edges of the hour and its middle.
-    instants = [base - HOUR * h + timedelta(minutes=m, seconds=7)
-                for h in (6, 3, 1, 0) for m in (0, 1, 29, 58, 59)]
+    instants = [
+        base - HOUR * h + timedelta(minutes=m, seconds=7)
+        for h in (6, 3, 1, 0)
+        for m in (0, 1, 29, 58, 59)
+    ]
     instants = [t for t in instants if t <= now]
     for i, at in enumerate(instants):
         offset = OFFSETS[i % len(OFFSETS)]
-        item = api.create("Item", accountId=ACCOUNT, createdAt=_local(at, offset),
-                          createdByType=("prediction", "evaluation", None)[i % 3] or "manual")
+        item = api.create(
+            "Item",
+            accountId=ACCOUNT,
+            createdAt=_local(at, offset),
+            createdByType=("prediction", "evaluation", None)[i % 3] or "manual",
+        )
         task = api.create("Task", accountId=ACCOUNT, updatedAt=_local(at, -offset))
         edited = {"editedAt": _local(at, offset)} if i % 2 else {}
         feedback = api.create(
-            "FeedbackItem", accountId=ACCOUNT, scorecardId="sc-1", scoreId="s-1",
-            initialAnswerValue="yes", finalAnswerValue="no" if i % 3 else "yes",
-            createdAt=_local(at - 3 * HOUR, 0), updatedAt=_local(at, offset), **edited,
+            "FeedbackItem",
+            accountId=ACCOUNT,
+            scorecardId="sc-1",
+            scoreId="s-1",
+            initialAnswerValue="yes",
+            finalAnswerValue="no" if i % 3 else "yes",
+            createdAt=_local(at - 3 * HOUR, 0),
+            updatedAt=_local(at, offset),
+            **edited,
         )
         if offset:
             offset_ids.update(r["id"] for r in (item, task, feedback))
@@ -209,8 +244,12 @@ def _seed(api: LocalClient, now: datetime) -> set[str]:
 
 
 def test_margin_covering_the_offsets_keeps_every_bucket_exact(
-    stack: LocalStack, api: LocalClient, now: datetime, caplog: pytest.LogCaptureFixture,
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    stack: LocalStack,
+    api: LocalClient,
+    now: datetime,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("METRICS_AGG_EMF", "1")
     caplog.set_level(logging.WARNING, logger="metrics_agg")
@@ -226,36 +265,53 @@ def test_margin_covering_the_offsets_keeps_every_bucket_exact(
     # Move an offset record across an hour and a zone, delete another, add one at the
     # far edge of the margin; deliver, then let the index alone repair a lost batch.
     item = next(r for r in stack.store.all_records("Item", ACCOUNT) if r["id"] in ids)
-    api.update("Item", item["id"], createdAt=_local(_hour(now) - HOUR + timedelta(
-        minutes=59, seconds=59), -330))
+    api.update(
+        "Item",
+        item["id"],
+        createdAt=_local(_hour(now) - HOUR + timedelta(minutes=59, seconds=59), -330),
+    )
     task = next(r for r in stack.store.all_records("Task", ACCOUNT) if r["id"] in ids)
     api.delete("Task", task["id"])
-    api.create("Task", accountId=ACCOUNT,
-               updatedAt=_local(_hour(now) - HOUR + timedelta(seconds=1), 330))
+    api.create(
+        "Task", accountId=ACCOUNT, updatedAt=_local(_hour(now) - HOUR + timedelta(seconds=1), 330)
+    )
     _deliver(stream, config, now)
     assert_matches_truth(stack.store, ACCOUNT)
 
     # Never delivered: only the index tells the scheduled pass about these.
-    api.create("Task", accountId=ACCOUNT,
-               updatedAt=_local(_hour(now) - HOUR + timedelta(minutes=2), -330))
+    api.create(
+        "Task", accountId=ACCOUNT, updatedAt=_local(_hour(now) - HOUR + timedelta(minutes=2), -330)
+    )
     api.create("Item", accountId=ACCOUNT, createdAt=_local(now - timedelta(minutes=1), 330))
-    gone = next(r for r in stack.store.all_records("Item", ACCOUNT)
-                if r["id"] in ids and r["id"] != item["id"]
-                and _hour(now) - HOUR <= datetime.fromisoformat(r["createdAt"]) <= now)
+    gone = next(
+        r
+        for r in stack.store.all_records("Item", ACCOUNT)
+        if r["id"] in ids
+        and r["id"] != item["id"]
+        and _hour(now) - HOUR <= datetime.fromisoformat(r["createdAt"]) <= now
+    )
     api.delete("Item", gone["id"])
     _scheduled(stack, stack.config(zone_margin_minutes=330, page_limit=3), now)
     assert_matches_truth(stack.store, ACCOUNT)
 
-    report = pipeline.verify(config=stack.config(zone_margin_minutes=330), account_id=ACCOUNT,
-                             start=_hour(now) - 8 * HOUR, end=_hour(now) + HOUR)
+    report = pipeline.verify(
+        config=stack.config(zone_margin_minutes=330),
+        account_id=ACCOUNT,
+        start=_hour(now) - 8 * HOUR,
+        end=_hour(now) + HOUR,
+    )
     assert report.mismatches == () and report.offsets == ()
     assert "zone offset" not in caplog.text
     assert {doc["OffsetTimestampsBeyondMargin"] for doc in _emf_lines(capsys)} == {0}
 
 
 def test_margin_zero_warns_and_undercounts_only_the_offset_records(
-    stack: LocalStack, api: LocalClient, now: datetime, caplog: pytest.LogCaptureFixture,
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    stack: LocalStack,
+    api: LocalClient,
+    now: datetime,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("METRICS_AGG_EMF", "1")
     caplog.set_level(logging.WARNING, logger="metrics_agg")
@@ -269,7 +325,10 @@ def test_margin_zero_warns_and_undercounts_only_the_offset_records(
     # ... and warns, once per model, with the count, example ids and the setting.
     warnings = [r.getMessage() for r in caplog.records if "zone offset" in r.getMessage()]
     assert sorted(w.split(":")[0].lstrip("⚠ ") for w in warnings) == [
-        "FeedbackItem", "Item", "Task"]
+        "FeedbackItem",
+        "Item",
+        "Task",
+    ]
     assert all("METRICS_AGG_ZONE_MARGIN_MINUTES=360" in w for w in warnings)
     docs = _emf_lines(capsys)
     assert sum(d["OffsetTimestampsBeyondMargin"] for d in docs) == len(ids)
@@ -289,8 +348,9 @@ def test_margin_zero_warns_and_undercounts_only_the_offset_records(
 
     # verify recounts from the same index: it warns (and its truth is as blind).
     caplog.clear()
-    report = pipeline.verify(config=config, account_id=ACCOUNT,
-                             start=_hour(now) - HOUR, end=_hour(now) + HOUR)
+    report = pipeline.verify(
+        config=config, account_id=ACCOUNT, start=_hour(now) - HOUR, end=_hour(now) + HOUR
+    )
     assert {o.model for o in report.offsets} == {"FeedbackItem", "Item", "Task"}
     assert any("zone offset" in r.getMessage() for r in caplog.records)
 
@@ -311,8 +371,9 @@ def _unreadable(store: Store, start: datetime, end: datetime) -> set[str]:
     return out
 
 
-def _assert_undercounted_by(store: Store, offset_ids: set[str], start: datetime,
-                            end: datetime) -> None:
+def _assert_undercounted_by(
+    store: Store, offset_ids: set[str], start: datetime, end: datetime
+) -> None:
     """Inside [start, end): stored = truth without the offset records. Outside: truth."""
     full = truth(store, ACCOUNT)
     hidden = _without(store, offset_ids)
@@ -341,12 +402,15 @@ def test_sort_key_ranges_widen_by_the_zone_margin() -> None:
     start = datetime(2026, 11, 26, 3, tzinfo=UTC)
     assert sort_key_ranges(start, start + HOUR, 1) == [("2026-11-26T02:59", "2026-11-26T04:01")]
     assert sort_key_ranges(start, start + HOUR, 2, zone_margin_minutes=120) == [
-        ("2026-11-26T00:59", "2026-11-26T03:30"), ("2026-11-26T03:30", "2026-11-26T06:01")]
+        ("2026-11-26T00:59", "2026-11-26T03:30"),
+        ("2026-11-26T03:30", "2026-11-26T06:01"),
+    ]
 
 
 def test_cli_verify_warns_and_fails_on_offsets_beyond_the_margin() -> None:
-    found = scan_offsets("Task", [{"id": "t1", "updatedAt": "2026-11-26T03:10:00+02:00"}],
-                         ("updatedAt",), 0)
+    found = scan_offsets(
+        "Task", [{"id": "t1", "updatedAt": "2026-11-26T03:10:00+02:00"}], ("updatedAt",), 0
+    )
     assert found is not None
     out = io.StringIO()
     clean = VerifyReport((), buckets_checked=4, records_counted=1)

@@ -1,4 +1,7 @@
-"""metrics-agg: exact 1/5/15/60-minute counts of Amplify records, kept current from DynamoDB Streams."""
+"""metrics-agg: exact 1/5/15/60-minute counts of Amplify records.
+
+Kept current from DynamoDB Streams.
+"""
 
 from __future__ import annotations
 

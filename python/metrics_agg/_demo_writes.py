@@ -135,6 +135,7 @@ def plan_writes(
         plan.writes.append((model, record))
     return plan
 
+
 def mix_line(mix: Counter[str]) -> str:
     items = ", ".join(
         f"{mix[f'Item:{k}']} {k}" for k in ("prediction", "evaluation", "other") if mix[f"Item:{k}"]
@@ -151,7 +152,6 @@ def mix_line(mix: Counter[str]) -> str:
     ]
     parts += [f"{m} {mix[m]}" for m in ("Task", "ChatSession", "Evaluation", "Procedure") if mix[m]]
     return " · ".join(parts)
-
 
 
 def write_edge_cases(
@@ -235,4 +235,3 @@ def write_edge_cases(
         f"1 item 3 h late ({late[11:16]} UTC), 1 invalid createdAt (2024-02-30, written "
         "to the table directly as legacy data)"
     )
-

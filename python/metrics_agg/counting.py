@@ -41,7 +41,7 @@ _Scope = tuple[str, str | None, str | None]
 
 
 def feedback_class(rec: Mapping[str, Any]) -> str:
-    """"invalid" | "changed" | "unchanged" for one FeedbackItem (DESIGN §2)."""
+    """ "invalid" | "changed" | "unchanged" for one FeedbackItem (DESIGN §2)."""
     initial, final = rec.get("initialAnswerValue"), rec.get("finalAnswerValue")
     if rec.get("isInvalid") or initial is None or final is None:
         return "invalid"
@@ -51,8 +51,12 @@ def feedback_class(rec: Mapping[str, Any]) -> str:
 def _check_hours(r: HourRange) -> None:
     # DESIGN §4.4 / issue 4: a bucket (of any size up to 60) is only ever written from a read
     # covering its whole hour; ranges not on hour bounds would break that.
-    if r.start.minute or r.start.second or r.start.microsecond or r.end <= r.start or (
-        (r.end - r.start) % timedelta(hours=1)
+    if (
+        r.start.minute
+        or r.start.second
+        or r.start.microsecond
+        or r.end <= r.start
+        or ((r.end - r.start) % timedelta(hours=1))
     ):
         raise ValueError(f"range is not whole hours: {r}")
 
@@ -96,17 +100,31 @@ def _zeros(r: HourRange) -> dict[int, list[int]]:
 
 
 def _count_plain(
-    spec: ModelSpec, r: HourRange, records: Sequence[Mapping[str, Any]], account: str,
-    snapshot_time: datetime, desired: dict[BucketKey, BucketValue],
+    spec: ModelSpec,
+    r: HourRange,
+    records: Sequence[Mapping[str, Any]],
+    account: str,
+    snapshot_time: datetime,
+    desired: dict[BucketKey, BucketValue],
 ) -> CountResult:
-    res = count_records(records, r.start, r.end, fields=spec.timestamp_fields,
-                        category_field=spec.category_field)
-    _emit(desired, account, (spec.record_type, None, None), r, res.counts, None,
-          snapshot_time, zeros=True)
+    res = count_records(
+        records, r.start, r.end, fields=spec.timestamp_fields, category_field=spec.category_field
+    )
+    _emit(
+        desired,
+        account,
+        (spec.record_type, None, None),
+        r,
+        res.counts,
+        None,
+        snapshot_time,
+        zeros=True,
+    )
     for label, record_type in spec.category_record_types.items():
         counts = res.category_counts.get(label) or _zeros(r)
-        _emit(desired, account, (record_type, None, None), r, counts, None,
-              snapshot_time, zeros=True)
+        _emit(
+            desired, account, (record_type, None, None), r, counts, None, snapshot_time, zeros=True
+        )
     return res
 
 
@@ -119,8 +137,12 @@ def _add(into: dict[int, list[int]], counts: Mapping[int, Sequence[int]]) -> Non
 
 
 def _count_feedback(
-    spec: ModelSpec, r: HourRange, records: Sequence[Mapping[str, Any]], account: str,
-    snapshot_time: datetime, desired: dict[BucketKey, BucketValue],
+    spec: ModelSpec,
+    r: HourRange,
+    records: Sequence[Mapping[str, Any]],
+    account: str,
+    snapshot_time: datetime,
+    desired: dict[BucketKey, BucketValue],
 ) -> CountResult:
     timestamps: list[object] = []
     labels: list[str | None] = []
@@ -133,9 +155,11 @@ def _count_feedback(
                 ts = value
                 break
         sc, score = rec.get("scorecardId"), rec.get("scoreId")
-        triple = (sc if isinstance(sc, str) and sc else None,
-                  score if isinstance(score, str) and score else None,
-                  feedback_class(rec))
+        triple = (
+            sc if isinstance(sc, str) and sc else None,
+            score if isinstance(score, str) and score else None,
+            feedback_class(rec),
+        )
         label = label_of.get(triple)
         if label is None:
             label = label_of[triple] = str(len(label_of))
@@ -160,12 +184,19 @@ def _count_feedback(
             key = scope if scope[0] != "feedbackItemsByScore" else _score_scope(totals, scope)
             _add(totals.setdefault(key, _zeros(r)), counts)
             _add(classes.setdefault(key, {}).setdefault(cls, _zeros(r)), counts)
-    _emit(desired, account, all_scope, r, totals.get(all_scope) or _zeros(r),
-          classes.get(all_scope, {}), snapshot_time, zeros=True)
+    _emit(
+        desired,
+        account,
+        all_scope,
+        r,
+        totals.get(all_scope) or _zeros(r),
+        classes.get(all_scope, {}),
+        snapshot_time,
+        zeros=True,
+    )
     for scope, counts in totals.items():
         if scope != all_scope:
-            _emit(desired, account, scope, r, counts, classes[scope], snapshot_time,
-                  zeros=False)
+            _emit(desired, account, scope, r, counts, classes[scope], snapshot_time, zeros=False)
     return res
 
 
@@ -191,8 +222,9 @@ def count_unit(snapshot: Snapshot) -> UnitCounts:
     for rr in snapshot.ranges:
         _check_hours(rr.range)
         count = _count_feedback if spec.name == "FeedbackItem" else _count_plain
-        res = count(spec, rr.range, rr.records, unit.key.account_id,
-                    snapshot.snapshot_time, desired)
+        res = count(
+            spec, rr.range, rr.records, unit.key.account_id, snapshot.snapshot_time, desired
+        )
         processed += res.processed
         missing += res.missing
         invalid += res.invalid

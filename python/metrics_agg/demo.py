@@ -59,7 +59,6 @@ class _Printer:
         self.out.flush()
 
 
-
 @contextlib.contextmanager
 def _aggregator_log(handler: logging.Handler) -> Iterator[None]:
     """Route the aggregator's log (the `metrics_agg` logger) to `handler` only, in a block."""

@@ -55,11 +55,13 @@ def render(metrics: InvocationMetrics, *, timestamp_ms: int | None = None) -> st
     doc: dict[str, object] = {
         "_aws": {
             "Timestamp": int(time.time() * 1000) if timestamp_ms is None else timestamp_ms,
-            "CloudWatchMetrics": [{
-                "Namespace": NAMESPACE,
-                "Dimensions": [["EventKind"]],
-                "Metrics": [{"Name": name, "Unit": unit} for name, _, unit in _METRICS],
-            }],
+            "CloudWatchMetrics": [
+                {
+                    "Namespace": NAMESPACE,
+                    "Dimensions": [["EventKind"]],
+                    "Metrics": [{"Name": name, "Unit": unit} for name, _, unit in _METRICS],
+                }
+            ],
         },
         "EventKind": metrics.event_kind,
     }
@@ -69,8 +71,12 @@ def render(metrics: InvocationMetrics, *, timestamp_ms: int | None = None) -> st
     return json.dumps(doc, separators=(",", ":"))
 
 
-def emit(metrics: InvocationMetrics, *, stream: TextIO | None = None,
-         environ: Mapping[str, str] | None = None) -> None:
+def emit(
+    metrics: InvocationMetrics,
+    *,
+    stream: TextIO | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> None:
     """Print the line to stdout in Lambda (or when asked), else log it at DEBUG."""
     env = os.environ if environ is None else environ
     line = render(metrics)

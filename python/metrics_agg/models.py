@@ -90,14 +90,30 @@ SOURCE_MODELS: Mapping[str, ModelSpec] = {
             "type",
             {"prediction": "predictionScoreResults", "evaluation": "evaluationScoreResults"},
         ),
-        ModelSpec("Task", ("listTaskByAccountIdAndUpdatedAt",), ("updatedAt",),
-                  ("updatedAt",), "tasks"),
-        ModelSpec("Evaluation", ("listEvaluationByAccountIdAndUpdatedAt",), ("updatedAt",),
-                  ("updatedAt",), "evaluations"),
-        ModelSpec("Procedure", ("listProcedureByAccountIdAndUpdatedAt",), ("updatedAt",),
-                  ("updatedAt",), "procedures"),
-        ModelSpec("ChatSession", ("listChatSessionByAccountIdAndUpdatedAt",), ("updatedAt",),
-                  ("updatedAt",), "chatSessions"),
+        ModelSpec(
+            "Task", ("listTaskByAccountIdAndUpdatedAt",), ("updatedAt",), ("updatedAt",), "tasks"
+        ),
+        ModelSpec(
+            "Evaluation",
+            ("listEvaluationByAccountIdAndUpdatedAt",),
+            ("updatedAt",),
+            ("updatedAt",),
+            "evaluations",
+        ),
+        ModelSpec(
+            "Procedure",
+            ("listProcedureByAccountIdAndUpdatedAt",),
+            ("updatedAt",),
+            ("updatedAt",),
+            "procedures",
+        ),
+        ModelSpec(
+            "ChatSession",
+            ("listChatSessionByAccountIdAndUpdatedAt",),
+            ("updatedAt",),
+            ("updatedAt",),
+            "chatSessions",
+        ),
         ModelSpec(
             "FeedbackItem",
             ("listFeedbackItemByAccountIdAndEditedAt", "listFeedbackItemByAccountIdAndUpdatedAt"),
@@ -228,9 +244,12 @@ class OffsetTimestamps:
 
     def merged(self, other: OffsetTimestamps) -> OffsetTimestamps:
         """Both sightings as one (a record seen twice, by id, counts once)."""
-        return OffsetTimestamps(self.model, self.ids | other.ids,
-                                max(self.max_offset_minutes, other.max_offset_minutes),
-                                self.unnamed + other.unnamed)
+        return OffsetTimestamps(
+            self.model,
+            self.ids | other.ids,
+            max(self.max_offset_minutes, other.max_offset_minutes),
+            self.unnamed + other.unnamed,
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -78,13 +78,21 @@ def _window(unit: WorkUnit) -> str:
 def _log_counts(counts: UnitCounts) -> bool:
     """Log the counting lines; False when the cross-check fails (a counter bug)."""
     ok = counts.one_minute_total == counts.processed
-    _log.info("      processed %s · missing %s · invalid %s · outside window %s",
-              _n(counts.processed), _n(counts.missing), _n(counts.invalid),
-              _n(counts.outside_window))
+    _log.info(
+        "      processed %s · missing %s · invalid %s · outside window %s",
+        _n(counts.processed),
+        _n(counts.missing),
+        _n(counts.invalid),
+        _n(counts.outside_window),
+    )
     if counts.invalid_examples:
         _log.info("      invalid timestamps, e.g. %s", ", ".join(counts.invalid_examples))
-    _log.info("      Cross-check: %s in 1-min buckets vs %s records %s",
-              _n(counts.one_minute_total), _n(counts.processed), "✓" if ok else "✗")
+    _log.info(
+        "      Cross-check: %s in 1-min buckets vs %s records %s",
+        _n(counts.one_minute_total),
+        _n(counts.processed),
+        "✓" if ok else "✗",
+    )
     # Per recordType and size: non-empty buckets / buckets, and their total (one pass).
     totals: dict[tuple[str, int], list[int]] = {}
     for k, v in counts.desired.items():
@@ -102,22 +110,37 @@ def _log_counts(counts: UnitCounts) -> bool:
 
 
 def run_unit(
-    client: Any, unit: WorkUnit, *, config: Config, deadline: Deadline,
-    clock: Callable[[], datetime] = utc_now, dry_run: bool = False,
+    client: Any,
+    unit: WorkUnit,
+    *,
+    config: Config,
+    deadline: Deadline,
+    clock: Callable[[], datetime] = utc_now,
+    dry_run: bool = False,
 ) -> UnitOutcome:
     """Read, count and write one unit; I/O failures become a failed outcome, not a raise."""
     key = unit.key
-    _log.info("%s · %s: %d h in %d range(s) [%s]", key.model, key.account_id,
-              sum(r.hours for r in unit.ranges), len(unit.ranges), _window(unit))
+    _log.info(
+        "%s · %s: %d h in %d range(s) [%s]",
+        key.model,
+        key.account_id,
+        sum(r.hours for r in unit.ranges),
+        len(unit.ranges),
+        _window(unit),
+    )
     for hour in unit.skipped_hours:
-        _log.warning("      hour %s is beyond the recount limits: not recounted",
-                     format_bucket_time(hour))
+        _log.warning(
+            "      hour %s is beyond the recount limits: not recounted", format_bucket_time(hour)
+        )
     t0 = time.monotonic()
     offsets: OffsetTimestamps | None = None
     try:
         margin = config.zone_margin_minutes
-        _log.info("[1/3] Querying %s%s", ", ".join(SOURCE_MODELS[key.model].list_queries),
-                  f" (ranges widened by a {margin}-min zone margin)" if margin else "")
+        _log.info(
+            "[1/3] Querying %s%s",
+            ", ".join(SOURCE_MODELS[key.model].list_queries),
+            f" (ranges widened by a {margin}-min zone margin)" if margin else "",
+        )
         # The stored buckets are read first: their hourly counts size the source reads
         # (DESIGN §7). Reading them before the snapshot time is taken is safe (DESIGN
         # §4.5): every write is conditional on the stored updatedAt being no newer than
@@ -126,47 +149,92 @@ def run_unit(
         # retrying the other way) or skips an untouched bucket, which any later change to
         # it makes some newer snapshot write anyway.
         stored = read_stored(client, unit, deadline=deadline)
-        snapshot = read_unit(client, unit, config=config, deadline=deadline, clock=clock,
-                             stored=stored)
+        snapshot = read_unit(
+            client, unit, config=config, deadline=deadline, clock=clock, stored=stored
+        )
         offsets = snapshot.offsets
-        _log.info("      %s rows read; batch images: %d merged, %d removed (%.2f s)",
-                  _n(snapshot.records_read), snapshot.merged_from_batch,
-                  snapshot.removed_by_batch, time.monotonic() - t0)
+        _log.info(
+            "      %s rows read; batch images: %d merged, %d removed (%.2f s)",
+            _n(snapshot.records_read),
+            snapshot.merged_from_batch,
+            snapshot.removed_by_batch,
+            time.monotonic() - t0,
+        )
         _log.info("[2/3] Counting %s records", _n(sum(len(r.records) for r in snapshot.ranges)))
         counts = count_unit(snapshot)
         if not _log_counts(counts):
-            return UnitOutcome(key, ok=False, error="cross-check failed",
-                               sequence=unit.lowest_sequence, offsets=offsets)
-        base = UnitOutcome(key, ok=True, records_counted=counts.processed,
-                           invalid=counts.invalid, missing=counts.missing, offsets=offsets)
+            return UnitOutcome(
+                key,
+                ok=False,
+                error="cross-check failed",
+                sequence=unit.lowest_sequence,
+                offsets=offsets,
+            )
+        base = UnitOutcome(
+            key,
+            ok=True,
+            records_counted=counts.processed,
+            invalid=counts.invalid,
+            missing=counts.missing,
+            offsets=offsets,
+        )
         if dry_run:
             writes = plan_writes(counts, stored)
             _log.info("[3/3] Dry run: %s bucket(s) would be written", _n(len(writes)))
             return replace(base, buckets_planned=len(writes))
         out = write_changes(client, counts, config=config, deadline=deadline, stored=stored)
-        _log.info("[3/3] Wrote %s bucket(s) of %s compared: %d created, %d updated, "
-                  "%d superseded by a newer snapshot (%d round(s), %.2f s)",
-                  _n(out.created + out.updated), _n(out.compared), out.created, out.updated,
-                  out.superseded, out.rounds, time.monotonic() - t0)
-        return replace(base, buckets_written=out.created + out.updated,
-                        superseded=out.superseded)
+        _log.info(
+            "[3/3] Wrote %s bucket(s) of %s compared: %d created, %d updated, "
+            "%d superseded by a newer snapshot (%d round(s), %.2f s)",
+            _n(out.created + out.updated),
+            _n(out.compared),
+            out.created,
+            out.updated,
+            out.superseded,
+            out.rounds,
+            time.monotonic() - t0,
+        )
+        return replace(base, buckets_written=out.created + out.updated, superseded=out.superseded)
     except TransportError as exc:
-        _log.error("      ✗ %s · %s failed: %s: %s", key.model, key.account_id,
-                   type(exc).__name__, exc)
-        return UnitOutcome(key, ok=False, error=f"{type(exc).__name__}: {exc}",
-                           sequence=unit.lowest_sequence, offsets=offsets)
+        _log.error(
+            "      ✗ %s · %s failed: %s: %s", key.model, key.account_id, type(exc).__name__, exc
+        )
+        return UnitOutcome(
+            key,
+            ok=False,
+            error=f"{type(exc).__name__}: {exc}",
+            sequence=unit.lowest_sequence,
+            offsets=offsets,
+        )
 
 
-def _run_units(client: Any, units: Sequence[WorkUnit], *, config: Config, deadline: Deadline,
-               clock: Callable[[], datetime]) -> list[UnitOutcome]:
+def _run_units(
+    client: Any,
+    units: Sequence[WorkUnit],
+    *,
+    config: Config,
+    deadline: Deadline,
+    clock: Callable[[], datetime],
+) -> list[UnitOutcome]:
     outcomes = []
     for i, unit in enumerate(units, 1):
         if deadline.remaining() < MIN_UNIT_SECONDS:
-            _log.warning("[%d/%d] %s · %s not started: deadline too close", i, len(units),
-                         unit.key.model, unit.key.account_id)
-            outcomes.append(UnitOutcome(unit.key, ok=False, started=False,
-                                        error="not started: deadline",
-                                        sequence=unit.lowest_sequence))
+            _log.warning(
+                "[%d/%d] %s · %s not started: deadline too close",
+                i,
+                len(units),
+                unit.key.model,
+                unit.key.account_id,
+            )
+            outcomes.append(
+                UnitOutcome(
+                    unit.key,
+                    ok=False,
+                    started=False,
+                    error="not started: deadline",
+                    sequence=unit.lowest_sequence,
+                )
+            )
             continue
         _log.info("── unit %d/%d", i, len(units))
         outcomes.append(run_unit(client, unit, config=config, deadline=deadline, clock=clock))
@@ -178,14 +246,28 @@ def _report(outcomes: Sequence[UnitOutcome], seconds: float, requests: int) -> N
     counted = sum(o.records_counted for o in outcomes)
     written = sum(o.buckets_written for o in outcomes)
     if not failed:
-        _log.info("✓ SUCCESS: %d unit(s), %s records counted, %s buckets written, "
-                  "%d HTTP requests, %.2f s", len(outcomes), _n(counted), _n(written),
-                  requests, seconds)
+        _log.info(
+            "✓ SUCCESS: %d unit(s), %s records counted, %s buckets written, "
+            "%d HTTP requests, %.2f s",
+            len(outcomes),
+            _n(counted),
+            _n(written),
+            requests,
+            seconds,
+        )
         return
     names = "; ".join(f"{o.key.model} · {o.key.account_id}: {o.error}" for o in failed)
-    _log.warning("⚠ PARTIAL: %d of %d unit(s) failed (%s); %s records counted, %s buckets "
-                 "written, %d HTTP requests, %.2f s", len(failed), len(outcomes), names,
-                 _n(counted), _n(written), requests, seconds)
+    _log.warning(
+        "⚠ PARTIAL: %d of %d unit(s) failed (%s); %s records counted, %s buckets "
+        "written, %d HTTP requests, %.2f s",
+        len(failed),
+        len(outcomes),
+        names,
+        _n(counted),
+        _n(written),
+        requests,
+        seconds,
+    )
 
 
 def _warn_offsets(found: Sequence[OffsetTimestamps], config: Config) -> int:
@@ -195,11 +277,13 @@ def _warn_offsets(found: Sequence[OffsetTimestamps], config: Config) -> int:
     return sum(item.count for item in found)
 
 
-def _scheduled_units(event: Mapping[str, Any], client: Any, now: datetime,
-                     deadline: Deadline) -> list[WorkUnit]:
+def _scheduled_units(
+    event: Mapping[str, Any], client: Any, now: datetime, deadline: Deadline
+) -> list[WorkUnit]:
     detail = event.get("detail")
-    given = event.get("accountIds") or (detail.get("accountIds")
-                                        if isinstance(detail, Mapping) else None)
+    given = event.get("accountIds") or (
+        detail.get("accountIds") if isinstance(detail, Mapping) else None
+    )
     accounts = [a for a in given if isinstance(a, str) and a] if isinstance(given, list) else []
     if not accounts:
         accounts = [a.strip() for a in os.environ.get(_ACCOUNTS_ENV, "").split(",") if a.strip()]
@@ -212,8 +296,9 @@ def _scheduled_units(event: Mapping[str, Any], client: Any, now: datetime,
 
         scopes = list_recent_metric_scopes(client, since=now - 2 * _HOUR, deadline=deadline)
         pairs = {UnitKey(_MODEL_OF_TYPE[rt], a) for a, rt in scopes if rt in _MODEL_OF_TYPE}
-        _log.info("Scheduled finalize: %d active (model, account) pair(s) in the last 2 h",
-                  len(pairs))
+        _log.info(
+            "Scheduled finalize: %d active (model, account) pair(s) in the last 2 h", len(pairs)
+        )
     ranges = group_hours([floor_hour(now) - _HOUR, floor_hour(now)])
     return [WorkUnit(key=k, ranges=ranges) for k in sorted(pairs)]
 
@@ -225,23 +310,35 @@ def _kind(event: Mapping[str, Any]) -> str:
         return "recount"
     if event.get("source") == "aws.events" or event.get("detail-type") == "Scheduled Event":
         return "scheduled"
-    raise ValueError("unrecognised event: expected a DynamoDB stream batch ({'Records': [...]}), "
-                     "an EventBridge 'Scheduled Event', or {'recount': {'accountId', 'model', "
-                     "'start', 'end'}}")
+    raise ValueError(
+        "unrecognised event: expected a DynamoDB stream batch ({'Records': [...]}), "
+        "an EventBridge 'Scheduled Event', or {'recount': {'accountId', 'model', "
+        "'start', 'end'}}"
+    )
 
 
 def _recount_unit(spec: Mapping[str, Any]) -> WorkUnit:
     try:
-        return plan_recount(str(spec["model"]), str(spec["accountId"]),
-                            parse_instant(str(spec["start"])), parse_instant(str(spec["end"])))
+        return plan_recount(
+            str(spec["model"]),
+            str(spec["accountId"]),
+            parse_instant(str(spec["start"])),
+            parse_instant(str(spec["end"])),
+        )
     except KeyError as exc:
-        raise ValueError(f"recount event lacks {exc.args[0]!r}; expected accountId, model, "
-                         "start, end") from None
+        raise ValueError(
+            f"recount event lacks {exc.args[0]!r}; expected accountId, model, start, end"
+        ) from None
 
 
-def handle_event(event: Mapping[str, Any], *, config: Config, deadline: Deadline | None = None,
-                 client: GraphQLClient | None = None, now: datetime | None = None
-                 ) -> dict[str, Any]:
+def handle_event(
+    event: Mapping[str, Any],
+    *,
+    config: Config,
+    deadline: Deadline | None = None,
+    client: GraphQLClient | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
     """Run one invocation; ``now`` (tests) fixes both the wall clock and the snapshot time.
 
     Raises:
@@ -268,21 +365,30 @@ def handle_event(event: Mapping[str, Any], *, config: Config, deadline: Deadline
             names: dict[str, int] = {}
             for c in batch.changes:
                 names[c.event_name] = names.get(c.event_name, 0) + 1
-            _log.info("Stream batch: %d record(s) -> %d change(s) (%s); skipped: %d unknown "
-                      "table, %d malformed; %d invalid image timestamp(s)",
-                      batch.total_records, len(batch.changes),
-                      ", ".join(f"{k} {v}" for k, v in sorted(names.items())) or "none",
-                      batch.unknown_tables, batch.malformed, batch.invalid_timestamps)
-            _log.info("Affected pairs: %d (%s)", len(units),
-                      ", ".join(f"{u.key.model} · {u.key.account_id}" for u in units) or "none")
+            _log.info(
+                "Stream batch: %d record(s) -> %d change(s) (%s); skipped: %d unknown "
+                "table, %d malformed; %d invalid image timestamp(s)",
+                batch.total_records,
+                len(batch.changes),
+                ", ".join(f"{k} {v}" for k, v in sorted(names.items())) or "none",
+                batch.unknown_tables,
+                batch.malformed,
+                batch.invalid_timestamps,
+            )
+            _log.info(
+                "Affected pairs: %d (%s)",
+                len(units),
+                ", ".join(f"{u.key.model} · {u.key.account_id}" for u in units) or "none",
+            )
         elif kind == "recount":
             units = [_recount_unit(event["recount"])]
         else:
             try:
                 units = _scheduled_units(event, active, wall, deadline)
             except TransportError as exc:
-                _log.error("⚠ PARTIAL: finding active pairs failed: %s: %s",
-                           type(exc).__name__, exc)
+                _log.error(
+                    "⚠ PARTIAL: finding active pairs failed: %s: %s", type(exc).__name__, exc
+                )
                 outcomes = [UnitOutcome(UnitKey("*", "*"), ok=False, error=str(exc))]
         if not outcomes:
             outcomes = _run_units(active, units, config=config, deadline=deadline, clock=clock)
@@ -291,35 +397,46 @@ def handle_event(event: Mapping[str, Any], *, config: Config, deadline: Deadline
     finally:
         if own:
             active.close()
-    offsets = _warn_offsets(merge_offsets([*batch_offsets, *(o.offsets for o in outcomes)]),
-                            config)
+    offsets = _warn_offsets(merge_offsets([*batch_offsets, *(o.offsets for o in outcomes)]), config)
     failed = [o for o in outcomes if not o.ok]
-    emf.emit(emf.InvocationMetrics(
-        event_kind=kind,
-        records_counted=sum(o.records_counted for o in outcomes),
-        buckets_written=sum(o.buckets_written for o in outcomes),
-        invalid_timestamps=invalid_ts + sum(o.invalid for o in outcomes),
-        duration_ms=(time.monotonic() - t0) * 1000.0,
-        failed_units=len(failed),
-        http_requests=requests,
-        offset_timestamps_beyond_margin=offsets,
-    ))
+    emf.emit(
+        emf.InvocationMetrics(
+            event_kind=kind,
+            records_counted=sum(o.records_counted for o in outcomes),
+            buckets_written=sum(o.buckets_written for o in outcomes),
+            invalid_timestamps=invalid_ts + sum(o.invalid for o in outcomes),
+            duration_ms=(time.monotonic() - t0) * 1000.0,
+            failed_units=len(failed),
+            http_requests=requests,
+            offset_timestamps_beyond_margin=offsets,
+        )
+    )
     sequences = sorted({o.sequence for o in failed if o.sequence}, key=int)
     response: dict[str, Any] = {"batchItemFailures": [{"itemIdentifier": s} for s in sequences]}
     if kind != "stream":  # Lambda reads only batchItemFailures of a stream response
-        response.update({
-            "status": "PARTIAL" if failed else "SUCCESS",
-            "units": len(outcomes),
-            "failedUnits": [f"{o.key.model}/{o.key.account_id}" for o in failed],
-            "recordsCounted": sum(o.records_counted for o in outcomes),
-            "bucketsWritten": sum(o.buckets_written for o in outcomes),
-        })
+        response.update(
+            {
+                "status": "PARTIAL" if failed else "SUCCESS",
+                "units": len(outcomes),
+                "failedUnits": [f"{o.key.model}/{o.key.account_id}" for o in failed],
+                "recordsCounted": sum(o.records_counted for o in outcomes),
+                "bucketsWritten": sum(o.buckets_written for o in outcomes),
+            }
+        )
     return response
 
 
-def recount(*, config: Config, account_id: str, model: str, start: datetime, end: datetime,
-            dry_run: bool = False, client: GraphQLClient | None = None,
-            deadline: Deadline | None = None) -> UnitOutcome:
+def recount(
+    *,
+    config: Config,
+    account_id: str,
+    model: str,
+    start: datetime,
+    end: datetime,
+    dry_run: bool = False,
+    client: GraphQLClient | None = None,
+    deadline: Deadline | None = None,
+) -> UnitOutcome:
     """Recount ``[start, end)`` (aligned outward to hours) of one (model, account).
 
     ``dry_run`` reads and compares but writes nothing (``buckets_planned`` says how many).
@@ -330,8 +447,9 @@ def recount(*, config: Config, account_id: str, model: str, start: datetime, end
     unit = plan_recount(model, account_id, start, end)
     active = GraphQLClient(config) if client is None else client
     try:
-        outcome = run_unit(active, unit, config=config, deadline=deadline or Deadline(),
-                           dry_run=dry_run)
+        outcome = run_unit(
+            active, unit, config=config, deadline=deadline or Deadline(), dry_run=dry_run
+        )
     finally:
         if client is None:
             active.close()
@@ -339,9 +457,17 @@ def recount(*, config: Config, account_id: str, model: str, start: datetime, end
     return outcome
 
 
-def verify(*, config: Config, account_id: str, start: datetime, end: datetime,
-           models: Sequence[str] | None = None, client: GraphQLClient | None = None,
-           deadline: Deadline | None = None, check_complete: bool = False) -> VerifyReport:
+def verify(
+    *,
+    config: Config,
+    account_id: str,
+    start: datetime,
+    end: datetime,
+    models: Sequence[str] | None = None,
+    client: GraphQLClient | None = None,
+    deadline: Deadline | None = None,
+    check_complete: bool = False,
+) -> VerifyReport:
     """Recount without writing; every stored bucket that differs from the truth.
 
     A bucket missing from the store counts as 0. ``complete`` is compared only with
@@ -372,5 +498,10 @@ def verify(*, config: Config, account_id: str, start: datetime, end: datetime,
     # as blind as the stored counts, so "no mismatch" would be a silent wrong answer.
     offsets = merge_offsets(found)
     _warn_offsets(offsets, config)
-    return VerifyReport(tuple(mismatches), buckets_checked=checked, records_counted=counted,
-                        offsets=offsets, zone_margin_minutes=config.zone_margin_minutes)
+    return VerifyReport(
+        tuple(mismatches),
+        buckets_checked=checked,
+        records_counted=counted,
+        offsets=offsets,
+        zone_margin_minutes=config.zone_margin_minutes,
+    )

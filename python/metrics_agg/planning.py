@@ -99,8 +99,16 @@ def _touched(spec: ModelSpec, change: StreamChange, hours: set[datetime]) -> set
         minute = epoch_minute(when)
         for record_type, sc, score in image_record_types(spec, image):
             for size in BUCKET_SIZES:
-                keys.add(BucketKey(change.account_id, record_type,
-                                   from_epoch_minute(minute // size * size), size, sc, score))
+                keys.add(
+                    BucketKey(
+                        change.account_id,
+                        record_type,
+                        from_epoch_minute(minute // size * size),
+                        size,
+                        sc,
+                        score,
+                    )
+                )
     return keys
 
 
@@ -139,13 +147,15 @@ def plan_units(
         touched: set[BucketKey] = set()
         for change in changes:
             touched |= _touched(spec, change, hours)
-        units.append(WorkUnit(
-            key=key,
-            ranges=group_hours(hours),
-            changes=tuple(changes),
-            touched=frozenset(touched),
-            skipped_hours=tuple(sorted(skipped)),
-        ))
+        units.append(
+            WorkUnit(
+                key=key,
+                ranges=group_hours(hours),
+                changes=tuple(changes),
+                touched=frozenset(touched),
+                skipped_hours=tuple(sorted(skipped)),
+            )
+        )
     return units
 
 

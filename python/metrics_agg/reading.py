@@ -83,8 +83,9 @@ def _range_of(when: datetime | None, ranges: tuple[HourRange, ...]) -> int | Non
     return None
 
 
-def _hour_counts(unit: WorkUnit, r: HourRange, stored: Mapping[str, StoredBucket]
-                 ) -> tuple[int | None, ...]:
+def _hour_counts(
+    unit: WorkUnit, r: HourRange, stored: Mapping[str, StoredBucket]
+) -> tuple[int | None, ...]:
     """What each hour of ``r`` held at the last write: its stored 60-minute base bucket."""
     spec = SOURCE_MODELS[unit.key.model]
     out: list[int | None] = []
@@ -96,21 +97,33 @@ def _hour_counts(unit: WorkUnit, r: HourRange, stored: Mapping[str, StoredBucket
 
 
 def _fetch(
-    client: Any, unit: WorkUnit, config: Config, deadline: Deadline,
+    client: Any,
+    unit: WorkUnit,
+    config: Config,
+    deadline: Deadline,
     stored: Mapping[str, StoredBucket],
 ) -> list[tuple[int, list[dict[str, Any]]]]:
     spec = SOURCE_MODELS[unit.key.model]
     tasks = [(ri, qi) for ri in range(len(unit.ranges)) for qi in range(len(spec.list_queries))]
     reads = [
-        SourceRead(qi, unit.ranges[ri].start, unit.ranges[ri].end,
-                   _hour_counts(unit, unit.ranges[ri], stored))
+        SourceRead(
+            qi,
+            unit.ranges[ri].start,
+            unit.ranges[ri].end,
+            _hour_counts(unit, unit.ranges[ri], stored),
+        )
         for ri, qi in tasks
     ]
     # One call for every (range, query): small reads share one request, big ones are
     # split into parallel sub-ranges sized by the stored hourly counts (DESIGN §7).
     results = api.list_source_reads(
-        client, spec, unit.key.account_id, reads, deadline=deadline,
-        parallelism=config.read_parallelism, page_limit=config.page_limit,
+        client,
+        spec,
+        unit.key.account_id,
+        reads,
+        deadline=deadline,
+        parallelism=config.read_parallelism,
+        page_limit=config.page_limit,
         zone_margin_minutes=config.zone_margin_minutes,
     )
     return [(ri, records) for (ri, _), records in zip(tasks, results, strict=True)]
@@ -141,8 +154,12 @@ def read_unit(
     fetched = _fetch(client, unit, config, deadline or Deadline(), stored or {})
     # DESIGN §4.3: rows whose timestamp's zone offset exceeds the read margin are evidence
     # that a recount can miss records (`zones`); the pipeline reports them.
-    offsets = scan_offsets(spec.name, itertools.chain.from_iterable(r for _, r in fetched),
-                           spec.timestamp_fields, config.zone_margin_minutes)
+    offsets = scan_offsets(
+        spec.name,
+        itertools.chain.from_iterable(r for _, r in fetched),
+        spec.timestamp_fields,
+        config.zone_margin_minutes,
+    )
     by_id: dict[str, tuple[int, _Record]] = {}
     anonymous: list[tuple[int, _Record]] = []
     records_read = 0

@@ -217,8 +217,9 @@ def parse_batch(event: Mapping[str, Any], *, zone_margin_minutes: int = 0) -> Ba
         if table is None:
             malformed += 1
             if malformed <= _MAX_LOGGED:
-                _log.warning("skipped malformed stream record %s: eventSourceARN",
-                             _sequence_for_log(record))
+                _log.warning(
+                    "skipped malformed stream record %s: eventSourceARN", _sequence_for_log(record)
+                )
             continue
         spec = model_for_table(table)
         if spec is None:
@@ -229,8 +230,12 @@ def parse_batch(event: Mapping[str, Any], *, zone_margin_minutes: int = 0) -> Ba
         except _Malformed as exc:
             malformed += 1
             if malformed <= _MAX_LOGGED:
-                _log.warning("skipped malformed %s stream record %s: %s",
-                             spec.name, _sequence_for_log(record), exc)
+                _log.warning(
+                    "skipped malformed %s stream record %s: %s",
+                    spec.name,
+                    _sequence_for_log(record),
+                    exc,
+                )
             continue
         invalid += bad
         changes.append(change)

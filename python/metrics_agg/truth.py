@@ -172,4 +172,3 @@ def compare_with_tables(
         if key not in seen and want.count:
             mismatches.append(Mismatch(key, None, want.count, "not stored"))
     return checked, sorted(mismatches, key=lambda m: m.composite_key)
-

@@ -54,8 +54,12 @@ _ZERO_METADATA = {"changedCount": 0, "unchangedCount": 0, "invalidCount": 0}
 
 
 def read_stored(
-    client: Any, unit: WorkUnit, *, deadline: Deadline | None = None,
-    ranges: Sequence[HourRange] | None = None, record_types: Sequence[str] | None = None,
+    client: Any,
+    unit: WorkUnit,
+    *,
+    deadline: Deadline | None = None,
+    ranges: Sequence[HourRange] | None = None,
+    record_types: Sequence[str] | None = None,
 ) -> dict[str, StoredBucket]:
     """Stored buckets of the unit's recordTypes over its ranges, by composite key.
 
@@ -67,8 +71,9 @@ def read_stored(
     types = list(record_types or SOURCE_MODELS[unit.key.model].record_types)
     windows = [(r.start, r.end) for r in (ranges or unit.ranges)]
     stored: dict[str, StoredBucket] = {}
-    for sb in api.list_stored_buckets_over(client, unit.key.account_id, types, windows,
-                                           deadline=deadline):
+    for sb in api.list_stored_buckets_over(
+        client, unit.key.account_id, types, windows, deadline=deadline
+    ):
         if sb.key.account_id == unit.key.account_id:
             stored[sb.key.composite_key] = sb
     return stored
@@ -93,8 +98,9 @@ def _differs(stored: BucketValue, desired: BucketValue) -> tuple[str, ...]:
     return tuple(fields)
 
 
-def _targets(counts: UnitCounts, stored: Mapping[str, StoredBucket]
-             ) -> dict[str, tuple[BucketKey, BucketValue]]:
+def _targets(
+    counts: UnitCounts, stored: Mapping[str, StoredBucket]
+) -> dict[str, tuple[BucketKey, BucketValue]]:
     """Every bucket the unit has an opinion on: desired, stored-but-gone, touched."""
     snapshot_time = counts.snapshot_time
     out = {key.composite_key: (key, value) for key, value in counts.desired.items()}
@@ -122,8 +128,9 @@ def plan_writes(counts: UnitCounts, stored: Mapping[str, StoredBucket]) -> list[
     return writes
 
 
-def diff_buckets(counts: UnitCounts, stored: Mapping[str, StoredBucket], *,
-                 check_complete: bool = False) -> list[BucketDifference]:
+def diff_buckets(
+    counts: UnitCounts, stored: Mapping[str, StoredBucket], *, check_complete: bool = False
+) -> list[BucketDifference]:
     """Stored buckets that disagree with the count (missing stored = 0), for `verify`."""
     diffs: list[BucketDifference] = []
     for ck, (key, value) in sorted(_targets(counts, stored).items()):
@@ -135,8 +142,7 @@ def diff_buckets(counts: UnitCounts, stored: Mapping[str, StoredBucket], *,
                     fields += ("metadata",)
                 diffs.append(BucketDifference(key, None, value, fields))
             continue
-        fields = tuple(f for f in _differs(sb.value, value)
-                       if check_complete or f != "complete")
+        fields = tuple(f for f in _differs(sb.value, value) if check_complete or f != "complete")
         if fields:
             diffs.append(BucketDifference(key, sb.value, value, fields))
     return diffs
@@ -148,7 +154,11 @@ def _ranges_holding(ranges: Sequence[HourRange], keys: Iterable[BucketKey]) -> l
 
 
 def write_changes(
-    client: Any, counts: UnitCounts, *, config: Config, deadline: Deadline | None = None,
+    client: Any,
+    counts: UnitCounts,
+    *,
+    config: Config,
+    deadline: Deadline | None = None,
     stored: Mapping[str, StoredBucket] | None = None,
 ) -> WriteOutcome:
     """Read the stored buckets (unless given), write the differences, resolve conflicts.
@@ -166,12 +176,17 @@ def write_changes(
     created = updated = superseded = rounds = 0
     while pending:
         if rounds == MAX_ROUNDS:
-            raise WriteError(f"{len(pending)} bucket write(s) still conflicting after "
-                             f"{MAX_ROUNDS} rounds")
+            raise WriteError(
+                f"{len(pending)} bucket write(s) still conflicting after {MAX_ROUNDS} rounds"
+            )
         rounds += 1
-        results = api.write_buckets(client, pending, deadline=deadline,
-                                    per_request=config.mutations_per_request,
-                                    parallelism=config.write_parallelism)
+        results = api.write_buckets(
+            client,
+            pending,
+            deadline=deadline,
+            per_request=config.mutations_per_request,
+            parallelism=config.write_parallelism,
+        )
         retry: list[BucketWrite] = []
         recheck: list[BucketWrite] = []
         for res in results:
@@ -195,7 +210,9 @@ def write_changes(
                 )
         if recheck:
             fresh = read_stored(
-                client, counts.unit, deadline=deadline,
+                client,
+                counts.unit,
+                deadline=deadline,
                 ranges=_ranges_holding(counts.unit.ranges, (w.key for w in recheck)),
                 record_types=sorted({w.key.record_type for w in recheck}),
             )
@@ -208,5 +225,6 @@ def write_changes(
                 else:
                     retry.append(w)
         pending = retry
-    return WriteOutcome(compared=compared, created=created, updated=updated,
-                        superseded=superseded, rounds=rounds)
+    return WriteOutcome(
+        compared=compared, created=created, updated=updated, superseded=superseded, rounds=rounds
+    )

@@ -50,19 +50,39 @@ def register(sub: Any) -> None:
         epilog=_SERVE_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    serve.add_argument("--db", required=True, metavar="PATH",
-                       help="SQLite database file (created if missing)")
-    serve.add_argument("--host", default="127.0.0.1",
-                       help="address to bind (default 127.0.0.1; anything else exposes it)")
+    serve.add_argument(
+        "--db", required=True, metavar="PATH", help="SQLite database file (created if missing)"
+    )
+    serve.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to bind (default 127.0.0.1; anything else exposes it)",
+    )
     serve.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 = any)")
-    serve.add_argument("--api-key", default="local-dev-key",
-                       help="API key clients must send in x-api-key (default local-dev-key)")
-    serve.add_argument("--latency-ms", type=float, default=0.0, metavar="N",
-                       help="add N ms to every request, to model AppSync's latency")
-    serve.add_argument("--batch-window", type=float, default=None, metavar="SECONDS",
-                       help="override every table's batching window (default: DESIGN §6, 15 s)")
-    serve.add_argument("--no-mapping", action="store_true",
-                       help="serve the API without delivering stream records to the handler")
+    serve.add_argument(
+        "--api-key",
+        default="local-dev-key",
+        help="API key clients must send in x-api-key (default local-dev-key)",
+    )
+    serve.add_argument(
+        "--latency-ms",
+        type=float,
+        default=0.0,
+        metavar="N",
+        help="add N ms to every request, to model AppSync's latency",
+    )
+    serve.add_argument(
+        "--batch-window",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="override every table's batching window (default: DESIGN §6, 15 s)",
+    )
+    serve.add_argument(
+        "--no-mapping",
+        action="store_true",
+        help="serve the API without delivering stream records to the handler",
+    )
     serve.set_defaults(func=_serve)
 
     seed = sub.add_parser(
@@ -74,20 +94,36 @@ def register(sub: Any) -> None:
     )
     seed.add_argument("--db", required=True, metavar="PATH", help="SQLite database file")
     seed.add_argument("--account", required=True, metavar="A", help="accountId of the records")
-    seed.add_argument("--model", required=True, choices=sorted(SOURCE_MODELS),
-                      help="source model to seed")
+    seed.add_argument(
+        "--model", required=True, choices=sorted(SOURCE_MODELS), help="source model to seed"
+    )
     seed.add_argument("--count", required=True, type=int, metavar="N", help="how many records")
-    seed.add_argument("--start", required=True, metavar="ISO",
-                      help="window start, e.g. 2024-05-01T00:00Z")
+    seed.add_argument(
+        "--start", required=True, metavar="ISO", help="window start, e.g. 2024-05-01T00:00Z"
+    )
     seed.add_argument("--end", required=True, metavar="ISO", help="window end (exclusive)")
-    seed.add_argument("--seed", type=int, default=0, metavar="S",
-                      help="random seed (same seed, same records)")
-    seed.add_argument("--no-stream", action="store_true",
-                      help="do not append stream records (the mapping will not see them)")
-    seed.add_argument("--late-fraction", type=float, default=0.0, metavar="F",
-                      help="fraction of records 1-6 hours late (default 0)")
-    seed.add_argument("--invalid-fraction", type=float, default=0.0, metavar="F",
-                      help="fraction of records with invalid timestamps (default 0)")
+    seed.add_argument(
+        "--seed", type=int, default=0, metavar="S", help="random seed (same seed, same records)"
+    )
+    seed.add_argument(
+        "--no-stream",
+        action="store_true",
+        help="do not append stream records (the mapping will not see them)",
+    )
+    seed.add_argument(
+        "--late-fraction",
+        type=float,
+        default=0.0,
+        metavar="F",
+        help="fraction of records 1-6 hours late (default 0)",
+    )
+    seed.add_argument(
+        "--invalid-fraction",
+        type=float,
+        default=0.0,
+        metavar="F",
+        help="fraction of records with invalid timestamps (default 0)",
+    )
     seed.set_defaults(func=_seed)
 
 
@@ -99,12 +135,20 @@ def _serve(args: argparse.Namespace) -> int:
         try:
             import metrics_agg.pipeline  # noqa: F401
         except ImportError as exc:
-            print(f"warning: the pipeline cannot be imported ({exc}); serving without the "
-                  "event source mapping (--no-mapping)", file=sys.stderr)
+            print(
+                f"warning: the pipeline cannot be imported ({exc}); serving without the "
+                "event source mapping (--no-mapping)",
+                file=sys.stderr,
+            )
             mapping = False
     stack = LocalStack(
-        args.db, host=args.host, port=args.port, api_key=args.api_key,
-        latency_ms=args.latency_ms, mapping=mapping, batch_window=args.batch_window,
+        args.db,
+        host=args.host,
+        port=args.port,
+        api_key=args.api_key,
+        latency_ms=args.latency_ms,
+        mapping=mapping,
+        batch_window=args.batch_window,
     )
     try:
         stack.start()
@@ -153,15 +197,22 @@ def _seed(args: argparse.Namespace) -> int:
     def progress(done: int, total: int) -> None:
         rate = done / max(time.perf_counter() - t0, 1e-9)
         line = f"seeding {args.model}: {done:,}/{total:,} ({rate:,.0f}/s)"
-        print(("\r" + line) if tty else line, end="" if tty else "\n", file=sys.stderr,
-              flush=True)
+        print(("\r" + line) if tty else line, end="" if tty else "\n", file=sys.stderr, flush=True)
 
     store = Store(args.db)
     try:
         result = seed_records(
-            store, args.model, args.account, args.count, start, end, seed=args.seed,
-            stream=not args.no_stream, late_fraction=args.late_fraction,
-            invalid_fraction=args.invalid_fraction, progress=progress,
+            store,
+            args.model,
+            args.account,
+            args.count,
+            start,
+            end,
+            seed=args.seed,
+            stream=not args.no_stream,
+            late_fraction=args.late_fraction,
+            invalid_fraction=args.invalid_fraction,
+            progress=progress,
         )
     except ValueError as exc:
         print(f"\nerror: {exc}", file=sys.stderr)

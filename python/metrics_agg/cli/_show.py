@@ -217,7 +217,6 @@ def render_show(
     return "\n".join(lines)
 
 
-
 def register(sub: Any) -> None:
     """Add `show` to the `metrics-agg` parser."""
     p = sub.add_parser(

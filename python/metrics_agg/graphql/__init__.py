@@ -1,12 +1,12 @@
 """The GraphQL data plane, client side (DESIGN §2, §8).
 
-    schema.graphql   the API subset (Amplify names); also served by the local server
-    documents/       operation documents; codegen.py turns both into the generated
-    schema.py        sgqlc types        (GENERATED, do not edit)
-    operations.py    sgqlc operations   (GENERATED, do not edit)
-    auth.py          API key / SigV4 (botocore, imported lazily)
-    transport.py     GraphQLClient: pooled HTTP, retries, error mapping
-    api.py           list_source_records, list_stored_buckets, write_buckets
+schema.graphql   the API subset (Amplify names); also served by the local server
+documents/       operation documents; codegen.py turns both into the generated
+schema.py        sgqlc types        (GENERATED, do not edit)
+operations.py    sgqlc operations   (GENERATED, do not edit)
+auth.py          API key / SigV4 (botocore, imported lazily)
+transport.py     GraphQLClient: pooled HTTP, retries, error mapping
+api.py           list_source_records, list_stored_buckets, write_buckets
 """
 
 from __future__ import annotations

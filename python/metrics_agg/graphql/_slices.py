@@ -88,26 +88,33 @@ def aliased_list_document(fields: tuple[str, ...]) -> str:
     from metrics_agg.graphql import schema as s
     from metrics_agg.graphql.operations import Operations
 
-    generated = {_camel(name): op for name, op in vars(Operations.query).items()
-                 if not name.startswith("_")}
+    generated = {
+        _camel(name): op for name, op in vars(Operations.query).items() if not name.startswith("_")
+    }
     variables: dict[str, Any] = {"accountId": Arg(non_null(s.String)), "limit": Arg(s.Int)}
     roots = []
     for i, field in enumerate(fields):
         if field not in generated:
-            raise KeyError(f"no generated operation for {field!r}: add it to "
-                           "graphql/documents/ and run `python -m metrics_agg.graphql.codegen`")
+            raise KeyError(
+                f"no generated operation for {field!r}: add it to "
+                "graphql/documents/ and run `python -m metrics_agg.graphql.codegen`"
+            )
         (root,) = list(generated[field])
-        (key_arg,) = [a for a in root.__field__.args.values()
-                      if a.graphql_name not in _COMMON_ARGS]
+        (key_arg,) = [a for a in root.__field__.args.values() if a.graphql_name not in _COMMON_ARGS]
         variables[f"k{i}"] = Arg(key_arg.type)
         variables[f"n{i}"] = Arg(s.String)
         roots.append((root, key_arg.name))
     op = Operation(s.schema.query_type, name=f"AliasedLists{len(fields)}", variables=variables)
     for i, (root, key_name) in enumerate(roots):
-        selection = op[root.__field__.name](**{
-            "account_id": Variable("accountId"), key_name: Variable(f"k{i}"),
-            "limit": Variable("limit"), "next_token": Variable(f"n{i}"), "__alias__": f"q{i}",
-        })
+        selection = op[root.__field__.name](
+            **{
+                "account_id": Variable("accountId"),
+                key_name: Variable(f"k{i}"),
+                "limit": Variable("limit"),
+                "next_token": Variable(f"n{i}"),
+                "__alias__": f"q{i}",
+            }
+        )
         _copy_selection(root, selection)
     return str(op)
 
@@ -148,8 +155,7 @@ class Slice:
         return self.keys.condition(lo, self.keys.upper(self.end))
 
 
-def _connection(data: Mapping[str, Any] | None, alias: str, field: str
-                ) -> tuple[_Rows, str | None]:
+def _connection(data: Mapping[str, Any] | None, alias: str, field: str) -> tuple[_Rows, str | None]:
     conn = (data or {}).get(alias)
     if not isinstance(conn, dict) or not isinstance(conn.get("items"), list):
         raise ReadError(f"malformed {field} response: no connection with an items list")
@@ -167,8 +173,9 @@ class _Reader:
     parallelism: int
     deadline: Deadline | None
 
-    def send(self, pages: Sequence[tuple[Slice, str | None]], stop: threading.Event
-             ) -> list[tuple[_Rows, str | None]]:
+    def send(
+        self, pages: Sequence[tuple[Slice, str | None]], stop: threading.Event
+    ) -> list[tuple[_Rows, str | None]]:
         """One HTTP request: the next page of every (slice, token), as aliases."""
         if stop.is_set():
             raise Cancelled
@@ -190,9 +197,9 @@ class _Reader:
                 if next_token is None:
                     return [(sl.group, rows)], []
                 if next_token == current:
-                    raise ReadError(f"{sl.field} pagination did not advance "
-                                    "(same nextToken twice)")
+                    raise ReadError(f"{sl.field} pagination did not advance (same nextToken twice)")
                 current = next_token
+
         return run
 
     def bundle(self, slices: Sequence[Slice]) -> Expanding[_Results]:
@@ -205,6 +212,7 @@ class _Reader:
                 if token is not None:
                     more.extend(self.rest(sl, items, token))
             return rows, more
+
         return run
 
     def rest(self, sl: Slice, page: _Rows, token: str) -> list[Expanding[_Results]]:
@@ -212,8 +220,7 @@ class _Reader:
         keys = [k for k in (sl.keys.key_of(row) for row in page) if isinstance(k, str)]
         last = max(keys) if keys else None
         minute = minute_of_key(last) if last is not None else None
-        if (last is None or minute is None or not sl.splittable
-                or not sl.start <= minute < sl.end):
+        if last is None or minute is None or not sl.splittable or not sl.start <= minute < sl.end:
             return [self.page_to_end(sl, token)]
         left = sl.end - minute
         covered = minute - sl.start + 1
@@ -226,8 +233,9 @@ class _Reader:
             return [self.page_to_end(sl, token)]
         cuts = [minute + (left * i) // parts for i in range(parts + 1)]
         subs = [
-            replace(sl, start=a, end=b, lower=last if i == 0 else None, splittable=False,
-                    expected=None)
+            replace(
+                sl, start=a, end=b, lower=last if i == 0 else None, splittable=False, expected=None
+            )
             for i, (a, b) in enumerate(itertools.pairwise(cuts))
         ]
         return [self.page_to_end(sub, None) for sub in subs]
@@ -238,8 +246,11 @@ def _bundles(light: Sequence[Slice], limit: int) -> list[list[Slice]]:
     rows = 0.0
     for sl in light:
         size = sl.expected or 0.0
-        if (not bundles or len(bundles[-1]) >= MAX_ALIASES
-                or rows + size > BUNDLE_ROWS_PER_PAGE * limit):
+        if (
+            not bundles
+            or len(bundles[-1]) >= MAX_ALIASES
+            or rows + size > BUNDLE_ROWS_PER_PAGE * limit
+        ):
             bundles.append([])
             rows = 0.0
         bundles[-1].append(sl)

@@ -38,8 +38,9 @@ def _quiet_botocore_signing() -> None:
 class Auth(Protocol):
     """Adds credentials to one request; returns the headers to send (a new dict)."""
 
-    def headers(self, method: str, url: str, body: bytes, headers: Mapping[str, str]
-                ) -> dict[str, str]: ...
+    def headers(
+        self, method: str, url: str, body: bytes, headers: Mapping[str, str]
+    ) -> dict[str, str]: ...
 
 
 class ApiKeyAuth:
@@ -53,8 +54,9 @@ class ApiKeyAuth:
     def __repr__(self) -> str:
         return "ApiKeyAuth(api_key=<hidden>)"
 
-    def headers(self, method: str, url: str, body: bytes, headers: Mapping[str, str]
-                ) -> dict[str, str]:
+    def headers(
+        self, method: str, url: str, body: bytes, headers: Mapping[str, str]
+    ) -> dict[str, str]:
         out = dict(headers)
         out["x-api-key"] = self._key
         return out
@@ -92,14 +94,16 @@ class SigV4Auth:
     def region(self) -> str:
         return self._region
 
-    def headers(self, method: str, url: str, body: bytes, headers: Mapping[str, str]
-                ) -> dict[str, str]:
+    def headers(
+        self, method: str, url: str, body: bytes, headers: Mapping[str, str]
+    ) -> dict[str, str]:
         from botocore.auth import SigV4Auth as _BotoSigV4
         from botocore.awsrequest import AWSRequest
 
         creds = self._credentials
-        frozen = creds.get_frozen_credentials() if hasattr(creds, "get_frozen_credentials") \
-            else creds
+        frozen = (
+            creds.get_frozen_credentials() if hasattr(creds, "get_frozen_credentials") else creds
+        )
         request = AWSRequest(method=method, url=url, data=body, headers=dict(headers))
         _BotoSigV4(frozen, SERVICE, self._region).add_auth(request)
         return {str(k): str(v) for k, v in request.headers.items()}

@@ -77,8 +77,14 @@ def generate(out_dir: Path) -> list[Path]:
             "\n".join(d.read_text(encoding="utf-8") for d in documents), encoding="utf-8"
         )
         _run_sgqlc_codegen(
-            ["operation", "--schema", str(introspection), SCHEMA_IMPORT, str(raw_ops),
-             str(combined)]
+            [
+                "operation",
+                "--schema",
+                str(introspection),
+                SCHEMA_IMPORT,
+                str(raw_ops),
+                str(combined),
+            ]
         )
         outputs = []
         for raw, source in (
@@ -110,10 +116,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m metrics_agg.graphql.codegen",
         description="Regenerate the sgqlc schema/operations modules from schema.graphql.",
     )
-    parser.add_argument("--check", action="store_true",
-                        help="do not write; exit 1 if the committed modules are stale")
-    parser.add_argument("--out", type=Path, default=PACKAGE_DIR,
-                        help="directory to write the modules into (default: the package)")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="do not write; exit 1 if the committed modules are stale",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=PACKAGE_DIR,
+        help="directory to write the modules into (default: the package)",
+    )
     args = parser.parse_args(argv)
     if args.check:
         stale = stale_files(args.out)

@@ -72,8 +72,12 @@ def list_recent_metric_scopes(
     scopes: set[tuple[str, str]] = set()
     token: str | None = None
     while True:
-        data = client.execute(document, {**variables, "nextToken": token}, kind="read",
-                              deadline=deadline).data or {}
+        data = (
+            client.execute(
+                document, {**variables, "nextToken": token}, kind="read", deadline=deadline
+            ).data
+            or {}
+        )
         conn = data.get(_FIELD)
         if not isinstance(conn, dict) or not isinstance(conn.get("items"), list):
             raise ReadError(f"malformed {_FIELD} response: no connection with an items list")

@@ -83,7 +83,6 @@ def query_document(field: str) -> str:
         ) from None
 
 
-
 # -- reading -----------------------------------------------------------------------------
 
 
@@ -103,8 +102,9 @@ def _minute_prefix(minute: int) -> str:
     return from_epoch_minute(minute).strftime("%Y-%m-%dT%H:%M")
 
 
-def sort_key_ranges(start: datetime, end: datetime, parts: int, *,
-                    zone_margin_minutes: int = 0) -> list[tuple[str, str]]:
+def sort_key_ranges(
+    start: datetime, end: datetime, parts: int, *, zone_margin_minutes: int = 0
+) -> list[tuple[str, str]]:
     """Inclusive ``between`` bounds covering [start, end) plus the margins, in ``parts``.
 
     The margin on each side is ``SORT_KEY_MARGIN`` plus ``zone_margin_minutes``.
@@ -190,8 +190,9 @@ def list_source_records(
         DeadlineExceeded: the deadline ran out first.
     """
     if not 0 <= query_index < len(spec.list_queries):
-        raise ValueError(f"{spec.name} has {len(spec.list_queries)} list queries, "
-                         f"not index {query_index}")
+        raise ValueError(
+            f"{spec.name} has {len(spec.list_queries)} list queries, not index {query_index}"
+        )
     field = spec.list_queries[query_index]
     sort_key = spec.sort_keys[query_index]
     config = client.config
@@ -246,8 +247,15 @@ def _source_keys(sort_key: str) -> KeySpace:
     )
 
 
-def _weighted_cuts(lo: int, hi: int, first_hour: int, hour_counts: Sequence[int | None],
-                   parts: int, *, edges: bool = False) -> list[int]:
+def _weighted_cuts(
+    lo: int,
+    hi: int,
+    first_hour: int,
+    hour_counts: Sequence[int | None],
+    parts: int,
+    *,
+    edges: bool = False,
+) -> list[int]:
     """Minute cuts of [lo, hi) into up to ``parts`` ranges of about equal expected rows
     (rows spread evenly over their hour; unknown hours weigh nothing). With ``edges``
     (a zone margin), minutes before the first hour and after the last are expected at
@@ -307,8 +315,10 @@ def list_source_reads(
     slices: list[Slice] = []
     for group, read in enumerate(reads):
         if not 0 <= read.query_index < len(spec.list_queries):
-            raise ValueError(f"{spec.name} has {len(spec.list_queries)} list queries, "
-                             f"not index {read.query_index}")
+            raise ValueError(
+                f"{spec.name} has {len(spec.list_queries)} list queries, "
+                f"not index {read.query_index}"
+            )
         require_aware(read.start, read.end)
         if read.end <= read.start:
             raise ValueError(f"empty range: start {read.start!r} is not before {read.end!r}")
@@ -325,12 +335,16 @@ def list_source_reads(
             known += zone / 60 * ((counts[0] or 0) + (counts[-1] or 0))
         unknown = len(counts) < hours or any(c is None for c in counts)
         parts = max(1, min(budget, math.ceil(known / limit)))
-        cuts = (_weighted_cuts(lo, hi, first, counts, parts, edges=zone > 0) if parts > 1
-                else [lo, hi])
+        cuts = (
+            _weighted_cuts(lo, hi, first, counts, parts, edges=zone > 0) if parts > 1 else [lo, hi]
+        )
         for a, b in itertools.pairwise(cuts):
             expected = None if unknown and parts == 1 else known / (len(cuts) - 1)
             slices.append(Slice(field, keys, a, b, group, expected))
-    rows = read_slices(client, account_id, slices, len(reads), limit=limit,
-                       parallelism=budget, deadline=deadline)
-    return [_dedupe_by_id([group], spec.sort_keys[read.query_index])
-            for group, read in zip(rows, reads, strict=True)]
+    rows = read_slices(
+        client, account_id, slices, len(reads), limit=limit, parallelism=budget, deadline=deadline
+    )
+    return [
+        _dedupe_by_id([group], spec.sort_keys[read.query_index])
+        for group, read in zip(rows, reads, strict=True)
+    ]

@@ -55,8 +55,9 @@ def list_stored_buckets(
         ReadError: any page failed (after retries).
         DeadlineExceeded: the deadline ran out first.
     """
-    return list_stored_buckets_over(client, account_id, record_types, [(start, end)],
-                                    deadline=deadline)
+    return list_stored_buckets_over(
+        client, account_id, record_types, [(start, end)], deadline=deadline
+    )
 
 
 # Rows per minute of window of one unscoped recordType: one bucket per size (1, 5, 15, 60).
@@ -68,6 +69,7 @@ def _stored_keys(record_type: str) -> KeySpace:
     # between [a, b - 1s] and adjacent ranges neither overlap nor leave gaps.
     def bound(ts: str) -> dict[str, str]:
         return {"recordType": record_type, "timeRangeStart": ts}
+
     return KeySpace(
         condition=lambda lo, hi: {"between": [bound(lo), bound(hi)]},
         lower=lambda m: format_bucket_time(from_epoch_minute(m)),
@@ -104,8 +106,14 @@ def list_stored_buckets_over(
         require_aware(start, end)
         if end > start:
             last = epoch_minute(end)
-            spans.append((start, end, epoch_minute(start),
-                          last + (0 if from_epoch_minute(last) == end else 1)))
+            spans.append(
+                (
+                    start,
+                    end,
+                    epoch_minute(start),
+                    last + (0 if from_epoch_minute(last) == end else 1),
+                )
+            )
     slices: list[Slice] = []
     for record_type in dict.fromkeys(record_types):
         keys = _stored_keys(record_type)
@@ -113,12 +121,20 @@ def list_stored_buckets_over(
             parts = max(1, min(hi - lo, math.ceil((hi - lo) * _ROWS_PER_MINUTE / limit)))
             cuts = [lo + ((hi - lo) * i) // parts for i in range(parts + 1)]
             for a, b in itertools.pairwise(cuts):
-                slices.append(Slice(STORED_BUCKETS_QUERY, keys, a, b, 0,
-                                    (b - a) * _ROWS_PER_MINUTE))
+                slices.append(
+                    Slice(STORED_BUCKETS_QUERY, keys, a, b, 0, (b - a) * _ROWS_PER_MINUTE)
+                )
     if not slices:
         return []
-    (rows,) = read_slices(client, account_id, slices, 1, limit=limit,
-                          parallelism=config.read_parallelism, deadline=deadline)
+    (rows,) = read_slices(
+        client,
+        account_id,
+        slices,
+        1,
+        limit=limit,
+        parallelism=config.read_parallelism,
+        deadline=deadline,
+    )
     out: dict[str, StoredBucket] = {}  # by composite key: a split re-reads its first key
     skipped = 0
     for row in rows:
@@ -126,8 +142,10 @@ def list_stored_buckets_over(
         if bucket is None:
             skipped += 1
             if skipped <= 3:
-                logger.warning("skipping undecodable AggregatedMetrics row compositeKey=%r",
-                               str(row.get("compositeKey"))[:200])
+                logger.warning(
+                    "skipping undecodable AggregatedMetrics row compositeKey=%r",
+                    str(row.get("compositeKey"))[:200],
+                )
         elif any(start <= bucket.key.start < end for start, end, _, _ in spans):
             out[bucket.key.composite_key] = bucket
     if skipped:
@@ -153,8 +171,10 @@ def decode_stored_bucket(row: Mapping[str, Any]) -> StoredBucket | None:
     if (
         not isinstance(record_type, str)
         or not isinstance(account_id, str)
-        or not isinstance(minutes, int) or isinstance(minutes, bool)
-        or not isinstance(count, int) or isinstance(count, bool)
+        or not isinstance(minutes, int)
+        or isinstance(minutes, bool)
+        or not isinstance(count, int)
+        or isinstance(count, bool)
         or not isinstance(updated_at, str)
         or start is None
     ):
@@ -165,7 +185,10 @@ def decode_stored_bucket(row: Mapping[str, Any]) -> StoredBucket | None:
     created_at = row.get("createdAt")
     return StoredBucket(
         key=BucketKey(
-            account_id, record_type, start, minutes,
+            account_id,
+            record_type,
+            start,
+            minutes,
             scorecard_id if isinstance(scorecard_id, str) else None,
             score_id if isinstance(score_id, str) else None,
         ),
@@ -185,6 +208,7 @@ def _decode_metadata(raw: object) -> dict[str, int] | None:
     if not isinstance(raw, dict):
         return None
     return {
-        str(k): int(v) for k, v in raw.items()
+        str(k): int(v)
+        for k, v in raw.items()
         if isinstance(v, int | float) and not isinstance(v, bool) and int(v) == v
     }

@@ -186,7 +186,12 @@ class GraphQLClient:
                 raise _deadline_error(op, attempt, last) from last
             logger.warning(
                 "GraphQL %s %s: %s; retry %d/%d in %.2fs",
-                kind, op, last.reason, attempt, max_attempts - 1, delay,
+                kind,
+                op,
+                last.reason,
+                attempt,
+                max_attempts - 1,
+                delay,
             )
             self._sleep(delay)
         assert last is not None
@@ -194,8 +199,9 @@ class GraphQLClient:
         verdict = f"after {attempts} attempts" if last.retryable else "(not retryable)"
         message = f"GraphQL {kind} {op} failed {verdict}: {last.reason}"
         logger.error("%s", message)
-        raise error_cls(message, status=last.status, errors=last.errors,
-                        attempts=attempts) from last
+        raise error_cls(
+            message, status=last.status, errors=last.errors, attempts=attempts
+        ) from last
 
     def pause_before_retry(self, attempt: int, deadline: Deadline | None = None) -> bool:
         """Back off before retry number ``attempt`` of work the caller retries itself.
@@ -233,8 +239,7 @@ class GraphQLClient:
                 redirect=False,
             )
         except urllib3.exceptions.LocationValueError as exc:
-            raise _Fault(f"invalid endpoint URL ({type(exc).__name__})",
-                         retryable=False) from exc
+            raise _Fault(f"invalid endpoint URL ({type(exc).__name__})", retryable=False) from exc
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             # Timeouts, refused/reset connections, truncated responses: transient.
             raise _Fault(f"connection error ({type(exc).__name__})", retryable=True) from exc
@@ -248,9 +253,7 @@ class GraphQLClient:
         return delay
 
 
-def _interpret(
-    status: int, headers: Mapping[str, str], raw: bytes, kind: Kind
-) -> GraphQLResponse:
+def _interpret(status: int, headers: Mapping[str, str], raw: bytes, kind: Kind) -> GraphQLResponse:
     """Classify one HTTP response: return the decoded response or raise a ``_Fault``."""
     payload: Any = None
     decode_error: Exception | None = None
@@ -263,31 +266,47 @@ def _interpret(
 
     if status == 429 or status >= 500:
         retry_after = _retry_after(headers.get("retry-after"))
-        raise _Fault(f"HTTP {status}{_describe(errors)}", retryable=True, status=status,
-                     errors=errors, retry_after=retry_after)
+        raise _Fault(
+            f"HTTP {status}{_describe(errors)}",
+            retryable=True,
+            status=status,
+            errors=errors,
+            retry_after=retry_after,
+        )
     if not 200 <= status < 300:
-        raise _Fault(f"HTTP {status}{_describe(errors)}", retryable=throttled, status=status,
-                     errors=errors, retry_after=_retry_after(headers.get("retry-after")))
+        raise _Fault(
+            f"HTTP {status}{_describe(errors)}",
+            retryable=throttled,
+            status=status,
+            errors=errors,
+            retry_after=_retry_after(headers.get("retry-after")),
+        )
     if decode_error is not None or not isinstance(payload, dict):
         # A proxy/gateway fault, not an answer: retry like a 5xx.
-        raise _Fault("malformed JSON response body", retryable=True,
-                     status=status) from decode_error
+        raise _Fault(
+            "malformed JSON response body", retryable=True, status=status
+        ) from decode_error
     data = payload.get("data")
     if data is not None and not isinstance(data, dict):
-        raise _Fault("malformed response: `data` is not an object", retryable=True,
-                     status=status)
+        raise _Fault("malformed response: `data` is not an object", retryable=True, status=status)
     if errors:
         if kind == "read":
-            raise _Fault(f"GraphQL errors{_describe(errors)}", retryable=throttled,
-                         status=status, errors=errors)
+            raise _Fault(
+                f"GraphQL errors{_describe(errors)}",
+                retryable=throttled,
+                status=status,
+                errors=errors,
+            )
         only_throttled = all(is_throttling_error_type(e.error_type) for e in errors)
         nothing_done = data is None or all(v is None for v in data.values())
         if only_throttled and nothing_done:
-            raise _Fault(f"GraphQL errors{_describe(errors)}", retryable=True,
-                         status=status, errors=errors)
+            raise _Fault(
+                f"GraphQL errors{_describe(errors)}", retryable=True, status=status, errors=errors
+            )
         if data is None:
-            raise _Fault(f"GraphQL errors{_describe(errors)}", retryable=False,
-                         status=status, errors=errors)
+            raise _Fault(
+                f"GraphQL errors{_describe(errors)}", retryable=False, status=status, errors=errors
+            )
     return GraphQLResponse(data, errors)
 
 
@@ -303,11 +322,15 @@ def _error_infos(raw: object) -> tuple[GraphQLErrorInfo, ...]:
         if error_type is None and isinstance(err.get("extensions"), dict):
             error_type = err["extensions"].get("errorType") or err["extensions"].get("code")
         path = err.get("path")
-        out.append(GraphQLErrorInfo(
-            message,
-            str(error_type) if error_type is not None else None,
-            tuple(p for p in path if isinstance(p, str | int)) if isinstance(path, list) else (),
-        ))
+        out.append(
+            GraphQLErrorInfo(
+                message,
+                str(error_type) if error_type is not None else None,
+                tuple(p for p in path if isinstance(p, str | int))
+                if isinstance(path, list)
+                else (),
+            )
+        )
     return tuple(out)
 
 

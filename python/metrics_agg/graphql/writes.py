@@ -61,8 +61,11 @@ def _write_document(creates: int, updates: int) -> str:
     for j in range(updates):
         variables[f"u{j}"] = Arg(non_null(s.UpdateAggregatedMetricsInput))
         variables[f"w{j}"] = Arg(s.ModelAggregatedMetricsConditionInput)
-    op = Operation(s.schema.mutation_type, name=f"WriteAggregatedMetrics_{creates}c_{updates}u",
-                   variables=variables)
+    op = Operation(
+        s.schema.mutation_type,
+        name=f"WriteAggregatedMetrics_{creates}c_{updates}u",
+        variables=variables,
+    )
     for i in range(creates):
         op.create_aggregated_metrics(input=Variable(f"c{i}"), __alias__=f"c{i}").__fields__()
     for j in range(updates):
@@ -99,8 +102,13 @@ def bucket_input(write: BucketWrite) -> dict[str, Any]:
     }
     if write.create:
         fields["createdAt"] = format_write_time(write.created_at or write.snapshot_time)
-        fields.update(cost=None, decisionCount=None, externalAiApiCount=None,
-                      cachedAiApiCount=None, errorCount=None)
+        fields.update(
+            cost=None,
+            decisionCount=None,
+            externalAiApiCount=None,
+            cachedAiApiCount=None,
+            errorCount=None,
+        )
     elif write.created_at is not None:
         fields["createdAt"] = format_write_time(write.created_at)
     return fields
@@ -118,8 +126,11 @@ def _write_chunk(
         sent = _send_writes(client, [chunk[i] for i in pending], deadline)
         for i, result in zip(pending, sent, strict=True):
             results[i] = result
-        pending = [i for i, r in zip(pending, sent, strict=True)
-                   if r.error is not None and is_throttling_error_type(r.error.error_type)]
+        pending = [
+            i
+            for i, r in zip(pending, sent, strict=True)
+            if r.error is not None and is_throttling_error_type(r.error.error_type)
+        ]
         if not pending or not client.pause_before_retry(attempt, deadline):
             break
         logger.warning("re-sending %d throttled AggregatedMetrics writes", len(pending))
@@ -158,12 +169,14 @@ def _send_writes(
         error = errors.get(alias)
         if error is None and data.get(alias) is None:
             error = GraphQLErrorInfo("no result and no error for this mutation", None, (alias,))
-        results.append(WriteResult(
-            write,
-            ok=error is None,
-            conflict=error is not None and error.is_conditional_check_failed,
-            error=error,
-        ))
+        results.append(
+            WriteResult(
+                write,
+                ok=error is None,
+                conflict=error is not None and error.is_conditional_check_failed,
+                error=error,
+            )
+        )
     return results
 
 
@@ -189,13 +202,14 @@ def write_buckets(
     config = client.config
     size = max(1, per_request if per_request is not None else config.mutations_per_request)
     workers = parallelism if parallelism is not None else config.write_parallelism
-    chunks = [writes[i:i + size] for i in range(0, len(writes), size)]
+    chunks = [writes[i : i + size] for i in range(0, len(writes), size)]
 
     def task(chunk: Sequence[BucketWrite]) -> Callable[[threading.Event], list[WriteResult]]:
         def run(stop: threading.Event) -> list[WriteResult]:
             if stop.is_set():
                 raise Cancelled
             return _write_chunk(client, chunk, deadline)
+
         return run
 
     return [r for group in run_all([task(c) for c in chunks], workers) for r in group]

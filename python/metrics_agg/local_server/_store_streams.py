@@ -70,23 +70,32 @@ class StreamTables:
     def stream_end(self, table: str) -> int:
         """Sequence number of the table's newest stream record (0 when empty)."""
         name = table if "-" in table else table_name(table)
-        row = self._conn().execute(
-            "SELECT MAX(seq) FROM stream WHERE table_name = ?", (name,)
-        ).fetchone()
+        row = (
+            self._conn()
+            .execute("SELECT MAX(seq) FROM stream WHERE table_name = ?", (name,))
+            .fetchone()
+        )
         return int(row[0] or 0)
 
     def checkpoint(self, table: str) -> int:
-        row = self._conn().execute(
-            "SELECT seq FROM checkpoint WHERE table_name = ?", (table,)
-        ).fetchone()
+        row = (
+            self._conn()
+            .execute("SELECT seq FROM checkpoint WHERE table_name = ?", (table,))
+            .fetchone()
+        )
         return int(row[0]) if row else 0
 
     def set_checkpoint(self, table: str, seq: int) -> None:
         self._conn().execute(_SET_CHECKPOINT_SQL, (table, seq))
 
     def add_failure(
-        self, table: str, records: Sequence[Mapping[str, Any]], attempts: int, error: str,
-        *, checkpoint: int,
+        self,
+        table: str,
+        records: Sequence[Mapping[str, Any]],
+        attempts: int,
+        error: str,
+        *,
+        checkpoint: int,
     ) -> None:
         """Park records on the on-failure list and move past them, in one transaction."""
         seqs = [int(r["dynamodb"]["SequenceNumber"]) for r in records]
@@ -94,8 +103,15 @@ class StreamTables:
             conn.execute(
                 "INSERT INTO on_failure (table_name, first_seq, last_seq, attempts, error, "
                 "records, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (table, min(seqs), max(seqs), attempts, error, orjson.dumps(list(records)).decode(),
-                 time.time()),
+                (
+                    table,
+                    min(seqs),
+                    max(seqs),
+                    attempts,
+                    error,
+                    orjson.dumps(list(records)).decode(),
+                    time.time(),
+                ),
             )
             conn.execute(_SET_CHECKPOINT_SQL, (table, checkpoint))
 
@@ -107,7 +123,13 @@ class StreamTables:
             sql += " WHERE table_name = ?"
             args = (table,)
         return [
-            {"table": t, "firstSequence": f, "lastSequence": last, "attempts": a, "error": e,
-             "records": orjson.loads(r)}
+            {
+                "table": t,
+                "firstSequence": f,
+                "lastSequence": last,
+                "attempts": a,
+                "error": e,
+                "records": orjson.loads(r),
+            }
             for t, f, last, a, e, r in self._conn().execute(sql + " ORDER BY id", args)
         ]

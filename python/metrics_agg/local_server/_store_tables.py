@@ -54,8 +54,14 @@ def _source_table(model: str) -> TableSpec:
 METRICS_TABLE = TableSpec(
     "AggregatedMetrics",
     ("accountId", "compositeKey"),
-    ("recordType", "timeRangeStart", "scorecardId", "scoreId", "skRecordTypeTime",
-     "skTimeRecordType"),
+    (
+        "recordType",
+        "timeRangeStart",
+        "scorecardId",
+        "scoreId",
+        "skRecordTypeTime",
+        "skTimeRecordType",
+    ),
     streamed=False,
 )
 TABLES: Mapping[str, TableSpec] = {
@@ -71,8 +77,12 @@ for _name, _pk, _sk, _tie in (
     ("AggregatedMetrics", "accountId", "compositeKey", ()),
     ("byAccountRecordType", "accountId", "skRecordTypeTime", ("compositeKey",)),
     ("byAccountTimeRangeRecord", "accountId", "skTimeRecordType", ("compositeKey",)),
-    ("byScorecardTimeRangeRecord", "scorecardId", "skTimeRecordType",
-     ("accountId", "compositeKey")),
+    (
+        "byScorecardTimeRangeRecord",
+        "scorecardId",
+        "skTimeRecordType",
+        ("accountId", "compositeKey"),
+    ),
     ("byScoreTimeRangeRecord", "scoreId", "skTimeRecordType", ("accountId", "compositeKey")),
 ):
     INDEXES[_name] = IndexSpec(_name, METRICS_TABLE, _pk, _sk, _tie)

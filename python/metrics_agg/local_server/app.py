@@ -47,8 +47,14 @@ Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 UNAUTHORIZED = orjson.dumps(
-    {"errors": [{"errorType": "UnauthorizedException",
-                 "message": "You are not authorized to make this call."}]}
+    {
+        "errors": [
+            {
+                "errorType": "UnauthorizedException",
+                "message": "You are not authorized to make this call.",
+            }
+        ]
+    }
 )
 _CACHE_SIZE = 512
 
@@ -168,9 +174,7 @@ class LocalAppSync:
         self.api_key = api_key.encode()
         self.latency = max(0.0, latency_ms / 1000.0)
         self.faults = faults if faults is not None else FaultPlan()
-        self._docs: OrderedDict[str, tuple[DocumentNode | None, list[GraphQLError]]] = (
-            OrderedDict()
-        )
+        self._docs: OrderedDict[str, tuple[DocumentNode | None, list[GraphQLError]]] = OrderedDict()
 
     def _document(self, query: str) -> tuple[DocumentNode | None, list[GraphQLError]]:
         hit = self._docs.get(query)
@@ -209,8 +213,9 @@ class LocalAppSync:
                 break
         headers = {k.decode("latin-1").lower(): v for k, v in scope["headers"]}
         if not hmac.compare_digest(headers.get("x-api-key", b""), self.api_key):
-            await _respond(send, 401, UNAUTHORIZED,
-                           [(b"x-amzn-errortype", b"UnauthorizedException")])
+            await _respond(
+                send, 401, UNAUTHORIZED, [(b"x-amzn-errortype", b"UnauthorizedException")]
+            )
             return
         try:
             request = orjson.loads(body)
@@ -220,10 +225,21 @@ class LocalAppSync:
             if not isinstance(query, str) or not isinstance(variables, dict):
                 raise TypeError("query must be a string and variables an object")
         except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
-            await _respond(send, 400, orjson.dumps({"errors": [{
-                "errorType": "BadRequestException",
-                "message": f"Invalid request body: {exc}. Send JSON "
-                           '{"query": "...", "variables": {...}}'}]}))
+            await _respond(
+                send,
+                400,
+                orjson.dumps(
+                    {
+                        "errors": [
+                            {
+                                "errorType": "BadRequestException",
+                                "message": f"Invalid request body: {exc}. Send JSON "
+                                '{"query": "...", "variables": {...}}',
+                            }
+                        ]
+                    }
+                ),
+            )
             return
         doc, errors = self._document(query)
         fields = _top_level_fields(doc, operation) if doc is not None else []
@@ -237,7 +253,10 @@ class LocalAppSync:
             await _respond(send, 200, orjson.dumps(payload0))
             return
         result = execute(
-            self.schema, doc, variable_values=variables, operation_name=operation,
+            self.schema,
+            doc,
+            variable_values=variables,
+            operation_name=operation,
             context_value={"fault": fault},
             execution_context_class=FastListExecutionContext,
         )
@@ -267,9 +286,22 @@ class LocalAppSync:
             await _respond(send, 200, b'{"data": {"items": [{"id": "trunc')
             return True
         if action == "graphql_error":
-            await _respond(send, 200, orjson.dumps({"data": None, "errors": [{
-                "errorType": fault.error_type or "InternalFailure",
-                "message": fault.message or "An internal failure occurred (injected)."}]}))
+            await _respond(
+                send,
+                200,
+                orjson.dumps(
+                    {
+                        "data": None,
+                        "errors": [
+                            {
+                                "errorType": fault.error_type or "InternalFailure",
+                                "message": fault.message
+                                or "An internal failure occurred (injected).",
+                            }
+                        ],
+                    }
+                ),
+            )
             return True
         status = fault.status or 500
         extra: list[tuple[bytes, bytes]] = []
@@ -278,9 +310,21 @@ class LocalAppSync:
         error_type = fault.error_type or (
             "TooManyRequestsException" if status == 429 else "InternalFailure"
         )
-        await _respond(send, status, orjson.dumps({"errors": [{
-            "errorType": error_type,
-            "message": fault.message or f"Injected HTTP {status}."}]}), extra)
+        await _respond(
+            send,
+            status,
+            orjson.dumps(
+                {
+                    "errors": [
+                        {
+                            "errorType": error_type,
+                            "message": fault.message or f"Injected HTTP {status}.",
+                        }
+                    ]
+                }
+            ),
+            extra,
+        )
         return True
 
 
@@ -289,8 +333,7 @@ def _top_level_fields(doc: DocumentNode, operation: str | None) -> list[str]:
         if isinstance(d, OperationDefinitionNode) and (
             operation is None or (d.name is not None and d.name.value == operation)
         ):
-            return [s.name.value for s in d.selection_set.selections
-                    if hasattr(s, "name")]
+            return [s.name.value for s in d.selection_set.selections if hasattr(s, "name")]
     return []
 
 

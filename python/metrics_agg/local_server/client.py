@@ -68,12 +68,15 @@ class LocalClient:
         self.close()
 
     def post(
-        self, query: str, variables: Mapping[str, Any] | None = None,
+        self,
+        query: str,
+        variables: Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> tuple[int, dict[str, Any]]:
         """Send one request; (status, decoded body). Raises only on transport errors."""
         resp = self._http.request(
-            "POST", self.endpoint,
+            "POST",
+            self.endpoint,
             body=orjson.dumps({"query": query, "variables": dict(variables or {})}),
             headers={**self._headers, **(headers or {})},
         )
@@ -90,8 +93,9 @@ class LocalClient:
             raise LocalApiError(status, list(body.get("errors") or []))
         return dict(body["data"])
 
-    def _mutate(self, op: str, model: str, inp: Mapping[str, Any],
-                condition: Mapping[str, Any] | None) -> dict[str, Any]:
+    def _mutate(
+        self, op: str, model: str, inp: Mapping[str, Any], condition: Mapping[str, Any] | None
+    ) -> dict[str, Any]:
         cond_type = f"Model{model}ConditionInput"
         doc = (
             f"mutation M($input: {op.capitalize()}{model}Input!, $condition: {cond_type}) "
@@ -99,16 +103,19 @@ class LocalClient:
         )
         return dict(self.execute(doc, {"input": dict(inp), "condition": condition})["r"])
 
-    def create(self, model: str, *, condition: Mapping[str, Any] | None = None,
-               **fields: Any) -> dict[str, Any]:
+    def create(
+        self, model: str, *, condition: Mapping[str, Any] | None = None, **fields: Any
+    ) -> dict[str, Any]:
         return self._mutate("create", model, fields, condition)
 
-    def update(self, model: str, id: str, *,
-               condition: Mapping[str, Any] | None = None, **fields: Any) -> dict[str, Any]:
+    def update(
+        self, model: str, id: str, *, condition: Mapping[str, Any] | None = None, **fields: Any
+    ) -> dict[str, Any]:
         return self._mutate("update", model, {"id": id, **fields}, condition)
 
-    def delete(self, model: str, id: str, *,
-               condition: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    def delete(
+        self, model: str, id: str, *, condition: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
         return self._mutate("delete", model, {"id": id}, condition)
 
     def get(self, model: str, id: str) -> dict[str, Any] | None:

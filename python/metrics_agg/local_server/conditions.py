@@ -14,8 +14,15 @@ from dataclasses import dataclass
 from typing import Any
 
 _MISSING = object()
-_TYPE_NAMES = {str: "string", bool: "bool", int: "number", float: "number", dict: "map",
-               list: "list", type(None): "_null"}
+_TYPE_NAMES = {
+    str: "string",
+    bool: "bool",
+    int: "number",
+    float: "number",
+    dict: "map",
+    list: "list",
+    type(None): "_null",
+}
 
 
 class KeyConditionError(ValueError):
@@ -60,9 +67,10 @@ def _field_ok(value: Any, ops: Mapping[str, Any]) -> bool:
         elif op == "eq":
             ok = _equal(value, x)
         elif op in ("lt", "le", "gt", "ge"):
-            ok = _comparable(value, x) and {
-                "lt": value < x, "le": value <= x, "gt": value > x, "ge": value >= x
-            }[op]
+            ok = (
+                _comparable(value, x)
+                and {"lt": value < x, "le": value <= x, "gt": value > x, "ge": value >= x}[op]
+            )
         elif op == "between":
             lo, hi = [*list(x), None, None][:2]
             ok = _comparable(value, lo) and _comparable(value, hi) and lo <= value <= hi

@@ -19,13 +19,19 @@ from dataclasses import dataclass, field
 
 ACTIONS = frozenset(
     {
-        "http_500", "http_502", "http_503", "http_504", "http_429", "http_400", "http_403",
-        "timeout",        # hold the request `delay` seconds (default 30), then reset it
-        "delay",          # hold the request `delay` seconds, then serve it normally
-        "reset",          # close the connection without a response
+        "http_500",
+        "http_502",
+        "http_503",
+        "http_504",
+        "http_429",
+        "http_400",
+        "http_403",
+        "timeout",  # hold the request `delay` seconds (default 30), then reset it
+        "delay",  # hold the request `delay` seconds, then serve it normally
+        "reset",  # close the connection without a response
         "malformed_json",  # HTTP 200 with a truncated JSON body
         "graphql_error",  # HTTP 200, data null, one request-level error
-        "alias_errors",   # the listed aliases (all when None) fail; others succeed
+        "alias_errors",  # the listed aliases (all when None) fail; others succeed
     }
 )
 
@@ -89,8 +95,17 @@ class FaultPlan:
             raise ValueError(f"unknown fault action {action!r}; one of {sorted(ACTIONS)}")
         if nth < 1:
             raise ValueError("nth counts from 1")
-        fault = Fault(action, field, nth, times, retry_after, delay, error_type, message,
-                      tuple(aliases) if aliases is not None else None)
+        fault = Fault(
+            action,
+            field,
+            nth,
+            times,
+            retry_after,
+            delay,
+            error_type,
+            message,
+            tuple(aliases) if aliases is not None else None,
+        )
         with self._lock:
             self.faults.append(fault)
         return fault
@@ -115,8 +130,10 @@ class FaultPlan:
             self.field_requests.update(unique)
             chosen: Fault | None = None
             for fault in self.faults:
-                if (fault.field is None or fault.field in unique) and fault._take() and (
-                    chosen is None
+                if (
+                    (fault.field is None or fault.field in unique)
+                    and fault._take()
+                    and (chosen is None)
                 ):
                     chosen = fault
             return chosen

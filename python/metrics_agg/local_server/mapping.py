@@ -186,13 +186,23 @@ class EventSourceMapping:
             rest = [r for r, s in zip(records, seqs, strict=True) if s >= failed_from]
             log.error(
                 "%s: giving up on sequence numbers %d..%d after %d attempts (%s); records "
-                "moved to the on-failure list", p.table, failed_from, seqs[-1], attempts, error,
+                "moved to the on-failure list",
+                p.table,
+                failed_from,
+                seqs[-1],
+                attempts,
+                error,
             )
             self.store.add_failure(p.table, rest, attempts, error, checkpoint=seqs[-1])
             p.attempts.clear()
             return
-        log.info("%s: retrying from sequence number %d (attempt %d of %d)",
-                 p.table, failed_from, attempts + 1, self.max_retries + 1)
+        log.info(
+            "%s: retrying from sequence number %d (attempt %d of %d)",
+            p.table,
+            failed_from,
+            attempts + 1,
+            self.max_retries + 1,
+        )
         self._sleep(min(1.0, self.retry_delay * 2 ** (attempts - 1)))
 
 

@@ -44,16 +44,34 @@ _MAC_BYTES = 16
 # AggregatedMetrics list queries: (query field, index, partition arg, sort arg, sort fields).
 _METRICS_QUERIES: tuple[tuple[str, str, str, str, tuple[str, ...]], ...] = (
     ("listAggregatedMetrics", "AggregatedMetrics", "accountId", "compositeKey", ()),
-    ("listAggregatedMetricsByAccountIdAndRecordTypeAndTimeRangeStart", "byAccountRecordType",
-     "accountId", "recordTypeTimeRangeStart", ("recordType", "timeRangeStart")),
-    ("listAggregatedMetricsByAccountIdAndTimeRangeStartAndRecordType",
-     "byAccountTimeRangeRecord", "accountId", "timeRangeStartRecordType",
-     ("timeRangeStart", "recordType")),
-    ("listAggregatedMetricsByScorecardIdAndTimeRangeStartAndRecordType",
-     "byScorecardTimeRangeRecord", "scorecardId", "timeRangeStartRecordType",
-     ("timeRangeStart", "recordType")),
-    ("listAggregatedMetricsByScoreIdAndTimeRangeStartAndRecordType", "byScoreTimeRangeRecord",
-     "scoreId", "timeRangeStartRecordType", ("timeRangeStart", "recordType")),
+    (
+        "listAggregatedMetricsByAccountIdAndRecordTypeAndTimeRangeStart",
+        "byAccountRecordType",
+        "accountId",
+        "recordTypeTimeRangeStart",
+        ("recordType", "timeRangeStart"),
+    ),
+    (
+        "listAggregatedMetricsByAccountIdAndTimeRangeStartAndRecordType",
+        "byAccountTimeRangeRecord",
+        "accountId",
+        "timeRangeStartRecordType",
+        ("timeRangeStart", "recordType"),
+    ),
+    (
+        "listAggregatedMetricsByScorecardIdAndTimeRangeStartAndRecordType",
+        "byScorecardTimeRangeRecord",
+        "scorecardId",
+        "timeRangeStartRecordType",
+        ("timeRangeStart", "recordType"),
+    ),
+    (
+        "listAggregatedMetricsByScoreIdAndTimeRangeStartAndRecordType",
+        "byScoreTimeRangeRecord",
+        "scoreId",
+        "timeRangeStartRecordType",
+        ("timeRangeStart", "recordType"),
+    ),
 )
 # Amplify's @index composite sort keys on AggregatedMetrics (all four use the same fields).
 _COMPOSITE_SORT_KEYS = {
@@ -171,8 +189,8 @@ class Resolvers:
                 raise AppSyncError(str(exc), "DynamoDB:DynamoDbException") from None
             if partition is None and cond is not None:
                 raise AppSyncError(
-                    "When providing argument 'compositeKey' you must also provide "
-                    f"'{pk_arg}'.", "InvalidArgumentsError"
+                    f"When providing argument 'compositeKey' you must also provide '{pk_arg}'.",
+                    "InvalidArgumentsError",
                 )
             descending = str(args.get("sortDirection") or "ASC") == "DESC"
             limit = args.get("limit")
@@ -207,7 +225,9 @@ class Resolvers:
     # -- mutations -------------------------------------------------------------------------
     def _create(self, model: str) -> Resolver:
         def resolve(
-            _obj: Any, _info: GraphQLResolveInfo, input: dict[str, Any],
+            _obj: Any,
+            _info: GraphQLResolveInfo,
+            input: dict[str, Any],
             condition: dict[str, Any] | None = None,
         ) -> Any:
             item = dict(input)
@@ -227,7 +247,9 @@ class Resolvers:
         key_fields = TABLES[model].key
 
         def resolve(
-            _obj: Any, _info: GraphQLResolveInfo, input: dict[str, Any],
+            _obj: Any,
+            _info: GraphQLResolveInfo,
+            input: dict[str, Any],
             condition: dict[str, Any] | None = None,
         ) -> Any:
             if model == "AggregatedMetrics":
@@ -253,7 +275,9 @@ class Resolvers:
         key_fields = TABLES[model].key
 
         def resolve(
-            _obj: Any, _info: GraphQLResolveInfo, input: dict[str, Any],
+            _obj: Any,
+            _info: GraphQLResolveInfo,
+            input: dict[str, Any],
             condition: dict[str, Any] | None = None,
         ) -> Any:
             try:
@@ -274,7 +298,8 @@ def _with_alias_faults(fn: Resolver) -> Resolver:
             alias = str(info.path.key)
             if fault.aliases is None or alias in fault.aliases:
                 raise AppSyncError(
-                    fault.message or "Throughput exceeds the current capacity for one or more "
+                    fault.message
+                    or "Throughput exceeds the current capacity for one or more "
                     "global secondary indexes. DynamoDB is automatically scaling your index "
                     "so please try again shortly.",
                     fault.error_type or "DynamoDB:ProvisionedThroughputExceededException",

@@ -100,8 +100,11 @@ def generate_records(
         raise ValueError(f"unknown model {model!r}; one of {', '.join(SOURCE_MODELS)}")
     if start.tzinfo is None or end.tzinfo is None or end <= start:
         raise ValueError("start and end must be aware datetimes with start < end")
-    if not (0 <= late_fraction <= 1 and 0 <= invalid_fraction <= 1
-            and late_fraction + invalid_fraction <= 1):
+    if not (
+        0 <= late_fraction <= 1
+        and 0 <= invalid_fraction <= 1
+        and late_fraction + invalid_fraction <= 1
+    ):
         raise ValueError("late and invalid fractions must be in [0, 1] and sum to at most 1")
     rng = random.Random(seed)
     lo = int(start.timestamp() * 1000)
@@ -122,8 +125,13 @@ def generate_records(
         rec: Item = {"id": rid, "accountId": account_id}
         if model == "Item":
             by = _choice(rng, (("prediction", 0.5), ("evaluation", 0.3), ("other", 0.2)))
-            rec.update(createdAt=ts, updatedAt=ts, externalId=f"ext-{i}", createdByType=by,
-                       description=f"seeded item {i}")
+            rec.update(
+                createdAt=ts,
+                updatedAt=ts,
+                externalId=f"ext-{i}",
+                createdByType=by,
+                description=f"seeded item {i}",
+            )
             if by == "evaluation":
                 rec["evaluationId"] = f"evaluation-{i % 7}"
         elif model == "FeedbackItem":
@@ -135,9 +143,16 @@ def generate_records(
                 initial = None
             elif rng.random() < 0.05:
                 final = None
-            rec.update(scorecardId=sc, scoreId=rng.choice(scores[sc]), itemId=f"item-{i}",
-                       initialAnswerValue=initial, finalAnswerValue=final,
-                       isInvalid=rng.random() < 0.05, createdAt=created, updatedAt=ts)
+            rec.update(
+                scorecardId=sc,
+                scoreId=rng.choice(scores[sc]),
+                itemId=f"item-{i}",
+                initialAnswerValue=initial,
+                finalAnswerValue=final,
+                isInvalid=rng.random() < 0.05,
+                createdAt=created,
+                updatedAt=ts,
+            )
             if rng.random() < 0.6:
                 rec.update(editedAt=ts, editorName="seed", editCommentValue="changed")
         else:
@@ -145,19 +160,28 @@ def generate_records(
             if model == "ScoreResult":
                 sc = rng.choice(scorecards)
                 rec.update(
-                    itemId=f"item-{i}", scorecardId=sc, scoreId=rng.choice(scores[sc]),
-                    value=rng.choice(("Yes", "No")), code="200",
-                    type=_choice(rng, (("prediction", 0.6), ("evaluation", 0.3),
-                                       ("other", 0.1))),
+                    itemId=f"item-{i}",
+                    scorecardId=sc,
+                    scoreId=rng.choice(scores[sc]),
+                    value=rng.choice(("Yes", "No")),
+                    code="200",
+                    type=_choice(rng, (("prediction", 0.6), ("evaluation", 0.3), ("other", 0.1))),
                 )
             elif model == "Task":
-                rec.update(type="evaluation", status=rng.choice(("PENDING", "RUNNING",
-                                                                  "COMPLETED", "FAILED")),
-                           target=f"scorecard-{i % 3}", command="plexus evaluate")
+                rec.update(
+                    type="evaluation",
+                    status=rng.choice(("PENDING", "RUNNING", "COMPLETED", "FAILED")),
+                    target=f"scorecard-{i % 3}",
+                    command="plexus evaluate",
+                )
             elif model == "Evaluation":
                 sc = rng.choice(scorecards)
-                rec.update(type=rng.choice(("accuracy", "consistency")), status="COMPLETED",
-                           scorecardId=sc, scoreId=rng.choice(scores[sc]))
+                rec.update(
+                    type=rng.choice(("accuracy", "consistency")),
+                    status="COMPLETED",
+                    scorecardId=sc,
+                    scoreId=rng.choice(scores[sc]),
+                )
             elif model == "Procedure":
                 rec.update(name=f"procedure-{i % 11}", status="ACTIVE")
             else:  # ChatSession
@@ -200,9 +224,17 @@ def seed_records(
         if progress is not None:
             progress(done, count)
 
-    records = generate_records(model, account_id, count, start, end, seed=seed,
-                               late_fraction=late_fraction, invalid_fraction=invalid_fraction,
-                               kinds=kinds)
+    records = generate_records(
+        model,
+        account_id,
+        count,
+        start,
+        end,
+        seed=seed,
+        late_fraction=late_fraction,
+        invalid_fraction=invalid_fraction,
+        kinds=kinds,
+    )
     for rec in records:
         chunk.append(rec)
         if len(chunk) >= _CHUNK:
@@ -224,4 +256,3 @@ def parse_window(start: str, end: str) -> tuple[datetime, datetime]:
     if e <= s:
         raise ValueError(f"--end ({end}) must be after --start ({start})")
     return s, e
-

@@ -101,12 +101,19 @@ class LocalStack:
                 self.store, api_key=self.api_key, latency_ms=self.latency_ms, faults=self.faults
             )
             config = uvicorn.Config(
-                app, log_level="warning", access_log=False, lifespan="off",
-                timeout_graceful_shutdown=2, http="h11", loop="asyncio",
+                app,
+                log_level="warning",
+                access_log=False,
+                lifespan="off",
+                timeout_graceful_shutdown=2,
+                http="h11",
+                loop="asyncio",
             )
             self._server = uvicorn.Server(config)
             self._thread = threading.Thread(
-                target=self._server.run, kwargs={"sockets": [sock]}, name="local-appsync",
+                target=self._server.run,
+                kwargs={"sockets": [sock]},
+                name="local-appsync",
                 daemon=True,
             )
             self._thread.start()
@@ -117,8 +124,10 @@ class LocalStack:
                 time.sleep(0.01)
             if self._use_mapping:
                 self.mapping = EventSourceMapping(
-                    self.store, self._handler or self._default_handler,
-                    batch_window=self._batch_window, max_retries=self._max_retries,
+                    self.store,
+                    self._handler or self._default_handler,
+                    batch_window=self._batch_window,
+                    max_retries=self._max_retries,
                 )
                 self.mapping.start()
         except BaseException:

@@ -309,9 +309,7 @@ class Store(StreamTables):
         records: list[tuple[str, str]] = []
         for item in items:
             derived = _derived(t, item)
-            rows.append(
-                (*(item[c] for c in t.key), *(derived[c] for c in t.columns), _dumps(item))
-            )
+            rows.append((*(item[c] for c in t.key), *(derived[c] for c in t.columns), _dumps(item)))
             if stream and t.streamed:
                 keys = {c: item[c] for c in t.key}
                 rec = streams.build_record(t.name, self.stream_label, keys, None, item)
@@ -343,4 +341,3 @@ class Store(StreamTables):
 
     def all_metrics(self, account_id: str | None = None) -> list[Item]:
         return self.all_records("AggregatedMetrics", account_id)
-
