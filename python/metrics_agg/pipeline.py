@@ -29,11 +29,10 @@ from __future__ import annotations
 __all__ = ["MIN_UNIT_SECONDS", "handle_event", "recount", "run_unit", "verify"]
 
 import logging
-import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from metrics_agg import emf
@@ -41,72 +40,26 @@ from metrics_agg.config import Config
 from metrics_agg.counting import count_unit
 from metrics_agg.deadline import Deadline
 from metrics_agg.errors import TransportError
+from metrics_agg.event_kinds import event_kind, recount_unit, scheduled_units
 from metrics_agg.graphql.transport import GraphQLClient
 from metrics_agg.models import (
-    BUCKET_SIZES,
     SOURCE_MODELS,
     OffsetTimestamps,
-    UnitCounts,
     UnitKey,
     UnitOutcome,
     VerifyReport,
     WorkUnit,
 )
-from metrics_agg.planning import floor_hour, group_hours, plan_recount, plan_units
+from metrics_agg.planning import plan_recount, plan_units
 from metrics_agg.reading import read_unit
+from metrics_agg.reporting import fmt_count, log_counts, log_report, warn_offsets, window_text
 from metrics_agg.stream_events import parse_batch
-from metrics_agg.timestamps import format_bucket_time, parse_instant, utc_now
+from metrics_agg.timestamps import format_bucket_time, utc_now
 from metrics_agg.writing import diff_buckets, plan_writes, read_stored, write_changes
-from metrics_agg.zones import merge_offsets, offset_warning
+from metrics_agg.zones import merge_offsets
 
 _log = logging.getLogger("metrics_agg")
 MIN_UNIT_SECONDS = 2.0  # a unit needs a few requests; starting one later would overrun
-_ACCOUNTS_ENV = "METRICS_AGG_ACCOUNT_IDS"
-_HOUR = timedelta(hours=1)
-_MODEL_OF_TYPE = {rt: spec.name for spec in SOURCE_MODELS.values() for rt in spec.record_types}
-
-
-def _n(value: int) -> str:
-    return f"{value:,}"
-
-
-def _window(unit: WorkUnit) -> str:
-    parts = [f"{format_bucket_time(r.start)}–{format_bucket_time(r.end)}" for r in unit.ranges]
-    return ", ".join(parts)
-
-
-def _log_counts(counts: UnitCounts) -> bool:
-    """Log the counting lines; False when the cross-check fails (a counter bug)."""
-    ok = counts.one_minute_total == counts.processed
-    _log.info(
-        "      processed %s · missing %s · invalid %s · outside window %s",
-        _n(counts.processed),
-        _n(counts.missing),
-        _n(counts.invalid),
-        _n(counts.outside_window),
-    )
-    if counts.invalid_examples:
-        _log.info("      invalid timestamps, e.g. %s", ", ".join(counts.invalid_examples))
-    _log.info(
-        "      Cross-check: %s in 1-min buckets vs %s records %s",
-        _n(counts.one_minute_total),
-        _n(counts.processed),
-        "✓" if ok else "✗",
-    )
-    # Per recordType and size: non-empty buckets / buckets, and their total (one pass).
-    totals: dict[tuple[str, int], list[int]] = {}
-    for k, v in counts.desired.items():
-        acc = totals.setdefault((k.record_type, k.minutes), [0, 0, 0])
-        acc[0] += v.count > 0
-        acc[1] += 1
-        acc[2] += v.count
-    for record_type in SOURCE_MODELS[counts.unit.key.model].record_types:
-        per_size = []
-        for size in BUCKET_SIZES:
-            nonempty, n, total = totals.get((record_type, size), (0, 0, 0))
-            per_size.append(f"{size}-min {nonempty}/{n} Σ{_n(total)}")
-        _log.info("      %-24s %s", record_type, " · ".join(per_size))
-    return ok
 
 
 def run_unit(
@@ -126,7 +79,7 @@ def run_unit(
         key.account_id,
         sum(r.hours for r in unit.ranges),
         len(unit.ranges),
-        _window(unit),
+        window_text(unit),
     )
     for hour in unit.skipped_hours:
         _log.warning(
@@ -155,14 +108,16 @@ def run_unit(
         offsets = snapshot.offsets
         _log.info(
             "      %s rows read; batch images: %d merged, %d removed (%.2f s)",
-            _n(snapshot.records_read),
+            fmt_count(snapshot.records_read),
             snapshot.merged_from_batch,
             snapshot.removed_by_batch,
             time.monotonic() - t0,
         )
-        _log.info("[2/3] Counting %s records", _n(sum(len(r.records) for r in snapshot.ranges)))
+        _log.info(
+            "[2/3] Counting %s records", fmt_count(sum(len(r.records) for r in snapshot.ranges))
+        )
         counts = count_unit(snapshot)
-        if not _log_counts(counts):
+        if not log_counts(counts):
             return UnitOutcome(
                 key,
                 ok=False,
@@ -180,14 +135,14 @@ def run_unit(
         )
         if dry_run:
             writes = plan_writes(counts, stored)
-            _log.info("[3/3] Dry run: %s bucket(s) would be written", _n(len(writes)))
+            _log.info("[3/3] Dry run: %s bucket(s) would be written", fmt_count(len(writes)))
             return replace(base, buckets_planned=len(writes))
         out = write_changes(client, counts, config=config, deadline=deadline, stored=stored)
         _log.info(
             "[3/3] Wrote %s bucket(s) of %s compared: %d created, %d updated, "
             "%d superseded by a newer snapshot (%d round(s), %.2f s)",
-            _n(out.created + out.updated),
-            _n(out.compared),
+            fmt_count(out.created + out.updated),
+            fmt_count(out.compared),
             out.created,
             out.updated,
             out.superseded,
@@ -241,96 +196,6 @@ def _run_units(
     return outcomes
 
 
-def _report(outcomes: Sequence[UnitOutcome], seconds: float, requests: int) -> None:
-    failed = [o for o in outcomes if not o.ok]
-    counted = sum(o.records_counted for o in outcomes)
-    written = sum(o.buckets_written for o in outcomes)
-    if not failed:
-        _log.info(
-            "✓ SUCCESS: %d unit(s), %s records counted, %s buckets written, "
-            "%d HTTP requests, %.2f s",
-            len(outcomes),
-            _n(counted),
-            _n(written),
-            requests,
-            seconds,
-        )
-        return
-    names = "; ".join(f"{o.key.model} · {o.key.account_id}: {o.error}" for o in failed)
-    _log.warning(
-        "⚠ PARTIAL: %d of %d unit(s) failed (%s); %s records counted, %s buckets "
-        "written, %d HTTP requests, %.2f s",
-        len(failed),
-        len(outcomes),
-        names,
-        _n(counted),
-        _n(written),
-        requests,
-        seconds,
-    )
-
-
-def _warn_offsets(found: Sequence[OffsetTimestamps], config: Config) -> int:
-    """DESIGN §4.3: one warning per model of this invocation; the records involved."""
-    for item in found:
-        _log.warning("⚠ %s", offset_warning(item, config.zone_margin_minutes))
-    return sum(item.count for item in found)
-
-
-def _scheduled_units(
-    event: Mapping[str, Any], client: Any, now: datetime, deadline: Deadline
-) -> list[WorkUnit]:
-    detail = event.get("detail")
-    given = event.get("accountIds") or (
-        detail.get("accountIds") if isinstance(detail, Mapping) else None
-    )
-    accounts = [a for a in given if isinstance(a, str) and a] if isinstance(given, list) else []
-    if not accounts:
-        accounts = [a.strip() for a in os.environ.get(_ACCOUNTS_ENV, "").split(",") if a.strip()]
-    pairs: set[UnitKey]
-    if accounts:
-        pairs = {UnitKey(model, a) for a in accounts for model in SOURCE_MODELS}
-        _log.info("Scheduled finalize: %d account(s) given, all models", len(accounts))
-    else:
-        from metrics_agg.graphql.discovery import list_recent_metric_scopes
-
-        scopes = list_recent_metric_scopes(client, since=now - 2 * _HOUR, deadline=deadline)
-        pairs = {UnitKey(_MODEL_OF_TYPE[rt], a) for a, rt in scopes if rt in _MODEL_OF_TYPE}
-        _log.info(
-            "Scheduled finalize: %d active (model, account) pair(s) in the last 2 h", len(pairs)
-        )
-    ranges = group_hours([floor_hour(now) - _HOUR, floor_hour(now)])
-    return [WorkUnit(key=k, ranges=ranges) for k in sorted(pairs)]
-
-
-def _kind(event: Mapping[str, Any]) -> str:
-    if "Records" in event:
-        return "stream"
-    if "recount" in event:
-        return "recount"
-    if event.get("source") == "aws.events" or event.get("detail-type") == "Scheduled Event":
-        return "scheduled"
-    raise ValueError(
-        "unrecognised event: expected a DynamoDB stream batch ({'Records': [...]}), "
-        "an EventBridge 'Scheduled Event', or {'recount': {'accountId', 'model', "
-        "'start', 'end'}}"
-    )
-
-
-def _recount_unit(spec: Mapping[str, Any]) -> WorkUnit:
-    try:
-        return plan_recount(
-            str(spec["model"]),
-            str(spec["accountId"]),
-            parse_instant(str(spec["start"])),
-            parse_instant(str(spec["end"])),
-        )
-    except KeyError as exc:
-        raise ValueError(
-            f"recount event lacks {exc.args[0]!r}; expected accountId, model, start, end"
-        ) from None
-
-
 def handle_event(
     event: Mapping[str, Any],
     *,
@@ -345,7 +210,7 @@ def handle_event(
         ValueError: the event is none of the three kinds, or a recount event is malformed.
     """
     t0 = time.monotonic()
-    kind = _kind(event)
+    kind = event_kind(event)
     deadline = deadline or Deadline()
     clock: Callable[[], datetime] = utc_now if now is None else (lambda: now)
     wall = clock()
@@ -381,10 +246,10 @@ def handle_event(
                 ", ".join(f"{u.key.model} · {u.key.account_id}" for u in units) or "none",
             )
         elif kind == "recount":
-            units = [_recount_unit(event["recount"])]
+            units = [recount_unit(event["recount"])]
         else:
             try:
-                units = _scheduled_units(event, active, wall, deadline)
+                units = scheduled_units(event, active, wall, deadline)
             except TransportError as exc:
                 _log.error(
                     "⚠ PARTIAL: finding active pairs failed: %s: %s", type(exc).__name__, exc
@@ -392,12 +257,12 @@ def handle_event(
                 outcomes = [UnitOutcome(UnitKey("*", "*"), ok=False, error=str(exc))]
         if not outcomes:
             outcomes = _run_units(active, units, config=config, deadline=deadline, clock=clock)
-            _report(outcomes, time.monotonic() - t0, active.request_count - before)
+            log_report(outcomes, time.monotonic() - t0, active.request_count - before)
         requests = active.request_count - before
     finally:
         if own:
             active.close()
-    offsets = _warn_offsets(merge_offsets([*batch_offsets, *(o.offsets for o in outcomes)]), config)
+    offsets = warn_offsets(merge_offsets([*batch_offsets, *(o.offsets for o in outcomes)]), config)
     failed = [o for o in outcomes if not o.ok]
     emf.emit(
         emf.InvocationMetrics(
@@ -453,7 +318,7 @@ def recount(
     finally:
         if client is None:
             active.close()
-    _warn_offsets(merge_offsets([outcome.offsets]), config)
+    warn_offsets(merge_offsets([outcome.offsets]), config)
     return outcome
 
 
@@ -497,7 +362,7 @@ def verify(
     # The truth above is a recount from the same index: offsets beyond the margin make it
     # as blind as the stored counts, so "no mismatch" would be a silent wrong answer.
     offsets = merge_offsets(found)
-    _warn_offsets(offsets, config)
+    warn_offsets(offsets, config)
     return VerifyReport(
         tuple(mismatches),
         buckets_checked=checked,

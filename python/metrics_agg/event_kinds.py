@@ -1,0 +1,80 @@
+"""Which event this is, and the units of the scheduled and recount events (DESIGN §4).
+
+Stream batches are `stream_events`' and `planning`'s; this module classifies the event and
+plans the two other kinds. The scheduled event may ask the API which pairs were active
+(`graphql.discovery`), the one piece of I/O in planning, so it lives here, not in `planning`.
+"""
+
+from __future__ import annotations
+
+__all__ = ["event_kind", "recount_unit", "scheduled_units"]
+
+import logging
+import os
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from metrics_agg.deadline import Deadline
+from metrics_agg.models import SOURCE_MODELS, UnitKey, WorkUnit
+from metrics_agg.planning import floor_hour, group_hours, plan_recount
+from metrics_agg.timestamps import parse_instant
+
+_log = logging.getLogger("metrics_agg")
+_ACCOUNTS_ENV = "METRICS_AGG_ACCOUNT_IDS"
+_HOUR = timedelta(hours=1)
+_MODEL_OF_TYPE = {rt: spec.name for spec in SOURCE_MODELS.values() for rt in spec.record_types}
+
+
+def scheduled_units(
+    event: Mapping[str, Any], client: Any, now: datetime, deadline: Deadline
+) -> list[WorkUnit]:
+    detail = event.get("detail")
+    given = event.get("accountIds") or (
+        detail.get("accountIds") if isinstance(detail, Mapping) else None
+    )
+    accounts = [a for a in given if isinstance(a, str) and a] if isinstance(given, list) else []
+    if not accounts:
+        accounts = [a.strip() for a in os.environ.get(_ACCOUNTS_ENV, "").split(",") if a.strip()]
+    pairs: set[UnitKey]
+    if accounts:
+        pairs = {UnitKey(model, a) for a in accounts for model in SOURCE_MODELS}
+        _log.info("Scheduled finalize: %d account(s) given, all models", len(accounts))
+    else:
+        from metrics_agg.graphql.discovery import list_recent_metric_scopes
+
+        scopes = list_recent_metric_scopes(client, since=now - 2 * _HOUR, deadline=deadline)
+        pairs = {UnitKey(_MODEL_OF_TYPE[rt], a) for a, rt in scopes if rt in _MODEL_OF_TYPE}
+        _log.info(
+            "Scheduled finalize: %d active (model, account) pair(s) in the last 2 h", len(pairs)
+        )
+    ranges = group_hours([floor_hour(now) - _HOUR, floor_hour(now)])
+    return [WorkUnit(key=k, ranges=ranges) for k in sorted(pairs)]
+
+
+def event_kind(event: Mapping[str, Any]) -> str:
+    if "Records" in event:
+        return "stream"
+    if "recount" in event:
+        return "recount"
+    if event.get("source") == "aws.events" or event.get("detail-type") == "Scheduled Event":
+        return "scheduled"
+    raise ValueError(
+        "unrecognised event: expected a DynamoDB stream batch ({'Records': [...]}), "
+        "an EventBridge 'Scheduled Event', or {'recount': {'accountId', 'model', "
+        "'start', 'end'}}"
+    )
+
+
+def recount_unit(spec: Mapping[str, Any]) -> WorkUnit:
+    try:
+        return plan_recount(
+            str(spec["model"]),
+            str(spec["accountId"]),
+            parse_instant(str(spec["start"])),
+            parse_instant(str(spec["end"])),
+        )
+    except KeyError as exc:
+        raise ValueError(
+            f"recount event lacks {exc.args[0]!r}; expected accountId, model, start, end"
+        ) from None

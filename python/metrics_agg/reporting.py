@@ -1,0 +1,105 @@
+"""The human log of one invocation (DESIGN §4.7): per-unit lines and the final verdict.
+
+Pure formatting over typed outcomes, logged to the ``metrics_agg`` logger at INFO (failures
+and offset warnings at WARNING); the EMF figures are `emf`'s.
+"""
+
+from __future__ import annotations
+
+__all__ = ["fmt_count", "log_counts", "log_report", "warn_offsets", "window_text"]
+
+import logging
+from collections.abc import Sequence
+
+from metrics_agg.config import Config
+from metrics_agg.models import (
+    BUCKET_SIZES,
+    SOURCE_MODELS,
+    OffsetTimestamps,
+    UnitCounts,
+    UnitOutcome,
+    WorkUnit,
+)
+from metrics_agg.timestamps import format_bucket_time
+from metrics_agg.zones import offset_warning
+
+_log = logging.getLogger("metrics_agg")
+
+
+def fmt_count(value: int) -> str:
+    return f"{value:,}"
+
+
+def window_text(unit: WorkUnit) -> str:
+    parts = [f"{format_bucket_time(r.start)}–{format_bucket_time(r.end)}" for r in unit.ranges]
+    return ", ".join(parts)
+
+
+def log_counts(counts: UnitCounts) -> bool:
+    """Log the counting lines; False when the cross-check fails (a counter bug)."""
+    ok = counts.one_minute_total == counts.processed
+    _log.info(
+        "      processed %s · missing %s · invalid %s · outside window %s",
+        fmt_count(counts.processed),
+        fmt_count(counts.missing),
+        fmt_count(counts.invalid),
+        fmt_count(counts.outside_window),
+    )
+    if counts.invalid_examples:
+        _log.info("      invalid timestamps, e.g. %s", ", ".join(counts.invalid_examples))
+    _log.info(
+        "      Cross-check: %s in 1-min buckets vs %s records %s",
+        fmt_count(counts.one_minute_total),
+        fmt_count(counts.processed),
+        "✓" if ok else "✗",
+    )
+    # Per recordType and size: non-empty buckets / buckets, and their total (one pass).
+    totals: dict[tuple[str, int], list[int]] = {}
+    for k, v in counts.desired.items():
+        acc = totals.setdefault((k.record_type, k.minutes), [0, 0, 0])
+        acc[0] += v.count > 0
+        acc[1] += 1
+        acc[2] += v.count
+    for record_type in SOURCE_MODELS[counts.unit.key.model].record_types:
+        per_size = []
+        for size in BUCKET_SIZES:
+            nonempty, n, total = totals.get((record_type, size), (0, 0, 0))
+            per_size.append(f"{size}-min {nonempty}/{n} Σ{fmt_count(total)}")
+        _log.info("      %-24s %s", record_type, " · ".join(per_size))
+    return ok
+
+
+def log_report(outcomes: Sequence[UnitOutcome], seconds: float, requests: int) -> None:
+    failed = [o for o in outcomes if not o.ok]
+    counted = sum(o.records_counted for o in outcomes)
+    written = sum(o.buckets_written for o in outcomes)
+    if not failed:
+        _log.info(
+            "✓ SUCCESS: %d unit(s), %s records counted, %s buckets written, "
+            "%d HTTP requests, %.2f s",
+            len(outcomes),
+            fmt_count(counted),
+            fmt_count(written),
+            requests,
+            seconds,
+        )
+        return
+    names = "; ".join(f"{o.key.model} · {o.key.account_id}: {o.error}" for o in failed)
+    _log.warning(
+        "⚠ PARTIAL: %d of %d unit(s) failed (%s); %s records counted, %s buckets "
+        "written, %d HTTP requests, %.2f s",
+        len(failed),
+        len(outcomes),
+        names,
+        fmt_count(counted),
+        fmt_count(written),
+        requests,
+        seconds,
+    )
+
+
+def warn_offsets(found: Sequence[OffsetTimestamps], config: Config) -> int:
+    """DESIGN §4.3: one warning per model of this invocation; the records involved."""
+    for item in found:
+        _log.warning("⚠ %s", offset_warning(item, config.zone_margin_minutes))
+    return sum(item.count for item in found)
