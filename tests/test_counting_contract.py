@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import UserDict, defaultdict
 from collections.abc import Iterator, Mapping
@@ -269,6 +270,51 @@ def test_record_fields_must_be_named(backend: str) -> None:
         [{"updatedAt": "2024-05-07T00:01Z"}], W0, W1, fields="updatedAt", backend=backend
     )
     assert r.processed == 1
+
+
+def test_records_of_mixed_dict_shapes(backend: str) -> None:
+    """Dicts of one list need not share key order, key objects or storage: the compiled
+    loop remembers where a field sat in the last dict, and must fall back when it moved."""
+
+    class Obj:
+        def __init__(self, stamp: object, kind: object) -> None:
+            self.createdAt = stamp
+            self.type = kind
+
+    def stamp(i: int) -> str | None:
+        return None if i % 17 == 0 else f"2024-05-07T00:{i % 70:02d}:00.{i:03d}Z"
+
+    records: list[object] = []
+    for i in range(600):
+        kind = ("prediction", "evaluation", None, 7)[i % 4]
+        shape = (i // 40) % 6  # runs of one shape, so positions are learned and then move
+        if shape == 0:
+            record = {"id": i, "createdAt": stamp(i), "type": kind}
+        elif shape == 1:
+            record = {"type": kind, "pad": 0, "createdAt": stamp(i)}
+        elif shape == 2:  # keys and labels that are equal strings but not the same objects
+            record = json.loads(json.dumps({"createdAt": stamp(i), "type": kind}))
+        elif shape == 3:  # deleted entries before the fields
+            record = {"a": 1, "b": 2, "createdAt": stamp(i), "type": kind}
+            del record["a"], record["b"]
+        elif shape == 4:  # a split-table instance dict
+            record = vars(Obj(stamp(i), kind))
+        else:
+            record = {"createdAt": stamp(i)} if i % 2 else {"type": kind, "id": i}
+        records.append(record)
+    r = count_records(records, W0, W1, category_field="type", sizes=(1, 60), backend=backend)
+    stamps = [rec.get("createdAt") for rec in records]  # type: ignore[attr-defined]
+    kinds = [rec.get("type") for rec in records]  # type: ignore[attr-defined]
+    flat = count_buckets(stamps, W0, W1, sizes=(1, 60), categories=kinds, backend="python")
+    assert (r.processed, r.missing, r.invalid, r.outside_window) == (
+        flat.processed,
+        flat.missing,
+        flat.invalid,
+        flat.outside_window,
+    )
+    assert r.counts == flat.counts
+    assert r.category_counts == flat.category_counts
+    assert list(r.category_counts) == list(flat.category_counts)
 
 
 # --- backend selection ------------------------------------------------------------------

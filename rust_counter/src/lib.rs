@@ -7,6 +7,8 @@
 pub mod bucket;
 pub mod parse;
 #[cfg(feature = "python")]
+mod records;
+#[cfg(feature = "python")]
 mod source;
 
 #[cfg(feature = "python")]
@@ -18,7 +20,8 @@ mod bindings {
     use pyo3::types::{PyList, PyString};
 
     use crate::bucket::{count_strs, CountError, Counter, Tally};
-    use crate::source::{self, Counted, Failure, RecordFields};
+    use crate::records::{self, RecordFields};
+    use crate::source::{self, Counted, Failure};
 
     /// `(processed, missing, invalid, outside_window, counts, category_counts,
     /// invalid_examples)`, the shape `_rust_counter.pyi` declares.
@@ -107,7 +110,7 @@ mod bindings {
             fields: fields.iter().map(|f| PyString::intern(py, f)).collect(),
             category: category_field.map(|f| PyString::intern(py, &f)),
         };
-        raw(source::count_records(records, &fields, counter))
+        raw(records::count_records(records, &fields, counter))
     }
 
     /// Benchmark aid: the same strings copied into Rust once, so the standalone loop

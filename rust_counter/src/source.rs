@@ -6,7 +6,7 @@
 use pyo3::exceptions::PyIndexError;
 use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::types::{PyList, PyString};
+use pyo3::types::PyList;
 
 use crate::bucket::{Classified, CountError, Counter, Labels, Tally};
 
@@ -30,7 +30,7 @@ impl From<PyErr> for Failure {
 }
 
 /// What one Python value is, for the counting rules.
-enum Value<'a> {
+pub(crate) enum Value<'a> {
     /// `None`, or a key that is absent.
     Nothing,
     /// A `str` (or subclass) and its UTF-8 bytes.
@@ -47,7 +47,7 @@ enum Value<'a> {
 /// `obj` must be a valid object pointer, the GIL held, and the returned bytes used only
 /// while `obj` stays alive (strings are immutable, so their UTF-8 cache never moves).
 #[inline]
-unsafe fn value<'a>(obj: *mut ffi::PyObject) -> Value<'a> {
+pub(crate) unsafe fn value<'a>(obj: *mut ffi::PyObject) -> Value<'a> {
     // SAFETY: the caller guarantees `obj` is valid with the GIL held.
     unsafe {
         if ffi::PyUnicode_CheckExact(obj) != 0 || ffi::PyUnicode_Check(obj) != 0 {
@@ -71,7 +71,7 @@ unsafe fn value<'a>(obj: *mut ffi::PyObject) -> Value<'a> {
 
 /// Borrowed item `index` of `list`, or the `IndexError` if the list shrank meanwhile.
 #[inline]
-fn list_item(list: &Bound<'_, PyList>, index: usize) -> PyResult<*mut ffi::PyObject> {
+pub(crate) fn list_item(list: &Bound<'_, PyList>, index: usize) -> PyResult<*mut ffi::PyObject> {
     let at = ffi::Py_ssize_t::try_from(index)
         .map_err(|_| PyIndexError::new_err("list index out of range"))?;
     // SAFETY: `list` is a live list and the GIL is held; PyList_GetItem bounds-checks and
@@ -84,24 +84,34 @@ fn list_item(list: &Bound<'_, PyList>, index: usize) -> PyResult<*mut ffi::PyObj
     }
 }
 
-/// How many known label objects are compared by identity before reading bytes.
-const SAME_OBJECT_SCAN: usize = 4;
+/// How many label objects are recognised by identity before their bytes are read.
+const SAME_OBJECT: usize = 8;
 
-/// Maps category strings to the counter's label indexes, keeping the first object seen
+/// Maps category values to the counter's label indexes, keeping the first object seen
 /// for each label so it can be handed back as the result's key.
-struct Categories<'py> {
+pub(crate) struct Categories<'py> {
     py: Python<'py>,
     labels: Labels,
     /// `objects[label]`; index 0 is "no category".
     objects: Vec<Option<Py<PyAny>>>,
+    /// `(object, label)` of up to [`SAME_OBJECT`] label strings seen, so a repeated
+    /// object (a literal, an interned or shared string) skips the UTF-8 read and the
+    /// byte compare. Every pointer here is kept alive by `objects` or `aliases` for the
+    /// whole pass, so it can never be reused by another object meanwhile; a `str`'s
+    /// characters never change, so neither does its label.
+    same: Vec<(*mut ffi::PyObject, usize)>,
+    /// Strong references to the other objects in `same`.
+    aliases: Vec<Py<PyAny>>,
 }
 
 impl<'py> Categories<'py> {
-    fn new(py: Python<'py>) -> Self {
+    pub(crate) fn new(py: Python<'py>) -> Self {
         Self {
             py,
             labels: Labels::default(),
             objects: vec![None],
+            same: Vec::with_capacity(SAME_OBJECT),
+            aliases: Vec::new(),
         }
     }
 
@@ -109,24 +119,37 @@ impl<'py> Categories<'py> {
     ///
     /// # Safety
     /// As [`value`]: `obj` valid, GIL held.
-    unsafe fn index(
+    #[inline]
+    pub(crate) unsafe fn index(
         &mut self,
         counter: &mut Counter,
         obj: *mut ffi::PyObject,
     ) -> Result<usize, Failure> {
-        // The same object as a known label (interned or reused strings): no byte compare.
-        if let Some(index) = self
-            .objects
-            .iter()
-            .take(SAME_OBJECT_SCAN)
-            .position(|known| known.as_ref().is_some_and(|k| k.as_ptr() == obj))
-        {
+        // SAFETY: Py_None is a static, immortal object.
+        if obj == unsafe { ffi::Py_None() } {
+            return Ok(0);
+        }
+        if let Some(&(_, index)) = self.same.iter().find(|(known, _)| *known == obj) {
             return Ok(index);
         }
         // SAFETY: forwarded from the caller.
+        unsafe { self.index_slow(counter, obj) }
+    }
+
+    /// [`Categories::index`] for an object not seen before: read its bytes.
+    ///
+    /// # Safety
+    /// As [`value`]: `obj` valid, GIL held.
+    #[inline(never)]
+    unsafe fn index_slow(
+        &mut self,
+        counter: &mut Counter,
+        obj: *mut ffi::PyObject,
+    ) -> Result<usize, Failure> {
         let key: Vec<u8>;
-        let bytes: &[u8] = match unsafe { value(obj) } {
-            Value::Text(bytes) => bytes,
+        // SAFETY: forwarded from the caller.
+        let (bytes, remember): (&[u8], bool) = match unsafe { value(obj) } {
+            Value::Text(bytes) => (bytes, true),
             Value::Unencodable => {
                 // A label with lone surrogates: key it by its lossless surrogatepass form,
                 // which is never valid UTF-8 and so never equals another label's key.
@@ -134,23 +157,28 @@ impl<'py> Categories<'py> {
                 let any = unsafe { Bound::from_borrowed_ptr(self.py, obj) };
                 let encoded = any.call_method1("encode", ("utf-8", "surrogatepass"))?;
                 key = encoded.extract::<Vec<u8>>()?;
-                &key
+                (&key, false)
             }
             Value::Nothing | Value::Other => return Ok(0),
         };
         let (index, new) = self.labels.index(bytes);
+        // SAFETY: `obj` is valid with the GIL held; this takes a new strong reference,
+        // which keeps the pointer stored in `same` alive for the whole pass.
+        let owned = || unsafe { Bound::from_borrowed_ptr(self.py, obj) }.unbind();
         if new {
             counter.ensure_label(index)?;
-            // SAFETY: `obj` is valid with the GIL held; this takes a new strong reference.
-            self.objects.push(Some(
-                unsafe { Bound::from_borrowed_ptr(self.py, obj) }.unbind(),
-            ));
+            self.objects.push(Some(owned()));
+        } else if remember && self.same.len() < SAME_OBJECT {
+            self.aliases.push(owned());
+        }
+        if remember && self.same.len() < SAME_OBJECT {
+            self.same.push((obj, index));
         }
         Ok(index)
     }
 
     /// Category keys in the order of the tally's `category_counts`.
-    fn keys(&self, order: &[usize]) -> Vec<Option<Py<PyAny>>> {
+    pub(crate) fn keys(&self, order: &[usize]) -> Vec<Option<Py<PyAny>>> {
         order
             .iter()
             .map(|&label| {
@@ -167,9 +195,9 @@ impl<'py> Categories<'py> {
 pub type Counted = (Tally, Vec<Option<Py<PyAny>>>, Vec<Py<PyAny>>);
 
 /// Keeps the first few invalid values (the counter keeps only their positions).
-struct Examples {
-    max: usize,
-    values: Vec<Py<PyAny>>,
+pub(crate) struct Examples {
+    pub(crate) max: usize,
+    pub(crate) values: Vec<Py<PyAny>>,
 }
 
 impl Examples {
@@ -177,7 +205,7 @@ impl Examples {
     ///
     /// # Safety
     /// `obj` valid with the GIL held.
-    unsafe fn invalid(
+    pub(crate) unsafe fn invalid(
         &mut self,
         counter: &mut Counter,
         py: Python<'_>,
@@ -196,7 +224,7 @@ impl Examples {
     ///
     /// # Safety
     /// `obj` valid with the GIL held.
-    unsafe fn kept(&mut self, py: Python<'_>, obj: *mut ffi::PyObject) {
+    pub(crate) unsafe fn kept(&mut self, py: Python<'_>, obj: *mut ffi::PyObject) {
         if self.values.len() < self.max {
             // SAFETY: forwarded from the caller; this takes a new strong reference.
             self.values
@@ -264,117 +292,6 @@ pub fn count_list(
         }
     }
     let (tally, order) = counter.finish(categories.is_some());
-    let keys = labels.keys(&order);
-    Ok((tally, keys, examples.values))
-}
-
-/// How a record's fields are looked up.
-pub struct RecordFields<'py> {
-    /// Timestamp fields, tried in order: the first whose value is not absent, `None` or
-    /// `""` decides the record.
-    pub fields: Vec<Bound<'py, PyString>>,
-    pub category: Option<Bound<'py, PyString>>,
-}
-
-/// Result of looking a key up in one record.
-enum Lookup {
-    /// Borrowed from a dict (valid until Python code runs).
-    Borrowed(*mut ffi::PyObject),
-    /// Returned by a mapping's `get` (we own it).
-    Owned(Py<PyAny>),
-}
-
-impl Lookup {
-    fn ptr(&self) -> *mut ffi::PyObject {
-        match self {
-            Self::Borrowed(ptr) => *ptr,
-            Self::Owned(obj) => obj.as_ptr(),
-        }
-    }
-}
-
-/// `record[key]` for a dict (absent -> `None`), or `record.get(key)` for another mapping.
-fn lookup(record: &Bound<'_, PyAny>, is_dict: bool, key: &Bound<'_, PyString>) -> PyResult<Lookup> {
-    if is_dict {
-        // SAFETY: `record` is a live dict (checked by the caller) and `key` a live str,
-        // GIL held. The result is borrowed from the dict, which `record` keeps alive.
-        let found = unsafe { ffi::PyDict_GetItemWithError(record.as_ptr(), key.as_ptr()) };
-        if found.is_null() {
-            if let Some(error) = PyErr::take(record.py()) {
-                return Err(error);
-            }
-            // SAFETY: Py_None is a static, immortal object.
-            return Ok(Lookup::Borrowed(unsafe { ffi::Py_None() }));
-        }
-        Ok(Lookup::Borrowed(found))
-    } else {
-        Ok(Lookup::Owned(record.call_method1("get", (key,))?.unbind()))
-    }
-}
-
-/// Count a list of records (dicts, or any objects with a mapping `get`).
-pub fn count_records(
-    records: &Bound<'_, PyList>,
-    fields: &RecordFields<'_>,
-    mut counter: Counter,
-) -> Result<Counted, Failure> {
-    let py = records.py();
-    let mut labels = Categories::new(py);
-    let mut examples = Examples {
-        max: counter.max_examples(),
-        values: Vec::new(),
-    };
-    // A record's own `get` could shrink the list: `list_item` then raises IndexError.
-    for position in 0..records.len() {
-        let item = list_item(records, position)?;
-        // SAFETY: `item` is a borrowed reference from the list; we take a strong one so
-        // the record outlives any Python code its lookups run.
-        let record = unsafe { Bound::from_borrowed_ptr(py, item) };
-        // SAFETY: `item` is valid with the GIL held.
-        let is_dict = unsafe { ffi::PyDict_CheckExact(item) != 0 || ffi::PyDict_Check(item) != 0 };
-        if !is_dict && !record.hasattr("get")? {
-            // SAFETY: `item` is kept alive by `record`.
-            unsafe { examples.invalid(&mut counter, py, item, position) };
-            continue;
-        }
-        let mut index = None;
-        let mut decided = false;
-        for field in &fields.fields {
-            let found = lookup(&record, is_dict, field)?;
-            // SAFETY: `found` is alive (borrowed from the record, or owned) and no Python
-            // code runs before `classify` has finished with the bytes.
-            match unsafe { value(found.ptr()) } {
-                Value::Nothing | Value::Text([]) => continue,
-                Value::Text(bytes) => match counter.classify(bytes, position) {
-                    Classified::Count(at) => index = Some(at),
-                    // SAFETY: `found` is alive (see above).
-                    Classified::Invalid => unsafe { examples.kept(py, found.ptr()) },
-                    Classified::Other => {}
-                },
-                // SAFETY: `found` is alive (see above).
-                Value::Unencodable | Value::Other => unsafe {
-                    examples.invalid(&mut counter, py, found.ptr(), position);
-                },
-            }
-            decided = true;
-            break;
-        }
-        if !decided {
-            counter.missing();
-        }
-        if let Some(index) = index {
-            let label = match &fields.category {
-                Some(field) => {
-                    let found = lookup(&record, is_dict, field)?;
-                    // SAFETY: as above; `found` stays alive across this call.
-                    unsafe { labels.index(&mut counter, found.ptr())? }
-                }
-                None => 0,
-            };
-            counter.count_at(index, label);
-        }
-    }
-    let (tally, order) = counter.finish(fields.category.is_some());
     let keys = labels.keys(&order);
     Ok((tally, keys, examples.values))
 }
