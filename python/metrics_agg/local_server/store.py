@@ -76,7 +76,8 @@ class Store(StreamTables):
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = os.fspath(path)
         self._local = threading.local()
-        self._all: list[sqlite3.Connection] = []
+        # Each connection with the thread that opened it (see `close`).
+        self._all: list[tuple[threading.Thread, sqlite3.Connection]] = []
         self._lock = threading.Lock()
         self._closed = False
         self._on_write: list[Callable[[], None]] = []
@@ -97,15 +98,24 @@ class Store(StreamTables):
             conn.execute("PRAGMA busy_timeout=30000")
             self._local.conn = conn
             with self._lock:
-                self._all.append(conn)
+                self._all.append((threading.current_thread(), conn))
         return conn
 
     def close(self) -> None:
+        """Close the connections of this thread and of threads that have ended.
+
+        A connection whose thread is still running (a server or mapping thread that did
+        not stop in time) is left to that thread: closing a SQLite connection while
+        another thread executes on it can crash the interpreter. It is closed when it is
+        garbage-collected.
+        """
         with self._lock:
             self._closed = True
             conns, self._all = self._all, []
-        for conn in conns:
-            conn.close()
+        me = threading.current_thread()
+        for owner, conn in conns:
+            if owner is me or not owner.is_alive():
+                conn.close()
 
     def on_write(self, callback: Callable[[], None]) -> None:
         """Call `callback` after every committed stream append (the mapping's wake-up)."""
