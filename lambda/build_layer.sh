@@ -25,6 +25,10 @@
 #    them every cold start would compile every module from source.
 # 4. Zipped with fixed timestamps (same inputs, same zip, so `sam deploy` skips the upload),
 #    size printed; the build fails over 50 MB zipped or 250 MB unzipped (Lambda's limits).
+#    Written as dist/metrics-agg-layer-<arch>.zip and copied to dist/metrics-agg-layer.zip,
+#    the one path template.yaml deploys: `sam package` uploads every ContentUri whatever its
+#    Condition, so an arch-specific path there would make an arm64 deploy need the x86_64 zip.
+#    Deploy with the Architecture parameter of the last build (printed at the end).
 #
 # Environment: PYTHON (host interpreter running pip and maturin; default python3), PYTHON312
 # (for the .pyc and the import check; found via pyenv when unset), MATURIN (default maturin),
@@ -113,6 +117,7 @@ find_zig() {
 
 PY312="$(find_python312 || true)"
 OUT="dist/metrics-agg-layer-$ARCH.zip"
+DEPLOY_ZIP="dist/metrics-agg-layer.zip"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/metrics-agg-layer.XXXXXX")"
 trap 'rm -rf "$WORK"' EXIT
 LAYER="$WORK/layer/python"
@@ -222,3 +227,5 @@ echo "build_layer: contents: $(find "$LAYER" -maxdepth 1 -name '*.dist-info' -pr
     | sed 's/\.dist-info$//' | LC_ALL=C sort | tr '\n' ' ')"
 [ "$ZIPPED" -le "$MAX_ZIPPED" ] || die "the layer is $(mb "$ZIPPED") zipped: over the 50 MB bar"
 [ "$UNZIPPED" -le "$MAX_UNZIPPED" ] || die "the layer is $(mb "$UNZIPPED") unzipped: over 250 MB"
+cp "$OUT" "$DEPLOY_ZIP"
+echo "build_layer: $DEPLOY_ZIP (what template.yaml deploys) is now $ARCH: deploy with Architecture=$ARCH"

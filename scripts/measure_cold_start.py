@@ -97,7 +97,7 @@ def main() -> int:
             z.extractall(Path(tmp) / "opt")
         task = Path(tmp) / "task"
         task.mkdir()
-        shutil.copy2(ROOT / "lambda" / "handler.py", task / "handler.py")
+        shutil.copy2(ROOT / "lambda" / "function" / "handler.py", task / "handler.py")
         env = {
             "PATH": "/usr/bin:/bin",
             "LANG": "C.UTF-8",

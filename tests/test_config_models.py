@@ -35,6 +35,35 @@ def test_region_from_appsync_host() -> None:
         _ = Config(endpoint="http://127.0.0.1:8765/graphql").signing_region
 
 
+CUSTOM_DOMAIN = "https://metrics.example.com/graphql"  # names no region
+
+
+@pytest.mark.parametrize(
+    ("env", "region"),
+    [
+        ({"AWS_REGION": "eu-central-1"}, "eu-central-1"),  # Lambda sets it: the fallback
+        ({"AWS_DEFAULT_REGION": "eu-central-1"}, "eu-central-1"),
+        ({"AWS_REGION": "eu-central-1", "METRICS_AGG_REGION": "us-east-2"}, "us-east-2"),
+    ],
+)
+def test_signing_region_for_a_custom_domain(env: dict[str, str], region: str) -> None:
+    config = Config.from_env({"PLEXUS_API_URL": CUSTOM_DOMAIN, **env})
+    assert config.signing_region == region
+
+
+def test_appsync_host_region_wins_over_the_default_region() -> None:
+    url = "https://abc.appsync-api.eu-west-1.amazonaws.com/graphql"
+    assert Config.from_env({"PLEXUS_API_URL": url, "AWS_REGION": "us-east-1"}).signing_region == (
+        "eu-west-1"
+    )
+
+
+def test_no_region_names_the_variables_that_are_read() -> None:
+    with pytest.raises(ConfigError, match="METRICS_AGG_REGION") as info:
+        _ = Config.from_env({"PLEXUS_API_URL": CUSTOM_DOMAIN}).signing_region
+    assert "AWS_REGION" in str(info.value)
+
+
 def test_numeric_knobs_are_validated() -> None:
     env = {"PLEXUS_API_URL": "https://x", "METRICS_AGG_MAX_HOURS_BACK": "48"}
     assert Config.from_env(env).max_hours_back == 48

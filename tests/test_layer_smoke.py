@@ -3,7 +3,7 @@
 A fresh CPython 3.12 virtual environment holds only boto3/botocore (with urllib3 1.26, as
 the Lambda runtime may), never this project or a Rust toolchain. The layer zip is unzipped
 and its ``python/`` folder put on ``sys.path`` ahead of that environment's site-packages,
-the way Lambda orders ``/var/task``, ``/opt/python`` and the runtime; ``lambda/handler.py``
+the way Lambda orders ``/var/task``, ``/opt/python`` and the runtime; ``lambda/function/handler.py``
 is copied alone into a task folder. The handler then runs on a stream event against the
 local server (started here, from the project's environment, without its mapping): first
 with the compiled counter, then with the compiled module deleted from a copy of the layer.
@@ -127,7 +127,7 @@ def layers(tmp_path_factory: pytest.TempPathFactory, runtime: Path) -> dict[str,
         path.unlink()
     task = base / "task"
     task.mkdir()
-    shutil.copy2(ROOT / "lambda" / "handler.py", task / "handler.py")
+    shutil.copy2(ROOT / "lambda" / "function" / "handler.py", task / "handler.py")
     return {"rust": base / "rust" / "python", "python": base / "python" / "python", "task": task}
 
 

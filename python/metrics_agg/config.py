@@ -26,6 +26,9 @@ class Config:
     endpoint: str
     api_key: str | None = field(default=None, repr=False)
     region: str | None = None  # IAM only; defaults to the region in the endpoint host
+    # IAM only, last resort: AWS_REGION (set by Lambda) or AWS_DEFAULT_REGION, for an
+    # endpoint whose host names no region (a custom domain).
+    default_region: str | None = None
     max_hours_back: int = 168  # DESIGN §4.2: older hours are reported, not recounted
     read_parallelism: int = 8
     write_parallelism: int = 4
@@ -54,18 +57,25 @@ class Config:
     def signing_region(self) -> str:
         """Region for SigV4.
 
+        ``region`` (METRICS_AGG_REGION), else the AppSync host's region, else
+        ``default_region`` (AWS_REGION, AWS_DEFAULT_REGION): the host names the API's own
+        region, which a workstation's default region may not be.
+
         Raises:
-            ConfigError: IAM auth on an endpoint whose host names no region.
+            ConfigError: IAM auth with no region from any of those.
         """
         if self.region:
             return self.region
         m = _REGION_IN_HOST.search(self.endpoint)
-        if m is None:
-            raise ConfigError(
-                "IAM auth needs a region: set AWS_REGION, or use an AppSync endpoint "
-                "(https://<id>.appsync-api.<region>.amazonaws.com/graphql), or set an API key"
-            )
-        return m.group(1)
+        if m is not None:
+            return m.group(1)
+        if self.default_region:
+            return self.default_region
+        raise ConfigError(
+            "IAM auth needs the API's region: the endpoint host names none (a custom domain?) "
+            "and neither METRICS_AGG_REGION nor AWS_REGION is set; set METRICS_AGG_REGION "
+            "(or AWS_REGION), or set an API key"
+        )
 
     def with_(self, **changes: object) -> Config:
         return replace(self, **changes)  # type: ignore[arg-type]
@@ -89,6 +99,7 @@ class Config:
             "endpoint": endpoint,
             "api_key": env.get("PLEXUS_API_KEY") or env.get("GRAPHQL_API_KEY") or None,
             "region": env.get("METRICS_AGG_REGION") or None,
+            "default_region": env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None,
         }
         for name, var in (
             ("max_hours_back", "METRICS_AGG_MAX_HOURS_BACK"),

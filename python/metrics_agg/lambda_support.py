@@ -1,4 +1,4 @@
-"""What `lambda/handler.py` needs at import: logging for the Lambda runtime and the config.
+"""What `lambda/function/handler.py` needs at import: logging for the Lambda runtime and the config.
 
 Kept out of the handler so the handler stays a thin, logic-free shell (STYLE "Handler").
 Runs once per cold start; nothing here is on the per-invocation path.

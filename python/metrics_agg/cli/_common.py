@@ -45,7 +45,8 @@ environment:
   PLEXUS_API_KEY | GRAPHQL_API_KEY    API key; without one, IAM (SigV4) with the default AWS
                                       credential chain. Prefer the environment over --api-key:
                                       a key typed on the command line lands in shell history.
-  METRICS_AGG_REGION                  SigV4 region when the endpoint host names none
+  METRICS_AGG_REGION                  SigV4 region (default: the endpoint host's, else
+                                      AWS_REGION / AWS_DEFAULT_REGION)
   METRICS_AGG_READ_PARALLELISM, METRICS_AGG_WRITE_PARALLELISM,
   METRICS_AGG_MUTATIONS_PER_REQUEST, METRICS_AGG_MAX_HOURS_BACK   tuning knobs
 
