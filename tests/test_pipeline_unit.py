@@ -225,6 +225,25 @@ def test_emf_goes_to_stdout_in_lambda() -> None:
     assert json.loads(buf.getvalue())["BucketsWritten"] == 2
 
 
+@pytest.mark.parametrize(
+    ("environ", "stack"),
+    [
+        ({"AWS_LAMBDA_FUNCTION_NAME": "prod-aggregator", "METRICS_AGG_STACK": "prod"}, "prod"),
+        ({"AWS_LAMBDA_FUNCTION_NAME": "staging-aggregator"}, "staging-aggregator"),
+    ],
+)
+def test_emf_metrics_carry_the_stack_dimension(environ: dict[str, str], stack: str) -> None:
+    """Two stacks in one account (staging, production) must not add up into one metric."""
+    buf = io.StringIO()
+    emf.emit(emf.InvocationMetrics("stream", 1, 2, 0, 1.5, 0, 3), environ=environ, stream=buf)
+    doc = json.loads(buf.getvalue())
+    assert doc["Stack"] == stack
+    (directive,) = doc["_aws"]["CloudWatchMetrics"]
+    assert directive["Dimensions"] == [["Stack", "EventKind"], ["Stack"]]
+    for dimensions in directive["Dimensions"]:
+        assert all(name in doc for name in dimensions)
+
+
 def test_recount_event_and_verify(fake: FakeApi) -> None:
     fake.add("Task", id="t1", accountId="a", updatedAt="2024-05-01T03:07:00Z")
     fake.put_stored(

@@ -2,13 +2,22 @@
 
 In Lambda (``AWS_LAMBDA_FUNCTION_NAME`` set) or with ``METRICS_AGG_EMF=1`` the line goes to
 stdout, where CloudWatch Logs extracts the metrics; elsewhere (CLI, local stream mapping,
-tests) it is logged at DEBUG so it does not clutter a terminal. The line carries figures
-and the event kind only: no account ids, keys, endpoints or payloads.
+tests) it is logged at DEBUG so it does not clutter a terminal. The line carries figures,
+the event kind and the stack (or function) name only: no account ids, keys, endpoints or
+payloads.
 """
 
 from __future__ import annotations
 
-__all__ = ["NAMESPACE", "InvocationMetrics", "emit", "render"]
+__all__ = [
+    "DIMENSIONS",
+    "NAMESPACE",
+    "STACK_ENV",
+    "InvocationMetrics",
+    "emit",
+    "render",
+    "stack_name",
+]
 
 import json
 import logging
@@ -20,6 +29,11 @@ from dataclasses import dataclass
 from typing import TextIO
 
 NAMESPACE = "MetricsAgg"
+# The `Stack` dimension: the template sets METRICS_AGG_STACK to the stack name, so a staging
+# and a production stack in one account keep apart; the function name otherwise.
+STACK_ENV = "METRICS_AGG_STACK"
+# Per stack and event kind, and per stack alone (what an alarm on the whole function needs).
+DIMENSIONS = (("Stack", "EventKind"), ("Stack",))
 _log = logging.getLogger("metrics_agg")
 
 
@@ -50,7 +64,15 @@ _METRICS = (
 )
 
 
-def render(metrics: InvocationMetrics, *, timestamp_ms: int | None = None) -> str:
+def stack_name(environ: Mapping[str, str] | None = None) -> str:
+    """The `Stack` dimension's value: METRICS_AGG_STACK, the function name, or ``local``."""
+    env = os.environ if environ is None else environ
+    return env.get(STACK_ENV) or env.get("AWS_LAMBDA_FUNCTION_NAME") or "local"
+
+
+def render(
+    metrics: InvocationMetrics, *, stack: str = "local", timestamp_ms: int | None = None
+) -> str:
     """The EMF JSON line (no trailing newline)."""
     doc: dict[str, object] = {
         "_aws": {
@@ -58,11 +80,12 @@ def render(metrics: InvocationMetrics, *, timestamp_ms: int | None = None) -> st
             "CloudWatchMetrics": [
                 {
                     "Namespace": NAMESPACE,
-                    "Dimensions": [["EventKind"]],
+                    "Dimensions": [list(d) for d in DIMENSIONS],
                     "Metrics": [{"Name": name, "Unit": unit} for name, _, unit in _METRICS],
                 }
             ],
         },
+        "Stack": stack,
         "EventKind": metrics.event_kind,
     }
     for name, attr, _ in _METRICS:
@@ -79,7 +102,7 @@ def emit(
 ) -> None:
     """Print the line to stdout in Lambda (or when asked), else log it at DEBUG."""
     env = os.environ if environ is None else environ
-    line = render(metrics)
+    line = render(metrics, stack=stack_name(env))
     in_lambda = bool(env.get("AWS_LAMBDA_FUNCTION_NAME"))
     if stream is not None or in_lambda or env.get("METRICS_AGG_EMF") == "1":
         out = stream or sys.stdout
