@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import Literal
 
 import pytest
 
@@ -179,6 +180,45 @@ def test_unauthorized_is_not_retried(server: FakeGraphQLServer) -> None:
     assert client.request_count == 1
     assert info.value.status == 401
     assert info.value.error_types == ("UnauthorizedException",)
+
+
+@pytest.mark.parametrize(
+    ("message", "verdict"),
+    [
+        ("API key has expired.", "the AppSync API key has expired"),
+        # What AppSync usually answers to an expired or deleted key: nothing more specific.
+        ("You are not authorized to make this call.", "the AppSync API key was rejected"),
+    ],
+)
+@pytest.mark.parametrize("kind", ["read", "write"])
+def test_rejected_api_key_is_reported_as_such(
+    server: FakeGraphQLServer, message: str, verdict: str, kind: Literal["read", "write"]
+) -> None:
+    server.script = [
+        Reply(401, {"errors": [{"errorType": "UnauthorizedException", "message": message}]})
+    ]
+    with make_client(server) as client, pytest.raises(TransportError) as info:
+        client.execute(DOC, kind=kind)
+    assert isinstance(info.value, ReadError if kind == "read" else WriteError)
+    assert client.request_count == 1  # not retried: a key does not come back by itself
+    text = str(info.value)
+    assert verdict in text and "UnauthorizedException" in text and "docs/deployment.md" in text
+    assert API_KEY not in text
+
+
+def test_iam_401_is_not_called_an_api_key_problem(server: FakeGraphQLServer) -> None:
+    class Signed:
+        def headers(
+            self, method: str, url: str, body: bytes, headers: Mapping[str, str]
+        ) -> dict[str, str]:
+            return {**headers, "authorization": "AWS4-HMAC-SHA256 test"}
+
+    denied = {"errorType": "UnauthorizedException", "message": "not authorized"}
+    server.script = [Reply(401, {"errors": [denied]})]
+    config = Config(endpoint=server.endpoint, max_attempts=2)
+    with GraphQLClient(config, auth=Signed()) as client, pytest.raises(ReadError) as info:
+        client.execute(DOC, kind="read")
+    assert "API key" not in str(info.value) and "HTTP 401" in str(info.value)
 
 
 def test_graphql_error_on_read_keeps_type_and_path(server: FakeGraphQLServer) -> None:

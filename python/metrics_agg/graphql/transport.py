@@ -37,7 +37,7 @@ from metrics_agg.errors import (
     TransportError,
     WriteError,
 )
-from metrics_agg.graphql.auth import Auth, auth_for
+from metrics_agg.graphql.auth import ApiKeyAuth, Auth, auth_for
 
 logger = logging.getLogger("metrics_agg.graphql")
 
@@ -243,7 +243,9 @@ class GraphQLClient:
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             # Timeouts, refused/reset connections, truncated responses: transient.
             raise _Fault(f"connection error ({type(exc).__name__})", retryable=True) from exc
-        return _interpret(resp.status, resp.headers, resp.data, kind)
+        return _interpret(
+            resp.status, resp.headers, resp.data, kind, api_key=isinstance(self._auth, ApiKeyAuth)
+        )
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         ceiling = min(self._backoff_cap, self._backoff_base * 2.0 ** (attempt - 1))
@@ -253,7 +255,9 @@ class GraphQLClient:
         return delay
 
 
-def _interpret(status: int, headers: Mapping[str, str], raw: bytes, kind: Kind) -> GraphQLResponse:
+def _interpret(
+    status: int, headers: Mapping[str, str], raw: bytes, kind: Kind, *, api_key: bool = False
+) -> GraphQLResponse:
     """Classify one HTTP response: return the decoded response or raise a ``_Fault``."""
     payload: Any = None
     decode_error: Exception | None = None
@@ -273,6 +277,8 @@ def _interpret(status: int, headers: Mapping[str, str], raw: bytes, kind: Kind) 
             errors=errors,
             retry_after=retry_after,
         )
+    if status == 401 and api_key:
+        raise _Fault(_rejected_api_key(errors), retryable=False, status=status, errors=errors)
     if not 200 <= status < 300:
         raise _Fault(
             f"HTTP {status}{_describe(errors)}",
@@ -308,6 +314,22 @@ def _interpret(status: int, headers: Mapping[str, str], raw: bytes, kind: Kind) 
                 f"GraphQL errors{_describe(errors)}", retryable=False, status=status, errors=errors
             )
     return GraphQLResponse(data, errors)
+
+
+def _rejected_api_key(errors: tuple[GraphQLErrorInfo, ...]) -> str:
+    """Say what a 401 to an API-key request means (issue 14): AppSync keys expire (Amplify's
+    after 7 days by default, 365 at most), and the usual answer to an expired or deleted key
+    is a bare ``UnauthorizedException``, so the operator is told to check the key first."""
+    expired = any("expired" in e.message.lower() for e in errors)
+    verdict = (
+        "the AppSync API key has expired"
+        if expired
+        else "the AppSync API key was rejected (expired, deleted, or not a key of this API)"
+    )
+    return (
+        f"{verdict}: HTTP 401{_describe(errors)}. Put a current key in the secret and make the "
+        "function start cold, or switch to IAM auth (docs/deployment.md)"
+    )
 
 
 def _error_infos(raw: object) -> tuple[GraphQLErrorInfo, ...]:
