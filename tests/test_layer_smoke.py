@@ -232,3 +232,12 @@ def test_layer_leaves_out_what_the_runtime_provides() -> None:
     assert [n for n in names if n.startswith("python/metrics_agg/_rust_counter")]
     # Precompiled for the runtime (the layer is read-only there).
     assert "python/metrics_agg/__pycache__/pipeline.cpython-312.pyc" in names
+
+
+def test_the_template_deploys_the_layer_just_built() -> None:
+    """build_layer.sh leaves its zip at the one path template.yaml deploys (issue 14, item 4)."""
+    deploy_zip = ROOT / "dist" / "metrics-agg-layer.zip"
+    if not LAYER_ZIP.exists() or not deploy_zip.exists():
+        _unavailable("the layer is not built: run `bash lambda/build_layer.sh`")
+    built = [p for p in (ROOT / "dist").glob("metrics-agg-layer-*.zip")]
+    assert deploy_zip.read_bytes() in {p.read_bytes() for p in built}
