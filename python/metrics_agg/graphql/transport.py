@@ -327,8 +327,8 @@ def _rejected_api_key(errors: tuple[GraphQLErrorInfo, ...]) -> str:
         else "the AppSync API key was rejected (expired, deleted, or not a key of this API)"
     )
     return (
-        f"{verdict}: HTTP 401{_describe(errors)}. Put a current key in the secret and make the "
-        "function start cold, or switch to IAM auth (docs/deployment.md)"
+        f"{verdict}: HTTP 401{_describe(errors)}. Use a current key (PLEXUS_API_KEY, or the "
+        "function's secret, then make it start cold) or IAM auth (docs/deployment.md)"
     )
 
 
