@@ -201,6 +201,10 @@ class BucketWrite:
     snapshot_time: datetime  # becomes `updatedAt`; the write's condition compares to it
     create: bool  # False: update an existing key
     created_at: datetime | None = None  # for creates; updates keep the stored one
+    # An update retried after a false conflict: the stored `updatedAt` string it found to be
+    # an older instant; the write is then conditional on exactly that value (see
+    # `graphql.writes.update_condition`).
+    expected_updated_at: str | None = None
 
 
 # --- Pipeline stage values (DESIGN §4): event -> plan -> read -> count -> write -> report ---
