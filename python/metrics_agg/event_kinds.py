@@ -18,14 +18,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from metrics_agg.deadline import Deadline
-from metrics_agg.models import SOURCE_MODELS, UnitKey, WorkUnit
+from metrics_agg.models import MODEL_OF_RECORD_TYPE, SOURCE_MODELS, UnitKey, WorkUnit
 from metrics_agg.planning import floor_hour, group_hours, plan_recount
 from metrics_agg.timestamps import parse_instant
 
 _log = logging.getLogger("metrics_agg")
 _ACCOUNTS_ENV = "METRICS_AGG_ACCOUNT_IDS"
 _HOUR = timedelta(hours=1)
-_MODEL_OF_TYPE = {rt: spec.name for spec in SOURCE_MODELS.values() for rt in spec.record_types}
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +64,8 @@ def scheduled_units(
         )
         # A stand-in returning a plain set of scopes has nothing unfinished.
         unfinished = getattr(scopes, "unfinished", ())
-        pairs = {UnitKey(_MODEL_OF_TYPE[rt], a) for a, rt in scopes if rt in _MODEL_OF_TYPE}
+        model_of = MODEL_OF_RECORD_TYPE
+        pairs = {UnitKey(model_of[rt], a) for a, rt in scopes if rt in model_of}
         _log.info(
             "Scheduled finalize: %d active (model, account) pair(s) in the last 2 h "
             "(%s account(s) listed%s)",

@@ -9,6 +9,7 @@ from __future__ import annotations
 __all__ = [
     "BUCKET_SIZES",
     "FEEDBACK_RECORD_TYPES",
+    "MODEL_OF_RECORD_TYPE",
     "SOURCE_MODELS",
     "Batch",
     "BucketDifference",
@@ -122,6 +123,10 @@ SOURCE_MODELS: Mapping[str, ModelSpec] = {
             "feedbackItems",
         ),
     )
+}
+# recordType -> the model it counts (the scheduled pass maps discovered recordTypes back).
+MODEL_OF_RECORD_TYPE: Mapping[str, str] = {
+    rt: spec.name for spec in SOURCE_MODELS.values() for rt in spec.record_types
 }
 
 

@@ -40,7 +40,7 @@ from metrics_agg.deadline import Deadline
 from metrics_agg.errors import DeadlineExceeded, ReadError, TransportError
 from metrics_agg.graphql.reads import query_document
 from metrics_agg.graphql.transport import GraphQLClient
-from metrics_agg.models import SOURCE_MODELS
+from metrics_agg.models import MODEL_OF_RECORD_TYPE, SOURCE_MODELS
 from metrics_agg.timestamps import format_bucket_time
 
 logger = logging.getLogger("metrics_agg.graphql")
@@ -54,7 +54,6 @@ RECENT_QUERY = "listAggregatedMetricsByAccountIdAndTimeRangeStartAndRecordType"
 DISCOVERY_PAGE_LIMIT = 200
 # Part of the remaining deadline discovery may use; the rest is for recounting the pairs.
 DISCOVERY_SHARE = 0.5
-_MODEL_OF_TYPE = {rt: spec.name for spec in SOURCE_MODELS.values() for rt in spec.record_types}
 
 
 class ActiveScopes(frozenset[tuple[str, str]]):
@@ -146,8 +145,8 @@ def _recent_record_types(
             record_type = item.get("recordType") if isinstance(item, dict) else None
             if isinstance(record_type, str):
                 found.add(record_type)
-                if record_type in _MODEL_OF_TYPE:
-                    models.add(_MODEL_OF_TYPE[record_type])
+                if record_type in MODEL_OF_RECORD_TYPE:
+                    models.add(MODEL_OF_RECORD_TYPE[record_type])
         if len(models) == len(SOURCE_MODELS):
             break  # every model of the account is active: nothing more to learn
     return found
