@@ -202,7 +202,12 @@ class FakeApi:
                     continue
                 self.stored[ident] = StoredBucket(w.key, w.value, stamp, stamp)
             else:
-                if existing is None or existing.updated_at > stamp:
+                held = (
+                    existing is not None and existing.updated_at == w.expected_updated_at
+                    if w.expected_updated_at is not None
+                    else existing is not None and existing.updated_at <= stamp
+                )
+                if not held:
                     results.append(
                         WriteResult(
                             w, ok=False, conflict=True, error=GraphQLErrorInfo("condition", CCF)

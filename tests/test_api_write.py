@@ -71,7 +71,7 @@ def write(
     )
 
 
-def test_create_input_has_every_field_in_fixed_widths() -> None:
+def test_create_input_has_every_set_field_in_fixed_widths_and_no_nulls() -> None:
     w = write(
         5, 4, create=True, record_type="feedbackItemsByScore", scorecard_id="sc", score_id="s1"
     )
@@ -89,19 +89,13 @@ def test_create_input_has_every_field_in_fixed_widths() -> None:
         "metadata": '{"changedCount":4,"unchangedCount":0,"invalidCount":0}',
         "createdAt": "2024-05-01T14:02:03.004000Z",
         "updatedAt": "2024-05-01T14:02:03.004000Z",
-        "cost": None,
-        "decisionCount": None,
-        "externalAiApiCount": None,
-        "cachedAiApiCount": None,
-        "errorCount": None,
     }
 
 
 def test_update_input_resends_sort_key_fields_and_keeps_created_at() -> None:
     got = bucket_input(write(5, 4, create=False))
     assert got["recordType"] == "items" and got["timeRangeStart"] == "2024-05-01T13:05:00Z"
-    assert got["scorecardId"] is None and got["scoreId"] is None and got["metadata"] is None
-    assert "createdAt" not in got and "cost" not in got
+    assert not {"scorecardId", "scoreId", "metadata", "createdAt", "cost"} & got.keys()
     created = datetime(2024, 5, 1, 13, 5, tzinfo=UTC)
     w = BucketWrite(write(5, 4, create=False).key, BucketValue(4, True), SNAP, False, created)
     assert bucket_input(w)["createdAt"] == "2024-05-01T13:05:00.000000Z"

@@ -4,13 +4,23 @@ paging by `nextToken`, the composite-key index query a dashboard uses, and
 create-then-update of AggregatedMetrics with a full input. These documents are written as a
 client would hand-write them, not generated from our operations, so a drift between the
 schema and the Amplify-generated API shows up here.
+
+Plexus's own AggregatedMetrics documents (its dashboard's query and its Python client's
+queries and mutations), copied unchanged from AnthusAI/Plexus into tests/plexus_documents/
+with their attribution, run here as Plexus sends them (issue 12, item 4).
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
-from metrics_agg.local_server import LocalClient
+import pytest
+
+from metrics_agg import pipeline
+from metrics_agg.local_server import LocalClient, LocalStack, seed_records
+from metrics_agg.local_server.client import LocalApiError
 
 LIST_ITEMS = """
 query ListItemsForWindow($accountId: String!, $startTime: String!, $endTime: String!,
@@ -192,3 +202,145 @@ def test_create_then_update_metrics_and_read_them_like_a_dashboard(
         ("2024-05-01T10:00:00Z", 3),
         ("2024-05-01T10:05:00Z", 2),
     ]
+
+
+# -- Plexus's own documents, copied from upstream (tests/plexus_documents/), unchanged ------
+
+PLEXUS_DOCUMENTS = Path(__file__).parent / "plexus_documents"
+
+
+def _plexus_buckets(local_stack: LocalStack) -> None:
+    """Buckets written by this system's recount: Items in 10:00-11:00 and 11:00-12:00."""
+    start = datetime(2024, 5, 1, 10, tzinfo=UTC)
+    seed_records(local_stack.store, "Item", "acme", 200, start, start + timedelta(hours=2), seed=3)
+    outcome = pipeline.recount(
+        config=local_stack.config(),
+        account_id="acme",
+        model="Item",
+        start=start,
+        end=start + timedelta(hours=2),
+    )
+    assert outcome.ok
+
+
+def _truth(local_stack: LocalStack, record_type: str, minutes: int) -> dict[str, int]:
+    return {
+        r["timeRangeStart"]: r["count"]
+        for r in local_stack.store.all_metrics("acme")
+        if r["recordType"] == record_type and r["numberOfMinutes"] == minutes
+    }
+
+
+def test_plexus_dashboard_query_runs_unchanged(
+    local_stack: LocalStack, local_client: LocalClient
+) -> None:
+    _plexus_buckets(local_stack)
+    query = (PLEXUS_DOCUMENTS / "dashboard_useUnifiedMetrics.graphql").read_text()
+    # The dashboard's variables: JavaScript's toISOString() (milliseconds).
+    data = local_client.execute(
+        query,
+        {
+            "accountId": "acme",
+            "recordType": "predictionItems",
+            "startTime": "2024-05-01T10:00:00.000Z",
+            "endTime": "2024-05-01T11:00:00.000Z",
+        },
+    )
+    page = data["listAggregatedMetricsByAccountIdAndRecordTypeAndTimeRangeStart"]
+    items = page["items"]
+    assert page["nextToken"] is None
+    starts = [i["timeRangeStart"] for i in items]
+    assert starts == sorted(starts, reverse=True)  # sortDirection: DESC
+    # "…T11:00:00Z" sorts after the bound "…T11:00:00.000Z": the 11:00 buckets are out,
+    # exactly as DynamoDB compares the composite key strings.
+    assert {(i["timeRangeStart"], i["count"]) for i in items if i["numberOfMinutes"] == 60} == {
+        ("2024-05-01T10:00:00Z", _truth(local_stack, "predictionItems", 60)["2024-05-01T10:00:00Z"])
+    }
+    assert sum(i["count"] for i in items if i["numberOfMinutes"] == 1) == sum(
+        n for ts, n in _truth(local_stack, "predictionItems", 1).items() if ts < "2024-05-01T11"
+    )
+    # Never set by this system: null in the dashboard's read.
+    assert {(i["cost"], i["errorCount"]) for i in items} == {(None, None)}
+
+
+def test_plexus_python_client_queries_run_unchanged(
+    local_stack: LocalStack, local_client: LocalClient
+) -> None:
+    from plexus_documents import aggregated_metrics_client as plexus
+
+    _plexus_buckets(local_stack)
+    # Variables as the client builds them: isoformat().replace('+00:00', 'Z').
+    start = datetime(2024, 5, 1, 10, tzinfo=UTC).isoformat().replace("+00:00", "Z")
+    end = datetime(2024, 5, 1, 12, tzinfo=UTC).isoformat().replace("+00:00", "Z")
+    by_type = local_client.execute(
+        plexus.LIST_BY_RECORD_TYPE,
+        {"accountId": "acme", "recordType": "items", "startTime": start, "endTime": end},
+    )["listAggregatedMetricsByAccountIdAndRecordTypeAndTimeRangeStart"]
+    assert {i["recordType"] for i in by_type["items"]} == {"items"}
+    hours = {
+        i["timeRangeStart"]: i["count"] for i in by_type["items"] if i["numberOfMinutes"] == 60
+    }
+    assert hours == _truth(local_stack, "items", 60)
+    # `$startTime: AWSDateTime!` inside the byAccountTimeRangeRecord key: valid upstream,
+    # rejected by this schema before timeRangeStart was AWSDateTime there (issue 12).
+    by_time = local_client.execute(
+        plexus.LIST_BY_TIME_RANGE, {"accountId": "acme", "startTime": "2024-05-01T11:00:00Z"}
+    )["listAggregatedMetricsByAccountIdAndTimeRangeStartAndRecordType"]
+    got = by_time["items"]
+    assert got and min(i["timeRangeStart"] for i in got) == "2024-05-01T11:00:00Z"
+    assert len(got) == sum(
+        1 for r in local_stack.store.all_metrics("acme") if r["timeRangeStart"] >= "2024-05-01T11"
+    )
+    # ...and a value AppSync's AWSDateTime rejects is rejected here too.
+    with pytest.raises(LocalApiError, match="DateTime"):
+        local_client.execute(
+            plexus.LIST_BY_TIME_RANGE, {"accountId": "acme", "startTime": "2024-05-01"}
+        )
+
+
+def test_plexus_python_client_create_or_update_runs_unchanged(local_client: LocalClient) -> None:
+    from plexus_documents import aggregated_metrics_client as plexus
+
+    base = {
+        "accountId": "acme",
+        "compositeKey": "scoreResults#2024-05-01T10:00:00Z#60",
+        "recordType": "scoreResults",
+        "timeRangeStart": "2024-05-01T10:00:00Z",
+        "timeRangeEnd": "2024-05-01T11:00:00Z",
+        "numberOfMinutes": 60,
+        "count": 3,
+        "complete": False,
+        "updatedAt": "2024-05-01T10:30:00.123456Z",
+        "cost": 12,  # Int upstream (a.integer())
+    }
+    # create_or_update tries the update first: no such key, a conditional failure...
+    with pytest.raises(LocalApiError, match="ConditionalCheckFailed"):
+        local_client.execute(plexus.UPDATE_MUTATION, {"input": base})
+    # ...and falls back to the create.
+    created = local_client.execute(
+        plexus.CREATE_MUTATION, {"input": {**base, "createdAt": base["updatedAt"]}}
+    )["createAggregatedMetrics"]
+    assert (created["count"], created["cost"], created["metadata"]) == (3, 12, None)
+    updated = local_client.execute(
+        plexus.UPDATE_MUTATION, {"input": {**base, "count": 4, "complete": True}}
+    )["updateAggregatedMetrics"]
+    assert (updated["count"], updated["complete"]) == (4, True)
+    # cost is Int, not Float.
+    with pytest.raises(LocalApiError, match="cost"):
+        local_client.execute(plexus.UPDATE_MUTATION, {"input": {**base, "cost": 1.5}})
+
+
+def test_condition_input_has_no_primary_key_fields(local_client: LocalClient) -> None:
+    # Amplify's ModelAggregatedMetricsConditionInput leaves out accountId and compositeKey:
+    # AppSync rejects a condition naming them, and so does the local server.
+    for name in ("accountId", "compositeKey"):
+        with pytest.raises(LocalApiError, match=name):
+            local_client.execute(
+                "mutation U($input: UpdateAggregatedMetricsInput!, "
+                "$condition: ModelAggregatedMetricsConditionInput) {"
+                " updateAggregatedMetrics(input: $input, condition: $condition) { count } }",
+                {
+                    "input": {"accountId": "acme", "compositeKey": "k", "count": 1},
+                    "condition": {name: {"eq": "x"}},
+                },
+            )

@@ -2,33 +2,48 @@
 
 Stream batches are `stream_events`' and `planning`'s; this module classifies the event and
 plans the two other kinds. The scheduled event may ask the API which pairs were active
-(`graphql.discovery`), the one piece of I/O in planning, so it lives here, not in `planning`.
+(`graphql.discovery`: accounts, then one key-condition query per account), the one piece
+of I/O in planning, so it lives here, not in `planning`.
 """
 
 from __future__ import annotations
 
-__all__ = ["event_kind", "recount_unit", "scheduled_units"]
+__all__ = ["ScheduledPlan", "event_kind", "recount_unit", "scheduled_units"]
 
 import logging
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from metrics_agg.deadline import Deadline
-from metrics_agg.models import SOURCE_MODELS, UnitKey, WorkUnit
+from metrics_agg.models import MODEL_OF_RECORD_TYPE, SOURCE_MODELS, UnitKey, WorkUnit
 from metrics_agg.planning import floor_hour, group_hours, plan_recount
 from metrics_agg.timestamps import parse_instant
 
 _log = logging.getLogger("metrics_agg")
 _ACCOUNTS_ENV = "METRICS_AGG_ACCOUNT_IDS"
 _HOUR = timedelta(hours=1)
-_MODEL_OF_TYPE = {rt: spec.name for spec in SOURCE_MODELS.values() for rt in spec.record_types}
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduledPlan:
+    """The scheduled pass's units, and the accounts discovery could not finish (reported,
+    not dropped: issue 15)."""
+
+    units: list[WorkUnit]
+    unfinished: tuple[tuple[str, str], ...] = ()  # (accountId, reason)
 
 
 def scheduled_units(
     event: Mapping[str, Any], client: Any, now: datetime, deadline: Deadline
-) -> list[WorkUnit]:
+) -> ScheduledPlan:
+    """Units of the scheduled pass: given accounts, else the pairs discovery finds.
+
+    Raises:
+        TransportError: discovery could not list the accounts.
+    """
     detail = event.get("detail")
     given = event.get("accountIds") or (
         detail.get("accountIds") if isinstance(detail, Mapping) else None
@@ -37,19 +52,29 @@ def scheduled_units(
     if not accounts:
         accounts = [a.strip() for a in os.environ.get(_ACCOUNTS_ENV, "").split(",") if a.strip()]
     pairs: set[UnitKey]
+    unfinished: tuple[tuple[str, str], ...] = ()
     if accounts:
         pairs = {UnitKey(model, a) for a in accounts for model in SOURCE_MODELS}
         _log.info("Scheduled finalize: %d account(s) given, all models", len(accounts))
     else:
-        from metrics_agg.graphql.discovery import list_recent_metric_scopes
+        from metrics_agg.graphql import discovery
 
-        scopes = list_recent_metric_scopes(client, since=now - 2 * _HOUR, deadline=deadline)
-        pairs = {UnitKey(_MODEL_OF_TYPE[rt], a) for a, rt in scopes if rt in _MODEL_OF_TYPE}
+        scopes = discovery.list_recent_metric_scopes(
+            client, since=now - 2 * _HOUR, deadline=deadline
+        )
+        # A stand-in returning a plain set of scopes has nothing unfinished.
+        unfinished = getattr(scopes, "unfinished", ())
+        model_of = MODEL_OF_RECORD_TYPE
+        pairs = {UnitKey(model_of[rt], a) for a, rt in scopes if rt in model_of}
         _log.info(
-            "Scheduled finalize: %d active (model, account) pair(s) in the last 2 h", len(pairs)
+            "Scheduled finalize: %d active (model, account) pair(s) in the last 2 h "
+            "(%s account(s) listed%s)",
+            len(pairs),
+            getattr(scopes, "accounts", "?"),
+            f", {len(unfinished)} not finished: reported" if unfinished else "",
         )
     ranges = group_hours([floor_hour(now) - _HOUR, floor_hour(now)])
-    return [WorkUnit(key=k, ranges=ranges) for k in sorted(pairs)]
+    return ScheduledPlan([WorkUnit(key=k, ranges=ranges) for k in sorted(pairs)], unfinished)
 
 
 def event_kind(event: Mapping[str, Any]) -> str:

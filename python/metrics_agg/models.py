@@ -9,6 +9,7 @@ from __future__ import annotations
 __all__ = [
     "BUCKET_SIZES",
     "FEEDBACK_RECORD_TYPES",
+    "MODEL_OF_RECORD_TYPE",
     "SOURCE_MODELS",
     "Batch",
     "BucketDifference",
@@ -123,6 +124,10 @@ SOURCE_MODELS: Mapping[str, ModelSpec] = {
         ),
     )
 }
+# recordType -> the model it counts (the scheduled pass maps discovered recordTypes back).
+MODEL_OF_RECORD_TYPE: Mapping[str, str] = {
+    rt: spec.name for spec in SOURCE_MODELS.values() for rt in spec.record_types
+}
 
 
 def model_for_table(table_name: str) -> ModelSpec | None:
@@ -201,6 +206,10 @@ class BucketWrite:
     snapshot_time: datetime  # becomes `updatedAt`; the write's condition compares to it
     create: bool  # False: update an existing key
     created_at: datetime | None = None  # for creates; updates keep the stored one
+    # An update retried after a false conflict: the stored `updatedAt` string it found to be
+    # an older instant; the write is then conditional on exactly that value (see
+    # `graphql.writes.update_condition`).
+    expected_updated_at: str | None = None
 
 
 # --- Pipeline stage values (DESIGN §4): event -> plan -> read -> count -> write -> report ---

@@ -9,9 +9,11 @@ The Lambda handler, the CLI and the local stream mapping all call `handle_event`
   index hid from a stream invocation. Active pairs are found as follows: if account ids
   are given (``"accountIds"`` in the event or its ``detail``, else the comma-separated
   env ``METRICS_AGG_ACCOUNT_IDS``), every model of those accounts; otherwise the
-  (account, recordType) of every AggregatedMetrics row updated in the last two hours
-  (`graphql.discovery`, a filtered scan), mapped back to models: every stream invocation
-  writes its touched buckets (DESIGN §4.5), so an active pair always has such a row;
+  (account, recordType) of every AggregatedMetrics row whose bucket starts in the last two
+  hours (`graphql.discovery`: ``listAccounts``, then one key-condition query per account),
+  mapped back to models: every stream invocation writes its touched buckets (DESIGN
+  §4.5), so an active pair always has such a row. Accounts discovery could not finish
+  within its share of the deadline are reported as failed units, not dropped;
 - a recount event ``{"recount": {"accountId", "model", "start", "end"}}`` backfills
   ``[start, end)`` aligned outward to hours.
 
@@ -221,6 +223,7 @@ def handle_event(
     batch_offsets: tuple[OffsetTimestamps, ...] = ()
     outcomes: list[UnitOutcome] = []
     units: list[WorkUnit] = []
+    undiscovered: list[UnitOutcome] = []
     try:
         if kind == "stream":
             batch = parse_batch(event, zone_margin_minutes=config.zone_margin_minutes)
@@ -249,7 +252,13 @@ def handle_event(
             units = [recount_unit(event["recount"])]
         else:
             try:
-                units = scheduled_units(event, active, wall, deadline)
+                plan = scheduled_units(event, active, wall, deadline)
+                units = plan.units
+                # Accounts discovery could not finish are reported, not dropped (issue 15).
+                undiscovered = [
+                    UnitOutcome(UnitKey("*", a), ok=False, started=False, error=why)
+                    for a, why in plan.unfinished
+                ]
             except TransportError as exc:
                 _log.error(
                     "⚠ PARTIAL: finding active pairs failed: %s: %s", type(exc).__name__, exc
@@ -257,6 +266,7 @@ def handle_event(
                 outcomes = [UnitOutcome(UnitKey("*", "*"), ok=False, error=str(exc))]
         if not outcomes:
             outcomes = _run_units(active, units, config=config, deadline=deadline, clock=clock)
+            outcomes += undiscovered
             log_report(outcomes, time.monotonic() - t0, active.request_count - before)
         requests = active.request_count - before
     finally:

@@ -69,6 +69,9 @@ def log_counts(counts: UnitCounts) -> bool:
     return ok
 
 
+_NAMED = 10  # failed units named in the summary line
+
+
 def log_report(outcomes: Sequence[UnitOutcome], seconds: float, requests: int) -> None:
     failed = [o for o in outcomes if not o.ok]
     counted = sum(o.records_counted for o in outcomes)
@@ -84,7 +87,9 @@ def log_report(outcomes: Sequence[UnitOutcome], seconds: float, requests: int) -
             seconds,
         )
         return
-    names = "; ".join(f"{o.key.model} · {o.key.account_id}: {o.error}" for o in failed)
+    names = "; ".join(f"{o.key.model} · {o.key.account_id}: {o.error}" for o in failed[:_NAMED])
+    if len(failed) > _NAMED:  # e.g. many accounts discovery did not finish: the count says it
+        names += f"; and {len(failed) - _NAMED} more"
     _log.warning(
         "⚠ PARTIAL: %d of %d unit(s) failed (%s); %s records counted, %s buckets "
         "written, %d HTTP requests, %.2f s",

@@ -15,9 +15,11 @@ Every write is conditional (the api sets it): an update only lands when the stor
 `updatedAt` is not newer than this snapshot's. Conflicts, in bounded rounds:
 - create -> ConditionalCheckFailed: the key exists (a racing writer created it): retry
   as an update;
-- update -> ConditionalCheckFailed: the stored bucket is re-read; newer `updatedAt`
-  means a newer snapshot already wrote it (superseded: not a failure); a vanished key is
-  created; otherwise the update is retried.
+- update -> ConditionalCheckFailed: the stored bucket is re-read; a newer `updatedAt`
+  (compared as instants) means a newer snapshot already wrote it (superseded: not a
+  failure); a vanished key is created; otherwise the update is retried as a
+  compare-and-swap on the stored `updatedAt` string (writers differ in fraction width,
+  so the string `le` can fail against an older instant: `graphql.writes.update_condition`).
 Any other per-alias error, a `WriteError`, or conflicts left after the last round fail
 the unit (the caller reports it and the stream retries it).
 """
@@ -27,6 +29,7 @@ from __future__ import annotations
 __all__ = ["MAX_ROUNDS", "diff_buckets", "plan_writes", "read_stored", "write_changes"]
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -34,6 +37,7 @@ from metrics_agg.config import Config
 from metrics_agg.deadline import Deadline
 from metrics_agg.errors import WriteError
 from metrics_agg.graphql import api
+from metrics_agg.graphql.api import stored_is_newer  # pure: stays real when tests fake `api`
 from metrics_agg.models import (
     FEEDBACK_RECORD_TYPES,
     SOURCE_MODELS,
@@ -47,7 +51,6 @@ from metrics_agg.models import (
     WorkUnit,
     WriteOutcome,
 )
-from metrics_agg.timestamps import format_write_time
 
 MAX_ROUNDS = 4
 _ZERO_METADATA = {"changedCount": 0, "unchangedCount": 0, "invalidCount": 0}
@@ -172,7 +175,6 @@ def write_changes(
         stored = read_stored(client, counts.unit, deadline=deadline)
     pending = plan_writes(counts, stored)
     compared = len(_targets(counts, stored))
-    mine = format_write_time(counts.snapshot_time)
     created = updated = superseded = rounds = 0
     while pending:
         if rounds == MAX_ROUNDS:
@@ -220,10 +222,12 @@ def write_changes(
                 now_stored = fresh.get(w.key.composite_key)
                 if now_stored is None:
                     retry.append(BucketWrite(w.key, w.value, w.snapshot_time, create=True))
-                elif now_stored.updated_at > mine:
+                elif stored_is_newer(now_stored.updated_at, w.snapshot_time):
                     superseded += 1  # DESIGN §4.5: a newer snapshot already wrote it
                 else:
-                    retry.append(w)
+                    # Older as an instant (another writer's fraction width may sort it
+                    # after ours): compare-and-swap on the exact stored string.
+                    retry.append(replace(w, expected_updated_at=now_stored.updated_at))
         pending = retry
     return WriteOutcome(
         compared=compared, created=created, updated=updated, superseded=superseded, rounds=rounds

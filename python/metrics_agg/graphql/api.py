@@ -26,6 +26,7 @@ __all__ = [
     "preload_documents",
     "query_document",
     "sort_key_ranges",
+    "stored_is_newer",
     "write_buckets",
 ]
 
@@ -42,7 +43,13 @@ from metrics_agg.graphql.stored import (
     list_stored_buckets,
     list_stored_buckets_over,
 )
-from metrics_agg.graphql.writes import WriteResult, _write_document, bucket_input, write_buckets
+from metrics_agg.graphql.writes import (
+    WriteResult,
+    _write_document,
+    bucket_input,
+    stored_is_newer,
+    write_buckets,
+)
 
 
 def preload_documents() -> None:

@@ -12,6 +12,24 @@ _schema_root = _schema.schema
 __all__ = ('Operations',)
 
 
+def query_list_accounts():
+    _op = sgqlc.operation.Operation(_schema_root.query_type, name='ListAccounts', variables=dict(filter=sgqlc.types.Arg(_schema.ModelAccountFilterInput), limit=sgqlc.types.Arg(_schema.Int), nextToken=sgqlc.types.Arg(_schema.String)))
+    _op_list_accounts = _op.list_accounts(filter=sgqlc.types.Variable('filter'), limit=sgqlc.types.Variable('limit'), next_token=sgqlc.types.Variable('nextToken'))
+    _op_list_accounts_items = _op_list_accounts.items()
+    _op_list_accounts_items.id()
+    _op_list_accounts.next_token()
+    return _op
+
+
+def query_list_aggregated_metrics_by_account_id_and_time_range_start_and_record_type():
+    _op = sgqlc.operation.Operation(_schema_root.query_type, name='ListAggregatedMetricsByAccountIdAndTimeRangeStartAndRecordType', variables=dict(accountId=sgqlc.types.Arg(sgqlc.types.non_null(_schema.String)), timeRangeStartRecordType=sgqlc.types.Arg(_schema.ModelAggregatedMetricsByAccountTimeRangeRecordCompositeKeyConditionInput), limit=sgqlc.types.Arg(_schema.Int), nextToken=sgqlc.types.Arg(_schema.String)))
+    _op_list_aggregated_metrics_by_account_id_and_time_range_start_and_record_type = _op.list_aggregated_metrics_by_account_id_and_time_range_start_and_record_type(account_id=sgqlc.types.Variable('accountId'), time_range_start_record_type=sgqlc.types.Variable('timeRangeStartRecordType'), limit=sgqlc.types.Variable('limit'), next_token=sgqlc.types.Variable('nextToken'))
+    _op_list_aggregated_metrics_by_account_id_and_time_range_start_and_record_type_items = _op_list_aggregated_metrics_by_account_id_and_time_range_start_and_record_type.items()
+    _op_list_aggregated_metrics_by_account_id_and_time_range_start_and_record_type_items.record_type()
+    _op_list_aggregated_metrics_by_account_id_and_time_range_start_and_record_type.next_token()
+    return _op
+
+
 def query_list_item_by_account_id_and_created_at():
     _op = sgqlc.operation.Operation(_schema_root.query_type, name='ListItemByAccountIdAndCreatedAt', variables=dict(accountId=sgqlc.types.Arg(sgqlc.types.non_null(_schema.String)), createdAt=sgqlc.types.Arg(_schema.ModelStringKeyConditionInput), filter=sgqlc.types.Arg(_schema.ModelItemFilterInput), limit=sgqlc.types.Arg(_schema.Int), nextToken=sgqlc.types.Arg(_schema.String)))
     _op_list_item_by_account_id_and_created_at = _op.list_item_by_account_id_and_created_at(account_id=sgqlc.types.Variable('accountId'), created_at=sgqlc.types.Variable('createdAt'), filter=sgqlc.types.Variable('filter'), limit=sgqlc.types.Variable('limit'), next_token=sgqlc.types.Variable('nextToken'))
@@ -144,7 +162,9 @@ def query_list_aggregated_metrics_by_account_id_and_record_type_and_time_range_s
 
 
 class Query:
+    list_accounts = query_list_accounts()
     list_aggregated_metrics_by_account_id_and_record_type_and_time_range_start = query_list_aggregated_metrics_by_account_id_and_record_type_and_time_range_start()
+    list_aggregated_metrics_by_account_id_and_time_range_start_and_record_type = query_list_aggregated_metrics_by_account_id_and_time_range_start_and_record_type()
     list_chat_session_by_account_id_and_updated_at = query_list_chat_session_by_account_id_and_updated_at()
     list_evaluation_by_account_id_and_updated_at = query_list_evaluation_by_account_id_and_updated_at()
     list_feedback_item_by_account_id_and_edited_at = query_list_feedback_item_by_account_id_and_edited_at()

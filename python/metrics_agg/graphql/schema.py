@@ -72,6 +72,17 @@ String = sgqlc.types.String
 ########################################################################
 # Input Objects
 ########################################################################
+class CreateAccountInput(sgqlc.types.Input):
+    __schema__ = schema
+    __field_names__ = ('id', 'name', 'key', 'description', 'created_at', 'updated_at')
+    id = sgqlc.types.Field(ID, graphql_name='id')
+    name = sgqlc.types.Field(sgqlc.types.non_null(String), graphql_name='name')
+    key = sgqlc.types.Field(sgqlc.types.non_null(String), graphql_name='key')
+    description = sgqlc.types.Field(String, graphql_name='description')
+    created_at = sgqlc.types.Field(AWSDateTime, graphql_name='createdAt')
+    updated_at = sgqlc.types.Field(AWSDateTime, graphql_name='updatedAt')
+
+
 class CreateAggregatedMetricsInput(sgqlc.types.Input):
     __schema__ = schema
     __field_names__ = ('account_id', 'composite_key', 'record_type', 'scorecard_id', 'score_id', 'time_range_start', 'time_range_end', 'number_of_minutes', 'count', 'complete', 'cost', 'decision_count', 'external_ai_api_count', 'cached_ai_api_count', 'error_count', 'metadata', 'created_at', 'updated_at')
@@ -85,7 +96,7 @@ class CreateAggregatedMetricsInput(sgqlc.types.Input):
     number_of_minutes = sgqlc.types.Field(sgqlc.types.non_null(Int), graphql_name='numberOfMinutes')
     count = sgqlc.types.Field(sgqlc.types.non_null(Int), graphql_name='count')
     complete = sgqlc.types.Field(sgqlc.types.non_null(Boolean), graphql_name='complete')
-    cost = sgqlc.types.Field(Float, graphql_name='cost')
+    cost = sgqlc.types.Field(Int, graphql_name='cost')
     decision_count = sgqlc.types.Field(Int, graphql_name='decisionCount')
     external_ai_api_count = sgqlc.types.Field(Int, graphql_name='externalAiApiCount')
     cached_ai_api_count = sgqlc.types.Field(Int, graphql_name='cachedAiApiCount')
@@ -193,6 +204,12 @@ class CreateTaskInput(sgqlc.types.Input):
     updated_at = sgqlc.types.Field(AWSDateTime, graphql_name='updatedAt')
 
 
+class DeleteAccountInput(sgqlc.types.Input):
+    __schema__ = schema
+    __field_names__ = ('id',)
+    id = sgqlc.types.Field(sgqlc.types.non_null(ID), graphql_name='id')
+
+
 class DeleteAggregatedMetricsInput(sgqlc.types.Input):
     __schema__ = schema
     __field_names__ = ('account_id', 'composite_key')
@@ -242,6 +259,33 @@ class DeleteTaskInput(sgqlc.types.Input):
     id = sgqlc.types.Field(sgqlc.types.non_null(ID), graphql_name='id')
 
 
+class ModelAccountConditionInput(sgqlc.types.Input):
+    __schema__ = schema
+    __field_names__ = ('name', 'key', 'description', 'created_at', 'updated_at', 'and_', 'or_', 'not_')
+    name = sgqlc.types.Field('ModelStringInput', graphql_name='name')
+    key = sgqlc.types.Field('ModelStringInput', graphql_name='key')
+    description = sgqlc.types.Field('ModelStringInput', graphql_name='description')
+    created_at = sgqlc.types.Field('ModelStringInput', graphql_name='createdAt')
+    updated_at = sgqlc.types.Field('ModelStringInput', graphql_name='updatedAt')
+    and_ = sgqlc.types.Field(sgqlc.types.list_of('ModelAccountConditionInput'), graphql_name='and')
+    or_ = sgqlc.types.Field(sgqlc.types.list_of('ModelAccountConditionInput'), graphql_name='or')
+    not_ = sgqlc.types.Field('ModelAccountConditionInput', graphql_name='not')
+
+
+class ModelAccountFilterInput(sgqlc.types.Input):
+    __schema__ = schema
+    __field_names__ = ('id', 'name', 'key', 'description', 'created_at', 'updated_at', 'and_', 'or_', 'not_')
+    id = sgqlc.types.Field('ModelIDInput', graphql_name='id')
+    name = sgqlc.types.Field('ModelStringInput', graphql_name='name')
+    key = sgqlc.types.Field('ModelStringInput', graphql_name='key')
+    description = sgqlc.types.Field('ModelStringInput', graphql_name='description')
+    created_at = sgqlc.types.Field('ModelStringInput', graphql_name='createdAt')
+    updated_at = sgqlc.types.Field('ModelStringInput', graphql_name='updatedAt')
+    and_ = sgqlc.types.Field(sgqlc.types.list_of('ModelAccountFilterInput'), graphql_name='and')
+    or_ = sgqlc.types.Field(sgqlc.types.list_of('ModelAccountFilterInput'), graphql_name='or')
+    not_ = sgqlc.types.Field('ModelAccountFilterInput', graphql_name='not')
+
+
 class ModelAggregatedMetricsByAccountRecordTypeCompositeKeyConditionInput(sgqlc.types.Input):
     __schema__ = schema
     __field_names__ = ('eq', 'le', 'lt', 'ge', 'gt', 'between', 'begins_with')
@@ -276,7 +320,7 @@ class ModelAggregatedMetricsByAccountTimeRangeRecordCompositeKeyConditionInput(s
 class ModelAggregatedMetricsByAccountTimeRangeRecordCompositeKeyInput(sgqlc.types.Input):
     __schema__ = schema
     __field_names__ = ('time_range_start', 'record_type')
-    time_range_start = sgqlc.types.Field(String, graphql_name='timeRangeStart')
+    time_range_start = sgqlc.types.Field(AWSDateTime, graphql_name='timeRangeStart')
     record_type = sgqlc.types.Field(String, graphql_name='recordType')
 
 
@@ -295,7 +339,7 @@ class ModelAggregatedMetricsByScoreTimeRangeRecordCompositeKeyConditionInput(sgq
 class ModelAggregatedMetricsByScoreTimeRangeRecordCompositeKeyInput(sgqlc.types.Input):
     __schema__ = schema
     __field_names__ = ('time_range_start', 'record_type')
-    time_range_start = sgqlc.types.Field(String, graphql_name='timeRangeStart')
+    time_range_start = sgqlc.types.Field(AWSDateTime, graphql_name='timeRangeStart')
     record_type = sgqlc.types.Field(String, graphql_name='recordType')
 
 
@@ -314,15 +358,13 @@ class ModelAggregatedMetricsByScorecardTimeRangeRecordCompositeKeyConditionInput
 class ModelAggregatedMetricsByScorecardTimeRangeRecordCompositeKeyInput(sgqlc.types.Input):
     __schema__ = schema
     __field_names__ = ('time_range_start', 'record_type')
-    time_range_start = sgqlc.types.Field(String, graphql_name='timeRangeStart')
+    time_range_start = sgqlc.types.Field(AWSDateTime, graphql_name='timeRangeStart')
     record_type = sgqlc.types.Field(String, graphql_name='recordType')
 
 
 class ModelAggregatedMetricsConditionInput(sgqlc.types.Input):
     __schema__ = schema
-    __field_names__ = ('account_id', 'composite_key', 'record_type', 'scorecard_id', 'score_id', 'time_range_start', 'time_range_end', 'number_of_minutes', 'count', 'complete', 'cost', 'decision_count', 'external_ai_api_count', 'cached_ai_api_count', 'error_count', 'metadata', 'created_at', 'updated_at', 'and_', 'or_', 'not_')
-    account_id = sgqlc.types.Field('ModelStringInput', graphql_name='accountId')
-    composite_key = sgqlc.types.Field('ModelStringInput', graphql_name='compositeKey')
+    __field_names__ = ('record_type', 'scorecard_id', 'score_id', 'time_range_start', 'time_range_end', 'number_of_minutes', 'count', 'complete', 'cost', 'decision_count', 'external_ai_api_count', 'cached_ai_api_count', 'error_count', 'metadata', 'created_at', 'updated_at', 'and_', 'or_', 'not_')
     record_type = sgqlc.types.Field('ModelStringInput', graphql_name='recordType')
     scorecard_id = sgqlc.types.Field('ModelStringInput', graphql_name='scorecardId')
     score_id = sgqlc.types.Field('ModelStringInput', graphql_name='scoreId')
@@ -331,7 +373,7 @@ class ModelAggregatedMetricsConditionInput(sgqlc.types.Input):
     number_of_minutes = sgqlc.types.Field('ModelIntInput', graphql_name='numberOfMinutes')
     count = sgqlc.types.Field('ModelIntInput', graphql_name='count')
     complete = sgqlc.types.Field('ModelBooleanInput', graphql_name='complete')
-    cost = sgqlc.types.Field('ModelFloatInput', graphql_name='cost')
+    cost = sgqlc.types.Field('ModelIntInput', graphql_name='cost')
     decision_count = sgqlc.types.Field('ModelIntInput', graphql_name='decisionCount')
     external_ai_api_count = sgqlc.types.Field('ModelIntInput', graphql_name='externalAiApiCount')
     cached_ai_api_count = sgqlc.types.Field('ModelIntInput', graphql_name='cachedAiApiCount')
@@ -357,7 +399,7 @@ class ModelAggregatedMetricsFilterInput(sgqlc.types.Input):
     number_of_minutes = sgqlc.types.Field('ModelIntInput', graphql_name='numberOfMinutes')
     count = sgqlc.types.Field('ModelIntInput', graphql_name='count')
     complete = sgqlc.types.Field('ModelBooleanInput', graphql_name='complete')
-    cost = sgqlc.types.Field('ModelFloatInput', graphql_name='cost')
+    cost = sgqlc.types.Field('ModelIntInput', graphql_name='cost')
     decision_count = sgqlc.types.Field('ModelIntInput', graphql_name='decisionCount')
     external_ai_api_count = sgqlc.types.Field('ModelIntInput', graphql_name='externalAiApiCount')
     cached_ai_api_count = sgqlc.types.Field('ModelIntInput', graphql_name='cachedAiApiCount')
@@ -698,6 +740,17 @@ class ModelTaskFilterInput(sgqlc.types.Input):
     not_ = sgqlc.types.Field('ModelTaskFilterInput', graphql_name='not')
 
 
+class UpdateAccountInput(sgqlc.types.Input):
+    __schema__ = schema
+    __field_names__ = ('id', 'name', 'key', 'description', 'created_at', 'updated_at')
+    id = sgqlc.types.Field(sgqlc.types.non_null(ID), graphql_name='id')
+    name = sgqlc.types.Field(String, graphql_name='name')
+    key = sgqlc.types.Field(String, graphql_name='key')
+    description = sgqlc.types.Field(String, graphql_name='description')
+    created_at = sgqlc.types.Field(AWSDateTime, graphql_name='createdAt')
+    updated_at = sgqlc.types.Field(AWSDateTime, graphql_name='updatedAt')
+
+
 class UpdateAggregatedMetricsInput(sgqlc.types.Input):
     __schema__ = schema
     __field_names__ = ('account_id', 'composite_key', 'record_type', 'scorecard_id', 'score_id', 'time_range_start', 'time_range_end', 'number_of_minutes', 'count', 'complete', 'cost', 'decision_count', 'external_ai_api_count', 'cached_ai_api_count', 'error_count', 'metadata', 'created_at', 'updated_at')
@@ -711,7 +764,7 @@ class UpdateAggregatedMetricsInput(sgqlc.types.Input):
     number_of_minutes = sgqlc.types.Field(Int, graphql_name='numberOfMinutes')
     count = sgqlc.types.Field(Int, graphql_name='count')
     complete = sgqlc.types.Field(Boolean, graphql_name='complete')
-    cost = sgqlc.types.Field(Float, graphql_name='cost')
+    cost = sgqlc.types.Field(Int, graphql_name='cost')
     decision_count = sgqlc.types.Field(Int, graphql_name='decisionCount')
     external_ai_api_count = sgqlc.types.Field(Int, graphql_name='externalAiApiCount')
     cached_ai_api_count = sgqlc.types.Field(Int, graphql_name='cachedAiApiCount')
@@ -823,6 +876,17 @@ class UpdateTaskInput(sgqlc.types.Input):
 ########################################################################
 # Output Objects and Interfaces
 ########################################################################
+class Account(sgqlc.types.Type):
+    __schema__ = schema
+    __field_names__ = ('id', 'name', 'key', 'description', 'created_at', 'updated_at')
+    id = sgqlc.types.Field(sgqlc.types.non_null(ID), graphql_name='id')
+    name = sgqlc.types.Field(sgqlc.types.non_null(String), graphql_name='name')
+    key = sgqlc.types.Field(sgqlc.types.non_null(String), graphql_name='key')
+    description = sgqlc.types.Field(String, graphql_name='description')
+    created_at = sgqlc.types.Field(sgqlc.types.non_null(AWSDateTime), graphql_name='createdAt')
+    updated_at = sgqlc.types.Field(sgqlc.types.non_null(AWSDateTime), graphql_name='updatedAt')
+
+
 class AggregatedMetrics(sgqlc.types.Type):
     __schema__ = schema
     __field_names__ = ('account_id', 'composite_key', 'record_type', 'scorecard_id', 'score_id', 'time_range_start', 'time_range_end', 'number_of_minutes', 'count', 'complete', 'cost', 'decision_count', 'external_ai_api_count', 'cached_ai_api_count', 'error_count', 'metadata', 'created_at', 'updated_at')
@@ -836,7 +900,7 @@ class AggregatedMetrics(sgqlc.types.Type):
     number_of_minutes = sgqlc.types.Field(sgqlc.types.non_null(Int), graphql_name='numberOfMinutes')
     count = sgqlc.types.Field(sgqlc.types.non_null(Int), graphql_name='count')
     complete = sgqlc.types.Field(sgqlc.types.non_null(Boolean), graphql_name='complete')
-    cost = sgqlc.types.Field(Float, graphql_name='cost')
+    cost = sgqlc.types.Field(Int, graphql_name='cost')
     decision_count = sgqlc.types.Field(Int, graphql_name='decisionCount')
     external_ai_api_count = sgqlc.types.Field(Int, graphql_name='externalAiApiCount')
     cached_ai_api_count = sgqlc.types.Field(Int, graphql_name='cachedAiApiCount')
@@ -904,6 +968,13 @@ class Item(sgqlc.types.Type):
     updated_at = sgqlc.types.Field(sgqlc.types.non_null(AWSDateTime), graphql_name='updatedAt')
 
 
+class ModelAccountConnection(sgqlc.types.Type):
+    __schema__ = schema
+    __field_names__ = ('items', 'next_token')
+    items = sgqlc.types.Field(sgqlc.types.non_null(sgqlc.types.list_of(Account)), graphql_name='items')
+    next_token = sgqlc.types.Field(String, graphql_name='nextToken')
+
+
 class ModelAggregatedMetricsConnection(sgqlc.types.Type):
     __schema__ = schema
     __field_names__ = ('items', 'next_token')
@@ -962,7 +1033,22 @@ class ModelTaskConnection(sgqlc.types.Type):
 
 class Mutation(sgqlc.types.Type):
     __schema__ = schema
-    __field_names__ = ('create_item', 'update_item', 'delete_item', 'create_score_result', 'update_score_result', 'delete_score_result', 'create_task', 'update_task', 'delete_task', 'create_evaluation', 'update_evaluation', 'delete_evaluation', 'create_procedure', 'update_procedure', 'delete_procedure', 'create_chat_session', 'update_chat_session', 'delete_chat_session', 'create_feedback_item', 'update_feedback_item', 'delete_feedback_item', 'create_aggregated_metrics', 'update_aggregated_metrics', 'delete_aggregated_metrics')
+    __field_names__ = ('create_account', 'update_account', 'delete_account', 'create_item', 'update_item', 'delete_item', 'create_score_result', 'update_score_result', 'delete_score_result', 'create_task', 'update_task', 'delete_task', 'create_evaluation', 'update_evaluation', 'delete_evaluation', 'create_procedure', 'update_procedure', 'delete_procedure', 'create_chat_session', 'update_chat_session', 'delete_chat_session', 'create_feedback_item', 'update_feedback_item', 'delete_feedback_item', 'create_aggregated_metrics', 'update_aggregated_metrics', 'delete_aggregated_metrics')
+    create_account = sgqlc.types.Field(Account, graphql_name='createAccount', args=sgqlc.types.ArgDict((
+        ('input', sgqlc.types.Arg(sgqlc.types.non_null(CreateAccountInput), graphql_name='input', default=None)),
+        ('condition', sgqlc.types.Arg(ModelAccountConditionInput, graphql_name='condition', default=None)),
+))
+    )
+    update_account = sgqlc.types.Field(Account, graphql_name='updateAccount', args=sgqlc.types.ArgDict((
+        ('input', sgqlc.types.Arg(sgqlc.types.non_null(UpdateAccountInput), graphql_name='input', default=None)),
+        ('condition', sgqlc.types.Arg(ModelAccountConditionInput, graphql_name='condition', default=None)),
+))
+    )
+    delete_account = sgqlc.types.Field(Account, graphql_name='deleteAccount', args=sgqlc.types.ArgDict((
+        ('input', sgqlc.types.Arg(sgqlc.types.non_null(DeleteAccountInput), graphql_name='input', default=None)),
+        ('condition', sgqlc.types.Arg(ModelAccountConditionInput, graphql_name='condition', default=None)),
+))
+    )
     create_item = sgqlc.types.Field(Item, graphql_name='createItem', args=sgqlc.types.ArgDict((
         ('input', sgqlc.types.Arg(sgqlc.types.non_null(CreateItemInput), graphql_name='input', default=None)),
         ('condition', sgqlc.types.Arg(ModelItemConditionInput, graphql_name='condition', default=None)),
@@ -1098,7 +1184,17 @@ class Procedure(sgqlc.types.Type):
 
 class Query(sgqlc.types.Type):
     __schema__ = schema
-    __field_names__ = ('get_item', 'list_item_by_account_id_and_created_at', 'get_score_result', 'list_score_result_by_account_id_and_updated_at', 'get_task', 'list_task_by_account_id_and_updated_at', 'get_evaluation', 'list_evaluation_by_account_id_and_updated_at', 'get_procedure', 'list_procedure_by_account_id_and_updated_at', 'get_chat_session', 'list_chat_session_by_account_id_and_updated_at', 'get_feedback_item', 'list_feedback_item_by_account_id_and_edited_at', 'list_feedback_item_by_account_id_and_updated_at', 'get_aggregated_metrics', 'list_aggregated_metrics', 'list_aggregated_metrics_by_account_id_and_record_type_and_time_range_start', 'list_aggregated_metrics_by_account_id_and_time_range_start_and_record_type', 'list_aggregated_metrics_by_scorecard_id_and_time_range_start_and_record_type', 'list_aggregated_metrics_by_score_id_and_time_range_start_and_record_type')
+    __field_names__ = ('get_account', 'list_accounts', 'get_item', 'list_item_by_account_id_and_created_at', 'get_score_result', 'list_score_result_by_account_id_and_updated_at', 'get_task', 'list_task_by_account_id_and_updated_at', 'get_evaluation', 'list_evaluation_by_account_id_and_updated_at', 'get_procedure', 'list_procedure_by_account_id_and_updated_at', 'get_chat_session', 'list_chat_session_by_account_id_and_updated_at', 'get_feedback_item', 'list_feedback_item_by_account_id_and_edited_at', 'list_feedback_item_by_account_id_and_updated_at', 'get_aggregated_metrics', 'list_aggregated_metrics', 'list_aggregated_metrics_by_account_id_and_record_type_and_time_range_start', 'list_aggregated_metrics_by_account_id_and_time_range_start_and_record_type', 'list_aggregated_metrics_by_scorecard_id_and_time_range_start_and_record_type', 'list_aggregated_metrics_by_score_id_and_time_range_start_and_record_type')
+    get_account = sgqlc.types.Field(Account, graphql_name='getAccount', args=sgqlc.types.ArgDict((
+        ('id', sgqlc.types.Arg(sgqlc.types.non_null(ID), graphql_name='id', default=None)),
+))
+    )
+    list_accounts = sgqlc.types.Field(ModelAccountConnection, graphql_name='listAccounts', args=sgqlc.types.ArgDict((
+        ('filter', sgqlc.types.Arg(ModelAccountFilterInput, graphql_name='filter', default=None)),
+        ('limit', sgqlc.types.Arg(Int, graphql_name='limit', default=None)),
+        ('next_token', sgqlc.types.Arg(String, graphql_name='nextToken', default=None)),
+))
+    )
     get_item = sgqlc.types.Field(Item, graphql_name='getItem', args=sgqlc.types.ArgDict((
         ('id', sgqlc.types.Arg(sgqlc.types.non_null(ID), graphql_name='id', default=None)),
 ))

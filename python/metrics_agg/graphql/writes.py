@@ -6,7 +6,7 @@ use, for the cold start); nothing here formats a query string.
 
 from __future__ import annotations
 
-__all__ = ["WriteResult", "bucket_input", "write_buckets"]
+__all__ = ["WriteResult", "bucket_input", "stored_is_newer", "update_condition", "write_buckets"]
 
 import functools
 import logging
@@ -14,7 +14,7 @@ import re
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
@@ -24,7 +24,7 @@ from metrics_agg.errors import GraphQLErrorInfo
 from metrics_agg.graphql._parallel import Cancelled, run_all
 from metrics_agg.graphql.transport import GraphQLClient, is_throttling_error_type
 from metrics_agg.models import BucketWrite
-from metrics_agg.timestamps import format_bucket_time, format_write_time
+from metrics_agg.timestamps import format_bucket_time, format_write_time, parse_instant_or_none
 
 logger = logging.getLogger("metrics_agg.graphql")
 
@@ -78,40 +78,64 @@ def _write_document(creates: int, updates: int) -> str:
 def bucket_input(write: BucketWrite) -> dict[str, Any]:
     """The mutation input of one write (DESIGN §2 field contract, §4.5 fixed widths).
 
-    Creates carry every field (the optional counters as null). Updates resend every field
-    of the composite sort keys (recordType, timeRangeStart, scorecardId, scoreId) but leave
-    the counters other writers may own untouched, and keep the stored createdAt unless
-    the write names one.
+    Fields this system never sets (cost, decisionCount, externalAiApiCount,
+    cachedAiApiCount, errorCount; metadata and the scope ids when the bucket has none) are
+    left out, not sent as null: a create stores a null as a NULL attribute (larger rows, and
+    the dashboard reads one 1 MB page), and an update would remove what another writer
+    set. Updates resend every field of the composite sort keys (recordType, timeRangeStart,
+    and scorecardId/scoreId where set) and keep the stored createdAt unless the write names
+    one.
     """
     key, value = write.key, write.value
     fields: dict[str, Any] = {
         "accountId": key.account_id,
         "compositeKey": key.composite_key,
         "recordType": key.record_type,
-        "scorecardId": key.scorecard_id,
-        "scoreId": key.score_id,
         "timeRangeStart": format_bucket_time(key.start),
         "timeRangeEnd": format_bucket_time(key.start + timedelta(minutes=key.minutes)),
         "numberOfMinutes": key.minutes,
         "count": value.count,
         "complete": value.complete,
-        "metadata": (
-            orjson.dumps(dict(value.metadata)).decode() if value.metadata is not None else None
-        ),
         "updatedAt": format_write_time(write.snapshot_time),
     }
+    if key.scorecard_id is not None:
+        fields["scorecardId"] = key.scorecard_id
+    if key.score_id is not None:
+        fields["scoreId"] = key.score_id
+    if value.metadata is not None:
+        fields["metadata"] = orjson.dumps(dict(value.metadata)).decode()
     if write.create:
         fields["createdAt"] = format_write_time(write.created_at or write.snapshot_time)
-        fields.update(
-            cost=None,
-            decisionCount=None,
-            externalAiApiCount=None,
-            cachedAiApiCount=None,
-            errorCount=None,
-        )
     elif write.created_at is not None:
         fields["createdAt"] = format_write_time(write.created_at)
     return fields
+
+
+def update_condition(write: BucketWrite) -> dict[str, Any]:
+    """The condition of an update: DESIGN §4.5, an older snapshot never overwrites a newer one.
+
+    Normally the stored ``updatedAt`` must be ``le`` this snapshot's. DynamoDB compares the
+    strings, and writers differ in fraction width (AppSync 3 digits, the original Lambda 6
+    or none, this system 6): ``"…:05Z"`` sorts after ``"…:05.123456Z"`` although it is the
+    older instant. A write retried after such a false conflict carries the stored string it
+    found older (`stored_is_newer`) and becomes a compare-and-swap on exactly that string:
+    it lands only if nobody wrote the bucket since it was read.
+    """
+    if write.expected_updated_at is not None:
+        return {"updatedAt": {"eq": write.expected_updated_at}}
+    return {"updatedAt": {"le": format_write_time(write.snapshot_time)}}
+
+
+def stored_is_newer(stored_updated_at: str, snapshot_time: datetime) -> bool:
+    """True when a stored ``updatedAt`` is a later instant than ``snapshot_time``.
+
+    Compared as instants, whatever the stored fraction width; a stored value outside the
+    accepted grammar falls back to DynamoDB's string order against this system's form.
+    """
+    stored = parse_instant_or_none(stored_updated_at)
+    if stored is None:
+        return stored_updated_at > format_write_time(snapshot_time)
+    return stored > snapshot_time
 
 
 def _write_chunk(
@@ -152,8 +176,7 @@ def _send_writes(
         alias_of[i] = f"u{n}"
         write = chunk[i]
         variables[f"u{n}"] = bucket_input(write)
-        # DESIGN §4.5: an older snapshot never overwrites a newer one.
-        variables[f"w{n}"] = {"updatedAt": {"le": format_write_time(write.snapshot_time)}}
+        variables[f"w{n}"] = update_condition(write)
     response = client.execute(
         _write_document(len(creates), len(updates)), variables, kind="write", deadline=deadline
     )

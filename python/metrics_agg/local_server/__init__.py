@@ -13,12 +13,13 @@ __all__ = [
     "LocalClient",
     "LocalStack",
     "Store",
+    "seed_accounts",
     "seed_records",
 ]
 
 from metrics_agg.local_server.client import LocalApiError, LocalClient
 from metrics_agg.local_server.faults import FaultPlan
 from metrics_agg.local_server.mapping import EventSourceMapping
-from metrics_agg.local_server.seeding import seed_records
+from metrics_agg.local_server.seeding import seed_accounts, seed_records
 from metrics_agg.local_server.stack import LocalStack
 from metrics_agg.local_server.store import Store

@@ -5,7 +5,15 @@ lives in `store` (and `_store_streams`).
 
 from __future__ import annotations
 
-__all__ = ["INDEXES", "METRICS_TABLE", "TABLES", "IndexSpec", "TableSpec", "table_name"]
+__all__ = [
+    "ACCOUNT_TABLE",
+    "INDEXES",
+    "METRICS_TABLE",
+    "TABLES",
+    "IndexSpec",
+    "TableSpec",
+    "table_name",
+]
 
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -64,9 +72,13 @@ METRICS_TABLE = TableSpec(
     ),
     streamed=False,
 )
+# Plexus's Account (keyed by id): what the scheduled pass lists to find active pairs. Not
+# streamed: no event source mapping reads it.
+ACCOUNT_TABLE = TableSpec("Account", ("id",), (), streamed=False)
 TABLES: Mapping[str, TableSpec] = {
     **{m: _source_table(m) for m in SOURCE_MODELS},
     "AggregatedMetrics": METRICS_TABLE,
+    "Account": ACCOUNT_TABLE,
 }
 
 INDEXES: dict[str, IndexSpec] = {}
@@ -86,3 +98,5 @@ for _name, _pk, _sk, _tie in (
     ("byScoreTimeRangeRecord", "scoreId", "skTimeRecordType", ("accountId", "compositeKey")),
 ):
     INDEXES[_name] = IndexSpec(_name, METRICS_TABLE, _pk, _sk, _tie)
+# listAccounts: a Scan of the (small) Account table, in id order.
+INDEXES["Account"] = IndexSpec("Account", ACCOUNT_TABLE, "id", "id", ())

@@ -132,7 +132,7 @@ class Resolvers:
         """(query resolvers, mutation resolvers) by field name."""
         query: dict[str, Resolver] = {}
         mutation: dict[str, Resolver] = {}
-        for model in (*SOURCE_MODELS, "AggregatedMetrics"):
+        for model in (*SOURCE_MODELS, "AggregatedMetrics", "Account"):
             query[f"get{model}"] = self._get(model)
             for op in ("create", "update", "delete"):
                 mutation[f"{op}{model}"] = getattr(self, f"_{op}")(model)
@@ -141,6 +141,8 @@ class Resolvers:
                 query[name] = self._list(name, INDEXES[name], "accountId", sk, ())
         for name, index, pk_arg, sk_arg, fields in _METRICS_QUERIES:
             query[name] = self._list(name, INDEXES[index], pk_arg, sk_arg, fields)
+        # listAccounts takes no key: a Scan of the Account table, as on AWS.
+        query["listAccounts"] = self._list("listAccounts", INDEXES["Account"], "id", "", ())
         wrapped = ({k: _with_alias_faults(v) for k, v in d.items()} for d in (query, mutation))
         return next(wrapped), next(wrapped)
 

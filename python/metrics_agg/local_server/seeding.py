@@ -11,12 +11,12 @@ The seed writes through the store, as data that predates validation would be sto
 
 from __future__ import annotations
 
-__all__ = ["SeedResult", "generate_records", "seed_records"]
+__all__ = ["SeedResult", "generate_records", "seed_accounts", "seed_records"]
 
 import random
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -191,6 +191,21 @@ def generate_records(
         yield rec
 
 
+def seed_accounts(store: Store, account_ids: Iterable[str]) -> int:
+    """Create the Account rows of ``account_ids`` that do not exist yet; returns how many.
+
+    A Plexus app has an Account for every accountId its records carry; the scheduled pass
+    finds accounts through ``listAccounts``, so seeded data needs them too.
+    """
+    now = _fmt(int(time.time() * 1000))
+    new = [
+        {"id": a, "name": a, "key": a, "createdAt": now, "updatedAt": now}
+        for a in dict.fromkeys(account_ids)
+        if store.get("Account", [a]) is None
+    ]
+    return store.bulk_insert("Account", new) if new else 0
+
+
 def seed_records(
     store: Store,
     model: str,
@@ -241,6 +256,7 @@ def seed_records(
             flush()
     if chunk or done == 0:
         flush()
+    seed_accounts(store, [account_id])
     return SeedResult(model, done, kinds["late"], kinds["invalid"], time.perf_counter() - t0)
 
 

@@ -17,6 +17,7 @@ import secrets
 import sqlite3
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -81,6 +82,9 @@ class Store(StreamTables):
         self._lock = threading.Lock()
         self._closed = False
         self._on_write: list[Callable[[], None]] = []
+        # Rows each index's Query/Scan pages read (before any filter), for measurements:
+        # what DynamoDB would charge read capacity for.
+        self.rows_read: Counter[str] = Counter()
         self._init_schema()
 
     # -- connections -----------------------------------------------------------------------
@@ -252,7 +256,8 @@ class Store(StreamTables):
 
         Returns the items and the position of the last item read when the page stopped at
         `limit` or at 1 MB (DynamoDB's LastEvaluatedKey: set even if nothing follows).
-        `partition=None` scans the whole index (listAggregatedMetrics without accountId).
+        `partition=None` scans the whole index (listAggregatedMetrics without accountId,
+        listAccounts).
         """
         t = index.table
         pos_cols = index.position_columns
@@ -298,13 +303,17 @@ class Store(StreamTables):
         size = 0
         last: list[str] | None = None
         n = len(order_cols)
+        full = False
         for row in self._conn().execute(sql, params):
             items.append(orjson.loads(row[n]))
             size += len(row[n])
             last = list(row[:n])
             if size >= _PAGE_BYTES:
-                return items, last
-        return items, (last if len(items) == limit else None)
+                full = True
+                break
+        with self._lock:
+            self.rows_read[index.name] += len(items)
+        return items, (last if full or len(items) == limit else None)
 
     # -- bulk writes (seeding) ---------------------------------------------------------------
     def bulk_insert(self, model: str, items: Iterable[Item], *, stream: bool = True) -> int:
