@@ -28,10 +28,10 @@ from typing import Any
 
 import pytest
 
-from metrics_agg import pipeline
+from metrics_agg.aggregator import pipeline
 from metrics_agg.graphql.api import list_source_records, write_buckets
 from metrics_agg.graphql.transport import GraphQLClient
-from metrics_agg.local_server import LocalStack, seed_records
+from metrics_agg.local.server import LocalStack, seed_records
 from metrics_agg.models import SOURCE_MODELS, BucketKey, BucketValue, BucketWrite
 
 LATENCY_MS = 50.0

@@ -30,11 +30,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from metrics_agg import pipeline
+from metrics_agg.aggregator import pipeline
 from metrics_agg.deadline import Deadline
 from metrics_agg.graphql import discovery
 from metrics_agg.graphql.transport import GraphQLClient
-from metrics_agg.local_server import LocalStack, seed_accounts, seed_records
+from metrics_agg.local.server import LocalStack, seed_accounts, seed_records
 
 SCHEDULED = {"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}
 LAMBDA_TIMEOUT = 300.0 - 3.0  # template default, less the handler's reserve

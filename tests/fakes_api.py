@@ -221,11 +221,11 @@ class FakeApi:
 
 def install(monkeypatch: Any, fake: FakeApi) -> FakeApi:
     """Point the pipeline's I/O stages at ``fake``."""
-    import metrics_agg.reading
-    import metrics_agg.writing
+    import metrics_agg.aggregator.read
+    import metrics_agg.aggregator.write
 
-    monkeypatch.setattr(metrics_agg.reading, "api", fake)
-    monkeypatch.setattr(metrics_agg.writing, "api", fake)
+    monkeypatch.setattr(metrics_agg.aggregator.read, "api", fake)
+    monkeypatch.setattr(metrics_agg.aggregator.write, "api", fake)
     return fake
 
 

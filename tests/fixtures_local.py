@@ -2,7 +2,7 @@
 
 - `local_stack`: a running LocalStack on a free port with a fresh database, mapping off.
 - `local_stack_with_mapping`: the same with the event source mapping on (default handler:
-  metrics_agg.pipeline.handle_event) and a 0.1 s batching window.
+  metrics_agg.aggregator.pipeline.handle_event) and a 0.1 s batching window.
 - `make_local_stack`: a factory, `make_local_stack(handler=fake, batch_window=0.05)`; every
   stack it made is stopped at teardown. Databases live in the test's tmp_path.
 - `local_client`: a LocalClient (single requests, raises on errors) for `local_stack`.
@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from metrics_agg.local_server import LocalClient, LocalStack
+from metrics_agg.local.server import LocalClient, LocalStack
 
 
 @pytest.fixture

@@ -30,9 +30,9 @@ from datetime import UTC, datetime, timedelta
 from random import Random
 from typing import Any
 
-from metrics_agg import pipeline
+from metrics_agg.aggregator import pipeline
 from metrics_agg.deadline import Deadline
-from metrics_agg.local_server import LocalClient, LocalStack, Store
+from metrics_agg.local.server import LocalClient, LocalStack, Store
 from truth_helpers import TIMESTAMP, Stream, iso, recent_now, truth, truth_problems
 
 MODELS = tuple(TIMESTAMP)

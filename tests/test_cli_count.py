@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from metrics_agg.cli import main
+from metrics_agg.local.cli import main
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "items.jsonl"
 WINDOW = ["--start", "2024-05-07T12:00Z", "--end", "2024-05-07T14:00Z"]

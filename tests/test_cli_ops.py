@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from metrics_agg.cli import _common, _demo, _invoke, _recount, _show
 from metrics_agg.errors import ConfigError
-from metrics_agg.local_server import LocalClient, LocalStack
-from metrics_agg.render import Column, Progress, format_duration, format_table, sparkline
+from metrics_agg.local.cli import _common, _demo, _invoke, _recount, _show
+from metrics_agg.local.render import Column, Progress, format_duration, format_table, sparkline
+from metrics_agg.local.server import LocalClient, LocalStack
 
 ACCOUNT = "acct-cli"
 

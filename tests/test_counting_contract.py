@@ -10,7 +10,8 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from metrics_agg import buckets, count_buckets, count_records, counter_backend
+from metrics_agg import count_buckets, count_records, counter_backend
+from metrics_agg.counter import api as buckets
 from metrics_agg.errors import BackendUnavailableError
 from metrics_agg.models import CountResult
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from metrics_agg.counting import count_unit, feedback_class
+from metrics_agg.aggregator.count import count_unit, feedback_class
 from metrics_agg.models import BucketKey, HourRange, RangeRecords, Snapshot, UnitKey, WorkUnit
 
 H11 = datetime(2024, 5, 1, 11, tzinfo=UTC)

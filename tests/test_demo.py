@@ -5,8 +5,8 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from metrics_agg.demo import run_demo
-from metrics_agg.truth import TruthBucket, compare_with_tables, direct_counts
+from metrics_agg.local.demo.run import run_demo
+from metrics_agg.local.demo.truth import TruthBucket, compare_with_tables, direct_counts
 
 
 class Terminal(io.StringIO):

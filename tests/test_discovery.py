@@ -26,12 +26,12 @@ from graphql import (
     value_from_ast_untyped,
 )
 
-from metrics_agg import pipeline
+from metrics_agg.aggregator import pipeline
 from metrics_agg.config import Config
 from metrics_agg.deadline import Deadline
 from metrics_agg.graphql import SCHEMA_PATH, discovery
 from metrics_agg.graphql.transport import GraphQLClient, GraphQLResponse, Kind
-from metrics_agg.local_server import LocalStack, seed_accounts, seed_records
+from metrics_agg.local.server import LocalStack, seed_accounts, seed_records
 from metrics_agg.models import SOURCE_MODELS
 from truth_helpers import assert_matches_truth
 

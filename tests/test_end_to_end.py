@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from metrics_agg import pipeline
-from metrics_agg.local_server import LocalClient, LocalStack
+from metrics_agg.aggregator import pipeline
+from metrics_agg.local.server import LocalClient, LocalStack
 from truth_helpers import Stream, assert_matches_truth, bucket_start, iso, recent_now
 
 ACCOUNT = "acct-e2e"

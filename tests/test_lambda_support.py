@@ -10,8 +10,8 @@ import botocore.session
 import pytest
 from botocore.exceptions import ClientError
 
+from metrics_agg.aggregator.lambda_support import configure_logging, load_config
 from metrics_agg.errors import ConfigError
-from metrics_agg.lambda_support import configure_logging, load_config
 
 SECRET_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:plexus-api-key-AbCdEf"
 ENV = {"PLEXUS_API_URL": "https://abc.appsync-api.us-east-1.amazonaws.com/graphql"}

@@ -29,7 +29,7 @@ from typing import Any
 
 import pytest
 
-from metrics_agg.local_server import LocalStack
+from metrics_agg.local.server import LocalStack
 
 ROOT = Path(__file__).resolve().parents[1]
 LAYER_ZIP = ROOT / "dist" / "metrics-agg-layer-x86_64.zip"
@@ -231,7 +231,7 @@ def test_layer_leaves_out_what_the_runtime_provides() -> None:
     assert not [n for n in names if "/tests/" in n]
     assert [n for n in names if n.startswith("python/metrics_agg/_rust_counter")]
     # Precompiled for the runtime (the layer is read-only there).
-    assert "python/metrics_agg/__pycache__/pipeline.cpython-312.pyc" in names
+    assert "python/metrics_agg/aggregator/__pycache__/pipeline.cpython-312.pyc" in names
 
 
 def test_the_template_deploys_the_layer_just_built() -> None:

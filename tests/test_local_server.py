@@ -11,8 +11,8 @@ import orjson
 import pytest
 import urllib3
 
-from metrics_agg.local_server import LocalClient, LocalStack
-from metrics_agg.local_server.conditions import matches
+from metrics_agg.local.server import LocalClient, LocalStack
+from metrics_agg.local.server.conditions import matches
 
 ACCOUNT = "acct-1"
 CCF = "DynamoDB:ConditionalCheckFailedException"
@@ -277,8 +277,8 @@ def test_stack_binds_loopback_and_reports_endpoint(local_stack: LocalStack) -> N
 def test_fast_list_projection_matches_graphql_core(local_stack: LocalStack) -> None:
     from graphql import execute, parse
 
-    from metrics_agg.local_server._fastlist import FastListExecutionContext
-    from metrics_agg.local_server.app import build_schema
+    from metrics_agg.local.server._fastlist import FastListExecutionContext
+    from metrics_agg.local.server.app import build_schema
 
     local_stack.store.bulk_insert(
         "AggregatedMetrics",

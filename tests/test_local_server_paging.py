@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from metrics_agg.local_server import LocalClient, LocalStack
+from metrics_agg.local.server import LocalClient, LocalStack
 from metrics_agg.models import SOURCE_MODELS
 
 ACCOUNT = "acct-p"

@@ -8,8 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from metrics_agg.local_server import LocalStack
-from metrics_agg.local_server.mapping import BATCHING
+from metrics_agg.local.server import LocalStack
+from metrics_agg.local.server.mapping import BATCHING
 
 
 def task(n: int) -> dict[str, Any]:

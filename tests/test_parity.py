@@ -22,7 +22,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fixtures_counter import require_rust
-from metrics_agg import _pycounter, count_buckets, count_records
+from metrics_agg import count_buckets, count_records
+from metrics_agg.counter import _pycounter
 
 EXAMPLES = int(
     os.environ.get("METRICS_AGG_FUZZ_EXAMPLES")

@@ -12,13 +12,13 @@ from typing import Any
 import pytest
 
 from fakes_api import FakeApi, FakeClient, install
-from metrics_agg import emf, pipeline
+from metrics_agg.aggregator import emf, pipeline
+from metrics_agg.aggregator.events import parse_batch
+from metrics_agg.aggregator.plan import plan_units
+from metrics_agg.aggregator.read import read_unit
 from metrics_agg.config import Config
 from metrics_agg.deadline import Deadline
 from metrics_agg.models import BucketKey, BucketValue, HourRange, UnitKey, WorkUnit
-from metrics_agg.planning import plan_units
-from metrics_agg.reading import read_unit
-from metrics_agg.stream_events import parse_batch
 from metrics_agg.timestamps import format_write_time
 
 EVENTS = Path(__file__).parent / "events"

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from metrics_agg.aggregator.events import parse_batch
+from metrics_agg.aggregator.plan import group_hours, plan_recount, plan_units
 from metrics_agg.models import Batch, HourRange, UnitKey
-from metrics_agg.planning import group_hours, plan_recount, plan_units
-from metrics_agg.stream_events import parse_batch
 
 EVENTS = Path(__file__).parent / "events"
 NOW = datetime(2024, 5, 1, 12, 30, tzinfo=UTC)

@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
-from metrics_agg import pipeline
-from metrics_agg.local_server import LocalClient, LocalStack, seed_records
-from metrics_agg.local_server.client import LocalApiError
+from metrics_agg.aggregator import pipeline
+from metrics_agg.local.server import LocalClient, LocalStack, seed_records
+from metrics_agg.local.server.client import LocalApiError
 
 LIST_ITEMS = """
 query ListItemsForWindow($accountId: String!, $startTime: String!, $endTime: String!,

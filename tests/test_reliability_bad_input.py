@@ -19,9 +19,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fixtures_counter import require_rust
-from metrics_agg import _pycounter, pipeline
+from metrics_agg.aggregator import pipeline
+from metrics_agg.counter import _pycounter
 from metrics_agg.graphql.transport import GraphQLClient
-from metrics_agg.local_server import LocalStack
+from metrics_agg.local.server import LocalStack
 from reliability_harness import Direct, compare
 from test_parity import ANCHORS, near_misses
 from truth_helpers import Stream, iso, recent_now

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from metrics_agg.local_server import LocalClient, LocalStack
+from metrics_agg.local.server import LocalClient, LocalStack
 from reliability_harness import SCENARIOS, Scenario, run_fault_scenario
 from truth_helpers import Stream
 

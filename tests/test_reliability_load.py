@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from metrics_agg.local_server import LocalClient, LocalStack
+from metrics_agg.local.server import LocalClient, LocalStack
 from reliability_harness import run_concurrent, run_load
 
 

@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from metrics_agg import pipeline
+from metrics_agg.aggregator import pipeline
 from metrics_agg.config import Config
-from metrics_agg.local_server import LocalClient, LocalStack
+from metrics_agg.local.server import LocalClient, LocalStack
 from reliability_harness import Direct
 from truth_helpers import Stream, iso, recent_now
 
@@ -37,7 +37,7 @@ def stack(tmp_path: Path) -> Iterator[LocalStack]:
 def test_binds_loopback_by_default(stack: LocalStack) -> None:
     import inspect
 
-    from metrics_agg.cli import _server
+    from metrics_agg.local.cli import _server
 
     assert inspect.signature(LocalStack).parameters["host"].default == "127.0.0.1"
     assert stack._sock is not None and stack._sock.getsockname()[0] == "127.0.0.1"

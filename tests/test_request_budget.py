@@ -17,11 +17,11 @@ from typing import Any
 
 import pytest
 
-from metrics_agg import pipeline
+from metrics_agg.aggregator import pipeline
 from metrics_agg.config import Config
 from metrics_agg.deadline import Deadline
 from metrics_agg.graphql.transport import GraphQLClient, GraphQLResponse, Kind
-from metrics_agg.local_server import LocalStack, seed_records
+from metrics_agg.local.server import LocalStack, seed_records
 from truth_helpers import assert_matches_truth
 
 FAMILIES = ("Item", "ScoreResult", "FeedbackItem", "Task")

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from metrics_agg.local_server import Store
-from metrics_agg.local_server.seeding import generate_records, seed_records
+from metrics_agg.local.server import Store
+from metrics_agg.local.server.seeding import generate_records, seed_records
 from metrics_agg.models import SOURCE_MODELS
 from metrics_agg.timestamps import parse_instant_or_none
 

@@ -10,7 +10,12 @@ from typing import Any
 
 import pytest
 
-from metrics_agg.stream_events import decode_attribute, decode_image, parse_batch, table_from_arn
+from metrics_agg.aggregator.events import (
+    decode_attribute,
+    decode_image,
+    parse_batch,
+    table_from_arn,
+)
 
 EVENTS = Path(__file__).parent / "events"
 

@@ -6,7 +6,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from metrics_agg.local_server import LocalClient, LocalStack
+from metrics_agg.local.server import LocalClient, LocalStack
 
 ARN = re.compile(
     r"arn:aws:dynamodb:local:000000000000:table/(?P<table>[A-Za-z]+-local-NONE)/stream/\S+"

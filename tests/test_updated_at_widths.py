@@ -16,12 +16,13 @@ from typing import Any
 
 import pytest
 
+from metrics_agg.aggregator.write import write_changes
 from metrics_agg.config import Config
 from metrics_agg.deadline import Deadline
 from metrics_agg.graphql.api import bucket_input, stored_is_newer
 from metrics_agg.graphql.transport import GraphQLClient, GraphQLResponse
 from metrics_agg.graphql.writes import update_condition
-from metrics_agg.local_server import LocalStack
+from metrics_agg.local.server import LocalStack
 from metrics_agg.models import (
     BucketKey,
     BucketValue,
@@ -31,7 +32,6 @@ from metrics_agg.models import (
     UnitKey,
     WorkUnit,
 )
-from metrics_agg.writing import write_changes
 
 ACCT = "acct"
 H13 = datetime(2024, 5, 1, 13, tzinfo=UTC)

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from fakes_api import FakeApi, FakeClient, install
+from metrics_agg.aggregator.write import diff_buckets, plan_writes, write_changes
 from metrics_agg.config import Config
 from metrics_agg.errors import WriteError
 from metrics_agg.models import (
@@ -19,7 +20,6 @@ from metrics_agg.models import (
     WorkUnit,
 )
 from metrics_agg.timestamps import format_write_time
-from metrics_agg.writing import diff_buckets, plan_writes, write_changes
 
 H12 = datetime(2024, 5, 1, 12, tzinfo=UTC)
 SNAP = datetime(2024, 5, 1, 13, 30, tzinfo=UTC)

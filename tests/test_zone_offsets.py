@@ -21,15 +21,15 @@ from typing import Any
 
 import pytest
 
-from metrics_agg import emf, pipeline
-from metrics_agg.cli._recount import print_verify
+from metrics_agg.aggregator import emf, pipeline
+from metrics_agg.aggregator.events import parse_batch
+from metrics_agg.aggregator.zones import offset_warning, scan_offsets, suggested_margin
 from metrics_agg.config import Config, ConfigError
 from metrics_agg.graphql.api import sort_key_ranges
-from metrics_agg.local_server import LocalClient, LocalStack, Store
+from metrics_agg.local.cli._recount import print_verify
+from metrics_agg.local.server import LocalClient, LocalStack, Store
 from metrics_agg.models import SOURCE_MODELS, VerifyReport
-from metrics_agg.stream_events import parse_batch
 from metrics_agg.timestamps import zone_offset_minutes
-from metrics_agg.zones import offset_warning, scan_offsets, suggested_margin
 from truth_helpers import TIMESTAMP, Stream, assert_matches_truth, truth
 
 ACCOUNT = "acct-e2e"

@@ -4,7 +4,7 @@ reliability tests share.
 
 The truth is computed from the tables (`Store.all_records`) with `datetime.fromisoformat`
 and plain loops: deliberately NOT the package's counter, planner or timestamp parser (nor
-`metrics_agg.truth`, which the demo uses), so the tests check the package rather than
+`metrics_agg.local.demo.truth`, which the demo uses), so the tests check the package rather than
 repeat it. It is written from the data contract alone (DESIGN §2).
 """
 
@@ -15,8 +15,8 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from metrics_agg import pipeline
-from metrics_agg.local_server import LocalStack, Store
+from metrics_agg.aggregator import pipeline
+from metrics_agg.local.server import LocalStack, Store
 
 SIZES = (1, 5, 15, 60)
 TIMESTAMP = {

@@ -1,7 +1,7 @@
 """AWS Lambda entry point (SAM `Handler: handler.handler`): adapts, decides nothing.
 
 Stream batches, the 5-minute schedule and `{"recount": {...}}` events all go to
-`metrics_agg.pipeline.handle_event` (DESIGN §4), which returns the response dict:
+`metrics_agg.aggregator.pipeline.handle_event` (DESIGN §4), which returns the response dict:
 `{"batchItemFailures": [...]}` for streams (ReportBatchItemFailures), a summary otherwise.
 Configuration is read once per cold start; the deadline comes from the Lambda context so
 the pipeline stops and reports before Lambda's timeout.
@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from metrics_agg.aggregator.lambda_support import configure_logging, load_config
+from metrics_agg.aggregator.pipeline import handle_event
 from metrics_agg.deadline import Deadline
-from metrics_agg.lambda_support import configure_logging, load_config
-from metrics_agg.pipeline import handle_event
 
 configure_logging()
 CONFIG = load_config()

@@ -5,8 +5,8 @@ Kept current from DynamoDB Streams.
 
 from __future__ import annotations
 
-from metrics_agg.buckets import count_buckets, count_records, counter_backend
 from metrics_agg.config import Config
+from metrics_agg.counter.api import count_buckets, count_records, counter_backend
 from metrics_agg.errors import (
     BackendUnavailableError,
     ConfigError,

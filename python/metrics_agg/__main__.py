@@ -2,6 +2,6 @@
 
 import sys
 
-from metrics_agg.cli import main
+from metrics_agg.local.cli import main
 
 sys.exit(main())

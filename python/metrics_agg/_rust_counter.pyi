@@ -2,7 +2,7 @@
 
 Both functions read the given list in place and count every item into exactly one of
 processed / missing / invalid / outside_window (DESIGN §3). They are called by
-``metrics_agg.buckets``, which validates arguments first and builds ``CountResult``.
+``metrics_agg.counter.api``, which validates arguments first and builds ``CountResult``.
 """
 
 from collections.abc import Sequence

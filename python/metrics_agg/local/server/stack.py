@@ -15,12 +15,12 @@ from typing import Any
 import uvicorn
 
 from metrics_agg.config import ZONE_MARGIN_ENV, Config
-from metrics_agg.local_server.app import LocalAppSync
-from metrics_agg.local_server.faults import FaultPlan
-from metrics_agg.local_server.mapping import EventSourceMapping, Handler
-from metrics_agg.local_server.store import Store
+from metrics_agg.local.server.app import LocalAppSync
+from metrics_agg.local.server.faults import FaultPlan
+from metrics_agg.local.server.mapping import EventSourceMapping, Handler
+from metrics_agg.local.server.store import Store
 
-log = logging.getLogger("metrics_agg.local_server")
+log = logging.getLogger("metrics_agg.local.server")
 
 
 class LocalStack:
@@ -29,7 +29,8 @@ class LocalStack:
         with LocalStack(tmp_path / "db.sqlite", mapping=False) as stack:
             stack.endpoint, stack.api_key, stack.store, stack.faults, stack.config()
 
-    `handler` defaults to `metrics_agg.pipeline.handle_event(event, config=stack.config())`,
+    `handler` defaults to
+    `metrics_agg.aggregator.pipeline.handle_event(event, config=stack.config())`,
     imported on first delivery.
 
     Raises (start):
@@ -188,6 +189,6 @@ class LocalStack:
         return True if self.mapping is None else self.mapping.wait_idle(timeout)
 
     def _default_handler(self, event: dict[str, Any]) -> Any:
-        from metrics_agg import pipeline  # lazy: the pipeline is optional for the server
+        from metrics_agg.aggregator import pipeline  # lazy: the pipeline is optional for the server
 
         return pipeline.handle_event(event, config=self.config())

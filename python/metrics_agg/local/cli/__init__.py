@@ -12,12 +12,12 @@ from collections.abc import Sequence
 
 # Each module defines `register(subparsers)`; the parser it adds sets `func(args) -> int`.
 _COMMAND_MODULES = (
-    "metrics_agg.cli._count",  # count
-    "metrics_agg.cli._server",  # serve, seed
-    "metrics_agg.cli._invoke",  # invoke
-    "metrics_agg.cli._recount",  # recount, verify
-    "metrics_agg.cli._show",  # show
-    "metrics_agg.cli._demo",  # demo
+    "metrics_agg.local.cli._count",  # count
+    "metrics_agg.local.cli._server",  # serve, seed
+    "metrics_agg.local.cli._invoke",  # invoke
+    "metrics_agg.local.cli._recount",  # recount, verify
+    "metrics_agg.local.cli._show",  # show
+    "metrics_agg.local.cli._demo",  # demo
 )
 
 

@@ -17,9 +17,9 @@ __all__ = [
     "seed_records",
 ]
 
-from metrics_agg.local_server.client import LocalApiError, LocalClient
-from metrics_agg.local_server.faults import FaultPlan
-from metrics_agg.local_server.mapping import EventSourceMapping
-from metrics_agg.local_server.seeding import seed_accounts, seed_records
-from metrics_agg.local_server.stack import LocalStack
-from metrics_agg.local_server.store import Store
+from metrics_agg.local.server.client import LocalApiError, LocalClient
+from metrics_agg.local.server.faults import FaultPlan
+from metrics_agg.local.server.mapping import EventSourceMapping
+from metrics_agg.local.server.seeding import seed_accounts, seed_records
+from metrics_agg.local.server.stack import LocalStack
+from metrics_agg.local.server.store import Store

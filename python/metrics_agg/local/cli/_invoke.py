@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
-from metrics_agg.cli._common import (
+from metrics_agg.local.cli._common import (
     ENV_HELP,
     EXIT_DIFFERENCES,
     EXIT_OK,
@@ -29,7 +29,7 @@ from metrics_agg.cli._common import (
 
 
 def _cmd_invoke(args: argparse.Namespace) -> int:
-    from metrics_agg import pipeline
+    from metrics_agg.aggregator import pipeline
 
     path: Path = args.event
     try:

@@ -11,6 +11,7 @@ __all__ = ["fmt_count", "log_counts", "log_report", "warn_offsets", "window_text
 import logging
 from collections.abc import Sequence
 
+from metrics_agg.aggregator.zones import offset_warning
 from metrics_agg.config import Config
 from metrics_agg.models import (
     BUCKET_SIZES,
@@ -21,7 +22,6 @@ from metrics_agg.models import (
     WorkUnit,
 )
 from metrics_agg.timestamps import format_bucket_time
-from metrics_agg.zones import offset_warning
 
 _log = logging.getLogger("metrics_agg")
 

@@ -2,7 +2,7 @@
 fresh count of the source tables.
 
 Thin shells over `pipeline.recount` / `pipeline.verify` (the only orchestrator, STYLE);
-what lives here is argument parsing and rendering for people (`metrics_agg.render`).
+what lives here is argument parsing and rendering for people (`metrics_agg.local.render`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import sys
 from datetime import timedelta
 from typing import Any, TextIO
 
-from metrics_agg.cli._common import (
+from metrics_agg.local.cli._common import (
     ENV_HELP,
     EXIT_DIFFERENCES,
     EXIT_OK,
@@ -29,15 +29,15 @@ from metrics_agg.cli._common import (
     help_formatter,
     instant_arg,
 )
+from metrics_agg.local.render import Column, can_encode, format_count, format_table
 from metrics_agg.models import SOURCE_MODELS, VerifyReport
-from metrics_agg.render import Column, can_encode, format_count, format_table
 from metrics_agg.timestamps import format_bucket_time, utc_now
 
 # --------------------------------------------------------------------------- recount
 
 
 def _cmd_recount(args: argparse.Namespace) -> int:
-    from metrics_agg import pipeline
+    from metrics_agg.aggregator import pipeline
 
     if args.end <= args.start:
         print("metrics-agg recount: --end must be after --start", file=sys.stderr)
@@ -84,7 +84,7 @@ def _cmd_recount(args: argparse.Namespace) -> int:
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
-    from metrics_agg import pipeline
+    from metrics_agg.aggregator import pipeline
 
     config = config_from_args(args)
     now = utc_now()
@@ -102,7 +102,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 def _print_offsets(report: VerifyReport, out: TextIO) -> int:
     """The zone-offset warnings (DESIGN §4.3): the fresh count reads the same index, so it
     can miss those records too; exit 1 so a scheduled verify does not pass silently."""
-    from metrics_agg.zones import offset_warning
+    from metrics_agg.aggregator.zones import offset_warning
 
     mark = "⚠" if can_encode(out, "⚠") else "WARNING:"
     for item in report.offsets:

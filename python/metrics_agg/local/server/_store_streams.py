@@ -16,8 +16,8 @@ from typing import Any
 
 import orjson
 
-from metrics_agg.local_server import streams
-from metrics_agg.local_server._store_tables import table_name
+from metrics_agg.local.server import streams
+from metrics_agg.local.server._store_tables import table_name
 
 STREAM_SCHEMA = (
     "CREATE TABLE IF NOT EXISTS stream (seq INTEGER PRIMARY KEY AUTOINCREMENT, "

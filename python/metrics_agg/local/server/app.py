@@ -35,12 +35,12 @@ from graphql import (
     validate,
 )
 
-from metrics_agg.local_server._fastlist import FastListExecutionContext
-from metrics_agg.local_server.faults import Fault, FaultPlan
-from metrics_agg.local_server.resolvers import AppSyncError, Resolvers
-from metrics_agg.local_server.store import Store
+from metrics_agg.local.server._fastlist import FastListExecutionContext
+from metrics_agg.local.server.faults import Fault, FaultPlan
+from metrics_agg.local.server.resolvers import AppSyncError, Resolvers
+from metrics_agg.local.server.store import Store
 
-log = logging.getLogger("metrics_agg.local_server")
+log = logging.getLogger("metrics_agg.local.server")
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]

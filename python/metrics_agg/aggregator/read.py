@@ -28,6 +28,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
+from metrics_agg.aggregator.zones import scan_offsets
 from metrics_agg.config import Config
 from metrics_agg.deadline import Deadline
 from metrics_agg.graphql import api
@@ -43,7 +44,6 @@ from metrics_agg.models import (
     WorkUnit,
 )
 from metrics_agg.timestamps import parse_instant_or_none, utc_now
-from metrics_agg.zones import scan_offsets
 
 _Record = Mapping[str, Any]
 

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from metrics_agg.aggregator.plan import floor_hour, group_hours, plan_recount
 from metrics_agg.deadline import Deadline
 from metrics_agg.models import MODEL_OF_RECORD_TYPE, SOURCE_MODELS, UnitKey, WorkUnit
-from metrics_agg.planning import floor_hour, group_hours, plan_recount
 from metrics_agg.timestamps import parse_instant
 
 _log = logging.getLogger("metrics_agg")

@@ -25,10 +25,10 @@ from typing import Any
 import orjson
 from graphql import GraphQLResolveInfo
 
-from metrics_agg.local_server._store_tables import INDEXES, TABLES, IndexSpec
-from metrics_agg.local_server.conditions import KeyCondition, KeyConditionError, matches
-from metrics_agg.local_server.faults import Fault
-from metrics_agg.local_server.store import ConditionalCheckFailed, Store
+from metrics_agg.local.server._store_tables import INDEXES, TABLES, IndexSpec
+from metrics_agg.local.server.conditions import KeyCondition, KeyConditionError, matches
+from metrics_agg.local.server.faults import Fault
+from metrics_agg.local.server.store import ConditionalCheckFailed, Store
 from metrics_agg.models import SOURCE_MODELS
 
 CONDITIONAL_CHECK_FAILED = "DynamoDB:ConditionalCheckFailedException"

@@ -14,8 +14,9 @@ from typing import Any
 _SERVE_EPILOG = """\
 The endpoint speaks the Amplify-generated AppSync API of schema.graphql (API key in the
 x-api-key header). Every create/update/delete of a source model appends a DynamoDB stream
-record, and the event source mapping delivers them to metrics_agg.pipeline.handle_event in
-batches (DESIGN §6 sizes and windows), so AggregatedMetrics stays current.
+record, and the event source mapping delivers them to
+metrics_agg.aggregator.pipeline.handle_event in batches (DESIGN §6 sizes and windows),
+so AggregatedMetrics stays current.
 
 Point the other commands at it:
   export PLEXUS_API_URL=http://127.0.0.1:8765/graphql PLEXUS_API_KEY=local-dev-key
@@ -128,12 +129,12 @@ def register(sub: Any) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from metrics_agg.local_server.stack import LocalStack
+    from metrics_agg.local.server.stack import LocalStack
 
     mapping = not args.no_mapping
     if mapping:
         try:
-            import metrics_agg.pipeline  # noqa: F401
+            import metrics_agg.aggregator.pipeline  # noqa: F401
         except ImportError as exc:
             print(
                 f"warning: the pipeline cannot be imported ({exc}); serving without the "
@@ -180,8 +181,8 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _seed(args: argparse.Namespace) -> int:
-    from metrics_agg.local_server.seeding import parse_window, seed_records
-    from metrics_agg.local_server.store import Store
+    from metrics_agg.local.server.seeding import parse_window, seed_records
+    from metrics_agg.local.server.store import Store
 
     try:
         start, end = parse_window(args.start, args.end)

@@ -23,14 +23,14 @@ from typing import Any
 
 import orjson
 
-from metrics_agg.local_server import conditions, streams
-from metrics_agg.local_server._store_streams import (
+from metrics_agg.local.server import conditions, streams
+from metrics_agg.local.server._store_streams import (
     APPEND_STREAM_SQL,
     STREAM_SCHEMA,
     StreamTables,
     transaction,
 )
-from metrics_agg.local_server._store_tables import (
+from metrics_agg.local.server._store_tables import (
     INDEXES,
     METRICS_TABLE,
     TABLES,

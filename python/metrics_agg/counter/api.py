@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Literal, Protocol, TypeAlias
 
-from metrics_agg import _pycounter
+from metrics_agg.counter import _pycounter
 from metrics_agg.errors import BackendUnavailableError
 from metrics_agg.models import BUCKET_SIZES, CountResult
 from metrics_agg.timestamps import EPOCH, parse_instant

@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from metrics_agg.aggregator.zones import merge_offsets, scan_offsets
 from metrics_agg.models import (
     SOURCE_MODELS,
     Batch,
@@ -29,7 +30,6 @@ from metrics_agg.models import (
     model_for_table,
 )
 from metrics_agg.timestamps import parse_instant_or_none
-from metrics_agg.zones import merge_offsets, scan_offsets
 
 _log = logging.getLogger("metrics_agg")
 

@@ -1,4 +1,5 @@
-"""`metrics-agg demo`: the local stack end to end, in one command (logic in `metrics_agg.demo`)."""
+"""`metrics-agg demo`: the local stack end to end, in one command
+(logic in `metrics_agg.local.demo.run`)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ def _positive(text: str) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from metrics_agg.demo import run_demo
+    from metrics_agg.local.demo.run import run_demo
 
     try:
         result = run_demo(args.keep, records=args.records, seed=args.seed)

@@ -3,7 +3,7 @@
 A realistic mix of app writes (`_demo_writes`) goes through the real GraphQL API; the local
 event source mapping delivers the stream to the real handler; the stored buckets are
 shown, then every one is compared with a direct count of the source tables
-(`metrics_agg.truth`, deliberately independent of the package's counter), so the demo
+(`metrics_agg.local.demo.truth`, deliberately independent of the package's counter), so the demo
 checks the pipeline rather than repeating it.
 """
 
@@ -24,16 +24,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
-from metrics_agg._demo_writes import (
+from metrics_agg.local.demo.truth import Mismatch, compare_with_tables, direct_counts
+from metrics_agg.local.demo.writes import (
     api_write,
     mix_line,
     one_more_item,
     plan_writes,
     write_edge_cases,
 )
+from metrics_agg.local.render import Column, Progress, can_encode, format_count, format_duration
 from metrics_agg.models import SOURCE_MODELS
-from metrics_agg.render import Column, Progress, can_encode, format_count, format_duration
-from metrics_agg.truth import Mismatch, compare_with_tables, direct_counts
 
 DEMO_ACCOUNT = "demo-account"
 
@@ -142,7 +142,7 @@ def _run(
     kept: bool,
 ) -> DemoResult:
     from metrics_agg import counter_backend
-    from metrics_agg.local_server import LocalClient, LocalStack
+    from metrics_agg.local.server import LocalClient, LocalStack
 
     rng = random.Random(seed)
     account = DEMO_ACCOUNT
@@ -247,7 +247,7 @@ def _run(
 
 def _scheduled_pass(say: _Printer, stack: Any) -> None:
     """The 5-minute scheduled event, as EventBridge starts it (DESIGN §4, issue 15)."""
-    from metrics_agg import pipeline
+    from metrics_agg.aggregator import pipeline
 
     t0 = time.monotonic()
     event = {"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}
@@ -260,10 +260,10 @@ def _scheduled_pass(say: _Printer, stack: Any) -> None:
 
 
 def _show(say: _Printer, stack: Any, account: str, now: datetime, span: timedelta) -> None:
-    from metrics_agg.cli._show import render_show
     from metrics_agg.graphql.api import list_stored_buckets
     from metrics_agg.graphql.transport import GraphQLClient
-    from metrics_agg.render import format_table, sparkline
+    from metrics_agg.local.cli._show import render_show
+    from metrics_agg.local.render import format_table, sparkline
 
     hour = now.replace(minute=0, second=0, microsecond=0)
     start, end = hour - timedelta(hours=4), hour + timedelta(hours=1)
@@ -322,7 +322,7 @@ def _show(say: _Printer, stack: Any, account: str, now: datetime, span: timedelt
 
 
 def _mismatch_table(mismatches: Sequence[Mismatch], out: TextIO) -> str:
-    from metrics_agg.render import format_table
+    from metrics_agg.local.render import format_table
 
     rows = [
         (

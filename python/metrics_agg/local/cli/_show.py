@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, TextIO
 
-from metrics_agg.cli._common import (
+from metrics_agg.local.cli._common import (
     ENV_HELP,
     EXIT_OK,
     add_account_arg,
@@ -27,8 +27,8 @@ from metrics_agg.cli._common import (
     guard,
     help_formatter,
 )
+from metrics_agg.local.render import Column, can_encode, format_count, format_table, sparkline
 from metrics_agg.models import BUCKET_SIZES, FEEDBACK_RECORD_TYPES, SOURCE_MODELS, StoredBucket
-from metrics_agg.render import Column, can_encode, format_count, format_table, sparkline
 from metrics_agg.timestamps import epoch_minute, format_bucket_time, from_epoch_minute, utc_now
 
 ALL_RECORD_TYPES: tuple[str, ...] = tuple(

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from metrics_agg.local_server.store import Store
+from metrics_agg.local.server.store import Store
 from metrics_agg.models import SOURCE_MODELS
 
 Item = dict[str, Any]

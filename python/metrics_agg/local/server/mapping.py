@@ -19,10 +19,10 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from metrics_agg.local_server._store_tables import table_name
-from metrics_agg.local_server.store import Store
+from metrics_agg.local.server._store_tables import table_name
+from metrics_agg.local.server.store import Store
 
-log = logging.getLogger("metrics_agg.local_server.mapping")
+log = logging.getLogger("metrics_agg.local.server.mapping")
 
 Handler = Callable[[dict[str, Any]], Any]
 

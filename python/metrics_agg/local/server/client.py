@@ -23,7 +23,7 @@ import orjson
 import urllib3
 from graphql import GraphQLObjectType, GraphQLSchema, build_schema, get_named_type, is_leaf_type
 
-from metrics_agg.local_server.app import schema_path
+from metrics_agg.local.server.app import schema_path
 
 
 class LocalApiError(RuntimeError):

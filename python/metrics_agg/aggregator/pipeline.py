@@ -37,12 +37,24 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from metrics_agg import emf
+from metrics_agg.aggregator import emf
+from metrics_agg.aggregator.count import count_unit
+from metrics_agg.aggregator.event_kinds import event_kind, recount_unit, scheduled_units
+from metrics_agg.aggregator.events import parse_batch
+from metrics_agg.aggregator.plan import plan_recount, plan_units
+from metrics_agg.aggregator.read import read_unit
+from metrics_agg.aggregator.report import (
+    fmt_count,
+    log_counts,
+    log_report,
+    warn_offsets,
+    window_text,
+)
+from metrics_agg.aggregator.write import diff_buckets, plan_writes, read_stored, write_changes
+from metrics_agg.aggregator.zones import merge_offsets
 from metrics_agg.config import Config
-from metrics_agg.counting import count_unit
 from metrics_agg.deadline import Deadline
 from metrics_agg.errors import TransportError
-from metrics_agg.event_kinds import event_kind, recount_unit, scheduled_units
 from metrics_agg.graphql.transport import GraphQLClient
 from metrics_agg.models import (
     SOURCE_MODELS,
@@ -52,13 +64,7 @@ from metrics_agg.models import (
     VerifyReport,
     WorkUnit,
 )
-from metrics_agg.planning import plan_recount, plan_units
-from metrics_agg.reading import read_unit
-from metrics_agg.reporting import fmt_count, log_counts, log_report, warn_offsets, window_text
-from metrics_agg.stream_events import parse_batch
 from metrics_agg.timestamps import format_bucket_time, utc_now
-from metrics_agg.writing import diff_buckets, plan_writes, read_stored, write_changes
-from metrics_agg.zones import merge_offsets
 
 _log = logging.getLogger("metrics_agg")
 MIN_UNIT_SECONDS = 2.0  # a unit needs a few requests; starting one later would overrun

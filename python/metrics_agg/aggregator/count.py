@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from metrics_agg.buckets import count_buckets, count_records
+from metrics_agg.counter.api import count_buckets, count_records
 from metrics_agg.models import (
     BUCKET_SIZES,
     SOURCE_MODELS,

@@ -19,9 +19,9 @@ from typing import Any, TextIO
 
 import orjson
 
-from metrics_agg.buckets import count_records, counter_backend
-from metrics_agg.cli._common import instant_arg
+from metrics_agg.counter.api import count_records, counter_backend
 from metrics_agg.errors import MetricsAggError
+from metrics_agg.local.cli._common import instant_arg
 from metrics_agg.models import BUCKET_SIZES, CountResult
 from metrics_agg.timestamps import format_bucket_time
 
