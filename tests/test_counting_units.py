@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from metrics_agg.aggregator.count import count_unit, feedback_class
+from metrics_agg.aggregator.count import count_unit, cross_check, feedback_class
 from metrics_agg.models import BucketKey, HourRange, RangeRecords, Snapshot, UnitKey, WorkUnit
 
 H11 = datetime(2024, 5, 1, 11, tzinfo=UTC)
@@ -140,3 +141,12 @@ def test_key_types() -> None:
     key = next(iter(counts.desired))
     assert isinstance(key, BucketKey) and key.account_id == "a"
     assert {k.record_type for k in counts.desired} == {"tasks"}
+
+
+def test_cross_check_is_the_units_verdict() -> None:
+    rows = [{"id": "1", "createdAt": "2024-05-01T11:00:00Z"}, {"id": "2", "createdAt": "bad"}]
+    counts = count_unit(snapshot("Item", rows))
+    assert cross_check(counts)
+    # A counter that lost (or doubled) a record in the 1-minute buckets fails the unit.
+    assert not cross_check(dataclasses.replace(counts, one_minute_total=counts.processed - 1))
+    assert not cross_check(dataclasses.replace(counts, one_minute_total=counts.processed + 1))

@@ -13,7 +13,7 @@ writer from the stored side). ``complete`` is ``bucket end <= snapshot_time`` (D
 
 from __future__ import annotations
 
-__all__ = ["FEEDBACK_METADATA_KEYS", "count_unit", "feedback_class"]
+__all__ = ["FEEDBACK_METADATA_KEYS", "count_unit", "cross_check", "feedback_class"]
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
@@ -242,3 +242,11 @@ def count_unit(snapshot: Snapshot) -> UnitCounts:
         one_minute_total=one_minute,
         invalid_examples=tuple(examples),
     )
+
+
+def cross_check(counts: UnitCounts) -> bool:
+    """The unit's verdict: its 1-minute buckets hold every processed record exactly once.
+
+    False means a counter bug; the unit then fails and writes nothing.
+    """
+    return counts.one_minute_total == counts.processed

@@ -38,11 +38,11 @@ from datetime import datetime
 from typing import Any
 
 from metrics_agg.aggregator import emf
-from metrics_agg.aggregator.count import count_unit
+from metrics_agg.aggregator.count import count_unit, cross_check
 from metrics_agg.aggregator.event_kinds import event_kind, recount_unit, scheduled_units
 from metrics_agg.aggregator.events import parse_batch
 from metrics_agg.aggregator.plan import plan_recount, plan_units
-from metrics_agg.aggregator.read import read_unit
+from metrics_agg.aggregator.read import read_stored, read_unit
 from metrics_agg.aggregator.report import (
     fmt_count,
     log_counts,
@@ -50,7 +50,7 @@ from metrics_agg.aggregator.report import (
     warn_offsets,
     window_text,
 )
-from metrics_agg.aggregator.write import diff_buckets, plan_writes, read_stored, write_changes
+from metrics_agg.aggregator.write import diff_buckets, plan_writes, write_changes
 from metrics_agg.aggregator.zones import merge_offsets
 from metrics_agg.config import Config
 from metrics_agg.deadline import Deadline
@@ -125,7 +125,9 @@ def run_unit(
             "[2/3] Counting %s records", fmt_count(sum(len(r.records) for r in snapshot.ranges))
         )
         counts = count_unit(snapshot)
-        if not log_counts(counts):
+        checked = cross_check(counts)
+        log_counts(counts, checked)
+        if not checked:
             return UnitOutcome(
                 key,
                 ok=False,

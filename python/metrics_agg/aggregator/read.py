@@ -1,4 +1,7 @@
-"""`WorkUnit` -> `Snapshot`: read a unit's records and merge the batch's images (DESIGN §4.3).
+"""`WorkUnit` -> stored buckets and `Snapshot`: the unit's reads (DESIGN §4.3).
+
+`read_stored` reads the stored buckets first (their hourly counts size the source reads);
+`read_unit` reads the unit's records and merges the batch's images.
 
 One `list_source_reads` call for every (hour range, list query) of the unit; FeedbackItem
 has two list queries (editedAt and updatedAt) whose results are merged by id. Window membership is
@@ -21,10 +24,10 @@ Any `ReadError`/`DeadlineExceeded` propagates: the unit fails as a whole (DESIGN
 
 from __future__ import annotations
 
-__all__ = ["read_unit"]
+__all__ = ["read_stored", "read_unit"]
 
 import itertools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -46,6 +49,32 @@ from metrics_agg.models import (
 from metrics_agg.timestamps import parse_instant_or_none, utc_now
 
 _Record = Mapping[str, Any]
+
+
+def read_stored(
+    client: Any,
+    unit: WorkUnit,
+    *,
+    deadline: Deadline | None = None,
+    ranges: Sequence[HourRange] | None = None,
+    record_types: Sequence[str] | None = None,
+) -> dict[str, StoredBucket]:
+    """Stored buckets of the unit's recordTypes over its ranges, by composite key.
+
+    One call for all recordTypes and ranges (a steady-state unit: one HTTP request).
+
+    Raises:
+        ReadError: the stored buckets could not be read.
+    """
+    types = list(record_types or SOURCE_MODELS[unit.key.model].record_types)
+    windows = [(r.start, r.end) for r in (ranges or unit.ranges)]
+    stored: dict[str, StoredBucket] = {}
+    for sb in api.list_stored_buckets_over(
+        client, unit.key.account_id, types, windows, deadline=deadline
+    ):
+        if sb.key.account_id == unit.key.account_id:
+            stored[sb.key.composite_key] = sb
+    return stored
 
 
 def _effective(rec: _Record, spec: ModelSpec) -> datetime | None:

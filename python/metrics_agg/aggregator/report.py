@@ -35,9 +35,8 @@ def window_text(unit: WorkUnit) -> str:
     return ", ".join(parts)
 
 
-def log_counts(counts: UnitCounts) -> bool:
-    """Log the counting lines; False when the cross-check fails (a counter bug)."""
-    ok = counts.one_minute_total == counts.processed
+def log_counts(counts: UnitCounts, ok: bool) -> None:
+    """Log the counting lines; ``ok`` is the cross-check verdict (`count.cross_check`)."""
     _log.info(
         "      processed %s · missing %s · invalid %s · outside window %s",
         fmt_count(counts.processed),
@@ -66,7 +65,6 @@ def log_counts(counts: UnitCounts) -> bool:
             nonempty, n, total = totals.get((record_type, size), (0, 0, 0))
             per_size.append(f"{size}-min {nonempty}/{n} Σ{fmt_count(total)}")
         _log.info("      %-24s %s", record_type, " · ".join(per_size))
-    return ok
 
 
 _NAMED = 10  # failed units named in the summary line

@@ -26,13 +26,14 @@ the unit (the caller reports it and the stream retries it).
 
 from __future__ import annotations
 
-__all__ = ["MAX_ROUNDS", "diff_buckets", "plan_writes", "read_stored", "write_changes"]
+__all__ = ["MAX_ROUNDS", "diff_buckets", "plan_writes", "write_changes"]
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from metrics_agg.aggregator.read import read_stored
 from metrics_agg.config import Config
 from metrics_agg.deadline import Deadline
 from metrics_agg.errors import WriteError
@@ -40,7 +41,6 @@ from metrics_agg.graphql import api
 from metrics_agg.graphql.api import stored_is_newer  # pure: stays real when tests fake `api`
 from metrics_agg.models import (
     FEEDBACK_RECORD_TYPES,
-    SOURCE_MODELS,
     BucketDifference,
     BucketKey,
     BucketValue,
@@ -48,38 +48,11 @@ from metrics_agg.models import (
     HourRange,
     StoredBucket,
     UnitCounts,
-    WorkUnit,
     WriteOutcome,
 )
 
 MAX_ROUNDS = 4
 _ZERO_METADATA = {"changedCount": 0, "unchangedCount": 0, "invalidCount": 0}
-
-
-def read_stored(
-    client: Any,
-    unit: WorkUnit,
-    *,
-    deadline: Deadline | None = None,
-    ranges: Sequence[HourRange] | None = None,
-    record_types: Sequence[str] | None = None,
-) -> dict[str, StoredBucket]:
-    """Stored buckets of the unit's recordTypes over its ranges, by composite key.
-
-    One call for all recordTypes and ranges (a steady-state unit: one HTTP request).
-
-    Raises:
-        ReadError: the stored buckets could not be read.
-    """
-    types = list(record_types or SOURCE_MODELS[unit.key.model].record_types)
-    windows = [(r.start, r.end) for r in (ranges or unit.ranges)]
-    stored: dict[str, StoredBucket] = {}
-    for sb in api.list_stored_buckets_over(
-        client, unit.key.account_id, types, windows, deadline=deadline
-    ):
-        if sb.key.account_id == unit.key.account_id:
-            stored[sb.key.composite_key] = sb
-    return stored
 
 
 def _zero(key: BucketKey, snapshot_time: datetime) -> BucketValue:
