@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build the Lambda layer: dist/metrics-agg-layer-<arch>.zip (DESIGN §6; size bar §7).
+# Build the Lambda layer: dist/metrics-agg-layer-<arch>.zip, the runtime only (no local tooling).
 #
 #   bash lambda/build_layer.sh [--arch x86_64|arm64] [--no-zig]
 #
@@ -76,6 +76,8 @@ if [ "$ARCH" = arm64 ]; then
 fi
 
 LAMBDA_PYTHON=3.12
+# Paths under python/ left out of the layer (tests/test_layer_smoke.py holds the same list).
+LOCAL_TOOLING="metrics_agg/local metrics_agg/__main__.py metrics_agg/graphql/codegen.py"
 MAX_ZIPPED=$((50 * 1024 * 1024))
 MAX_UNZIPPED=$((250 * 1024 * 1024))
 PYTHON="${PYTHON:-python3}"
@@ -180,6 +182,11 @@ PIP_ARGS=(install --quiet --disable-pip-version-check --root-user-action=ignore 
     --python-version "$LAMBDA_PYTHON" --implementation cp --abi "cp${LAMBDA_PYTHON/./}")
 "$PYTHON" -m pip "${PIP_ARGS[@]}" --no-deps "$WHEEL"
 rm -rf "${LAYER:?}/bin" # console scripts: no use in a layer
+# The local tooling (server, demo, CLI, rendering; `python -m metrics_agg`; the code
+# generator) is never run by the Lambda: the runtime never imports it (a test checks).
+for tooling in $LOCAL_TOOLING; do
+    rm -rf "${LAYER:?}/$tooling"
+done
 "$PYTHON" -m pip "${PIP_ARGS[@]}" -r "$WORK/requirements.txt"
 for provided in botocore boto3; do
     [ ! -e "$LAYER/$provided" ] || die "$provided ended up in the layer (a dependency pulled it)"
@@ -209,9 +216,9 @@ if [ "$ARCH" = x86_64 ] && [ -n "$PY312" ]; then
     (cd "$WORK" && "$PY312" -I -S -c '
 import sys
 sys.path.insert(0, "layer/python")
-import metrics_agg
+import metrics_agg, metrics_agg.aggregator.pipeline, metrics_agg.aggregator.lambda_support
 assert metrics_agg.counter_backend() == "rust", metrics_agg.counter_backend()
-print("build_layer:       import check: counter backend is rust")')
+print("build_layer:       import check: runtime imports, counter backend is rust")')
 fi
 find "$WORK/layer" -exec touch -h -d '2000-01-01T00:00:00Z' {} +
 rm -f "$OUT"

@@ -29,6 +29,7 @@ from typing import Any
 
 import pytest
 
+from layout_rules import is_local_tooling, runtime_sources
 from metrics_agg.local.server import LocalStack
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -241,3 +242,16 @@ def test_the_template_deploys_the_layer_just_built() -> None:
         _unavailable("the layer is not built: run `bash lambda/build_layer.sh`")
     built = [p for p in (ROOT / "dist").glob("metrics-agg-layer-*.zip")]
     assert deploy_zip.read_bytes() in {p.read_bytes() for p in built}
+
+
+def test_layer_holds_only_the_runtime() -> None:
+    """The local tooling (server, demo, CLI, rendering, codegen) stays out of the layer."""
+    if not LAYER_ZIP.exists():
+        _unavailable(f"{LAYER_ZIP.relative_to(ROOT)} is absent: run `bash lambda/build_layer.sh`")
+    with zipfile.ZipFile(LAYER_ZIP) as z:
+        names = [n for n in z.namelist() if n.startswith("python/metrics_agg/")]
+    tooling = [n for n in names if is_local_tooling(n.removeprefix("python/"))]
+    assert not tooling, tooling[:10]
+    # ... and every runtime module is there (the list comes from the source tree).
+    shipped = {n.removeprefix("python/") for n in names if n.endswith(".py")}
+    assert set(runtime_sources()) <= shipped
