@@ -7,13 +7,13 @@ __all__ = [
     "ENV_HELP",
     "EXIT_DIFFERENCES",
     "EXIT_OK",
-    "EXIT_UNREACHABLE",
     "EXIT_USAGE",
     "add_account_arg",
     "add_connection_args",
     "add_since_arg",
     "ceil_to",
     "config_from_args",
+    "connect",
     "floor_to",
     "guard",
     "help_formatter",
@@ -22,6 +22,7 @@ __all__ = [
 ]
 
 import argparse
+import logging
 import os
 import re
 import sys
@@ -29,14 +30,13 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 
 from metrics_agg.config import Config
-from metrics_agg.errors import ConfigError, MetricsAggError, TransportError
+from metrics_agg.errors import ConfigError, MetricsAggError, ReadError, TransportError
 from metrics_agg.timestamps import epoch_minute, from_epoch_minute, parse_instant
 
 # Exit codes, documented in every command's epilog.
 EXIT_OK = 0
 EXIT_DIFFERENCES = 1  # verify found mismatches; invoke/recount reported failures
-EXIT_USAGE = 2  # bad arguments or configuration (argparse uses 2 too)
-EXIT_UNREACHABLE = 3  # the API could not be reached or kept failing
+EXIT_USAGE = 2  # could not run: bad arguments, configuration, input, or an unreachable API
 
 ENV_HELP = """\
 environment:
@@ -50,8 +50,8 @@ environment:
   METRICS_AGG_READ_PARALLELISM, METRICS_AGG_WRITE_PARALLELISM,
   METRICS_AGG_MUTATIONS_PER_REQUEST, METRICS_AGG_MAX_HOURS_BACK   tuning knobs
 
-exit status: 0 ok, 1 differences or failures reported, 2 usage or configuration error,
-3 the API could not be reached."""
+exit status: 0 ok, 1 differences or failures reported, 2 could not run (bad arguments,
+configuration or input, or the API could not be reached or rejected the credentials)."""
 
 _SINCE = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?", re.ASCII)
 
@@ -146,7 +146,51 @@ def config_from_args(args: argparse.Namespace, environ: Mapping[str, str] | None
             "`export PLEXUS_API_URL=http://127.0.0.1:8765/graphql PLEXUS_API_KEY=local-dev-key`, "
             "or set PLEXUS_API_URL to your AppSync URL (or pass --endpoint)"
         )
+    endpoint = env.get("PLEXUS_API_URL") or env.get("GRAPHQL_ENDPOINT") or ""
+    if not endpoint.startswith(("http://", "https://")):
+        raise ConfigError(f"the endpoint must be an http:// or https:// URL, got {endpoint!r}")
     return Config.from_env(env)
+
+
+_PROBE = "query MetricsAggProbe { __typename }"
+
+
+def connect(args: argparse.Namespace) -> Config:
+    """`config_from_args`, then one request (no retries) to check the API answers.
+
+    An unreachable endpoint or rejected credentials become one clear line before any work
+    starts; anything else (throttling, 5xx, GraphQL errors) is left to the command's own
+    requests and their retries.
+
+    Raises:
+        ConfigError: as `config_from_args`; the endpoint cannot be reached, has no GraphQL
+            API, or rejects the credentials.
+    """
+    from metrics_agg.graphql.transport import GraphQLClient
+
+    config = config_from_args(args)
+    log = logging.getLogger("metrics_agg.graphql")
+    level = log.level
+    log.setLevel(logging.CRITICAL)  # the one line below says it; no transport log line
+    try:
+        with GraphQLClient(config.with_(max_attempts=1)) as client:
+            client.execute(_PROBE, kind="read")
+    except ReadError as exc:
+        reason = getattr(exc.__cause__, "reason", str(exc))
+        where = config.endpoint
+        if exc.status in (401, 403):
+            how = "PLEXUS_API_KEY / --api-key" if config.api_key else "the AWS credentials"
+            raise ConfigError(f"{where} rejected the credentials ({reason}): check {how}") from None
+        if exc.status == 404:
+            raise ConfigError(f"no GraphQL API at {where} ({reason}): check the URL") from None
+        if exc.status is None:
+            raise ConfigError(
+                f"cannot reach {where} ({reason}): is it up? (`metrics-agg serve` runs the "
+                "local one)"
+            ) from None
+    finally:
+        log.setLevel(level)
+    return config
 
 
 def guard(command: str, body: Callable[[argparse.Namespace], int]) -> Callable[..., int]:
@@ -160,12 +204,12 @@ def guard(command: str, body: Callable[[argparse.Namespace], int]) -> Callable[.
             return EXIT_USAGE
         except TransportError as exc:
             print(
-                f"metrics-agg {command}: the API kept failing: {exc}\n"
-                "  check that the endpoint is up (`metrics-agg serve` for the local one) and "
-                "that the API key is right; -v shows each attempt",
+                f"metrics-agg {command}: the API kept failing: {exc} (is the endpoint up, "
+                "`metrics-agg serve` for the local one, and the API key right? -v shows each "
+                "attempt)",
                 file=sys.stderr,
             )
-            return EXIT_UNREACHABLE
+            return EXIT_USAGE
         except MetricsAggError as exc:
             print(f"metrics-agg {command}: {exc}", file=sys.stderr)
             return EXIT_USAGE

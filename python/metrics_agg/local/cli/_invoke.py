@@ -22,7 +22,7 @@ from metrics_agg.local.cli._common import (
     EXIT_OK,
     EXIT_USAGE,
     add_connection_args,
-    config_from_args,
+    connect,
     guard,
     help_formatter,
 )
@@ -43,7 +43,7 @@ def _cmd_invoke(args: argparse.Namespace) -> int:
     if not isinstance(event, dict):
         print(f"metrics-agg invoke: {path} must hold a JSON object (an event)", file=sys.stderr)
         return EXIT_USAGE
-    config = config_from_args(args)
+    config = connect(args)
     # The human log goes to stdout, ahead of the response, so that the last line is always
     # the handler's JSON (`metrics-agg invoke ev.json | tail -n1 | jq`).
     with _log_to(sys.stdout):

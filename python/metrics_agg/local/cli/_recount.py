@@ -23,7 +23,7 @@ from metrics_agg.local.cli._common import (
     add_connection_args,
     add_since_arg,
     ceil_to,
-    config_from_args,
+    connect,
     floor_to,
     guard,
     help_formatter,
@@ -42,7 +42,7 @@ def _cmd_recount(args: argparse.Namespace) -> int:
     if args.end <= args.start:
         print("metrics-agg recount: --end must be after --start", file=sys.stderr)
         return EXIT_USAGE
-    config = config_from_args(args)
+    config = connect(args)
     outcome = pipeline.recount(
         config=config,
         account_id=args.account,
@@ -86,7 +86,7 @@ def _cmd_recount(args: argparse.Namespace) -> int:
 def _cmd_verify(args: argparse.Namespace) -> int:
     from metrics_agg.aggregator import pipeline
 
-    config = config_from_args(args)
+    config = connect(args)
     now = utc_now()
     report = pipeline.verify(
         config=config,

@@ -6,6 +6,7 @@ __all__ = ["register"]
 
 import argparse
 import signal
+import sqlite3
 import sys
 import threading
 import time
@@ -104,7 +105,11 @@ def register(sub: Any) -> None:
     )
     seed.add_argument("--end", required=True, metavar="ISO", help="window end (exclusive)")
     seed.add_argument(
-        "--seed", type=int, default=0, metavar="S", help="random seed (same seed, same records)"
+        "--seed",
+        type=int,
+        default=0,
+        metavar="S",
+        help="random seed (same seed and account, same records; ids differ per account)",
     )
     seed.add_argument(
         "--no-stream",
@@ -154,7 +159,7 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         stack.start()
     except OSError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"metrics-agg serve: {exc}", file=sys.stderr)
         return 2
     stop = threading.Event()
     if threading.current_thread() is threading.main_thread():
@@ -187,15 +192,18 @@ def _seed(args: argparse.Namespace) -> int:
     try:
         start, end = parse_window(args.start, args.end)
     except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"metrics-agg seed: {exc}", file=sys.stderr)
         return 2
     if args.count < 0:
-        print("error: --count must be 0 or more", file=sys.stderr)
+        print("metrics-agg seed: --count must be 0 or more", file=sys.stderr)
         return 2
     tty = sys.stderr.isatty()
     t0 = time.perf_counter()
+    written = 0
 
     def progress(done: int, total: int) -> None:
+        nonlocal written
+        written = done
         rate = done / max(time.perf_counter() - t0, 1e-9)
         line = f"seeding {args.model}: {done:,}/{total:,} ({rate:,.0f}/s)"
         print(("\r" + line) if tty else line, end="" if tty else "\n", file=sys.stderr, flush=True)
@@ -216,7 +224,15 @@ def _seed(args: argparse.Namespace) -> int:
             progress=progress,
         )
     except ValueError as exc:
-        print(f"\nerror: {exc}", file=sys.stderr)
+        print(f"{chr(10) if tty else ''}metrics-agg seed: {exc}", file=sys.stderr)
+        return 2
+    except sqlite3.IntegrityError:
+        print(
+            f"{chr(10) if tty else ''}metrics-agg seed: {args.model} records with these ids "
+            f"are already in {args.db} ({args.account} was seeded with --seed {args.seed} "
+            f"before); pass another --seed. {written:,} records of this run were written.",
+            file=sys.stderr,
+        )
         return 2
     finally:
         store.close()

@@ -22,7 +22,7 @@ from metrics_agg.local.cli._common import (
     add_connection_args,
     add_since_arg,
     ceil_to,
-    config_from_args,
+    connect,
     floor_to,
     guard,
     help_formatter,
@@ -40,7 +40,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
     from metrics_agg.graphql.api import list_stored_buckets
     from metrics_agg.graphql.transport import GraphQLClient
 
-    config = config_from_args(args)
+    config = connect(args)
     now = utc_now()
     start = floor_to(now - args.since, 60)
     end = ceil_to(now, 60)

@@ -1,8 +1,10 @@
 """Realistic records for the seven source models, written in bulk through the store.
 
-Timestamps are uniform in [start, end) and written in that order (stream order = write
-order). `late_fraction` of the records carry a timestamp 1-6 hours older than their
-write position (late data); `invalid_fraction` carry a timestamp string outside the
+Ids depend on the seed, the model and the account: seeding a second account (or model)
+with the same seed adds new records; the same seed twice for one account repeats ids, which
+the store refuses. Timestamps are uniform in [start, end) and written in that order (stream
+order = write order). `late_fraction` of the records carry a timestamp 1-6 hours older than
+their write position (late data); `invalid_fraction` carry a timestamp string outside the
 accepted grammar (DESIGN §3) that still sorts inside its hour, so a reader's key range
 finds it and must count it invalid: zone offsets with seconds (valid for AppSync's
 AWSDateTime, invalid for the grammar), 10-digit fractions, minute 61, a trailing space.
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 __all__ = ["SeedResult", "generate_records", "seed_accounts", "seed_records"]
 
+import hashlib
 import random
 import time
 from collections import Counter
@@ -53,8 +56,13 @@ def _fmt(ms: int) -> str:
     return f"{prefix}{sec:02d}.{milli:03d}Z"
 
 
-def _uuid(rng: random.Random) -> str:
-    h = f"{rng.getrandbits(128):032x}"
+def _id_salt(model: str, account_id: str) -> int:
+    """Mixed into every id, so one seed gives different ids for each (model, account)."""
+    return int.from_bytes(hashlib.sha256(f"{model}\0{account_id}".encode()).digest()[:16])
+
+
+def _uuid(rng: random.Random, salt: int = 0) -> str:
+    h = f"{rng.getrandbits(128) ^ salt:032x}"
     return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
 
 
@@ -113,6 +121,7 @@ def generate_records(
     scorecards = [f"scorecard-{i}" for i in range(3)]
     scores = {sc: [f"{sc}-score-{j}" for j in range(4)] for sc in scorecards}
     hour_ms = 3_600_000
+    salt = _id_salt(model, account_id)
     for i, ms in enumerate(stamps):
         r = rng.random()
         ts_ms = ms - rng.randrange(hour_ms, 6 * hour_ms) if r < late_fraction else ms
@@ -121,7 +130,7 @@ def generate_records(
         if late_fraction <= r < late_fraction + invalid_fraction:
             ts, kind = _invalid(ts_ms, i % 4), "invalid"
         created = _fmt(ts_ms - rng.randrange(0, hour_ms))
-        rid = _uuid(rng)
+        rid = _uuid(rng, salt)
         rec: Item = {"id": rid, "accountId": account_id}
         if model == "Item":
             by = _choice(rng, (("prediction", 0.5), ("evaluation", 0.3), ("other", 0.2)))
