@@ -135,7 +135,7 @@ def test_no_endpoint_says_what_to_do(
     assert "metrics-agg serve" in err and "PLEXUS_API_URL" in err
 
 
-def test_unreachable_endpoint_exits_3(
+def test_unreachable_endpoint_exits_2(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("METRICS_AGG_READ_PARALLELISM", "1")
@@ -152,7 +152,7 @@ def test_unreachable_endpoint_exits_3(
             "k",
         ]
     )
-    assert code == 3
+    assert code == 2
     assert "metrics-agg serve" in capsys.readouterr().err
 
 
