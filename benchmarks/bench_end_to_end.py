@@ -29,10 +29,10 @@ from typing import Any
 import pytest
 
 from metrics_agg.aggregator import pipeline
-from metrics_agg.graphql.api import list_source_records, write_buckets
+from metrics_agg.graphql.api import list_source_reads, write_buckets
 from metrics_agg.graphql.transport import GraphQLClient
 from metrics_agg.local.server import LocalStack, seed_records
-from metrics_agg.models import SOURCE_MODELS, BucketKey, BucketValue, BucketWrite
+from metrics_agg.models import SOURCE_MODELS, BucketKey, BucketValue, BucketWrite, SourceRead
 
 LATENCY_MS = 50.0
 SIZES = tuple(
@@ -120,7 +120,9 @@ def sequential_baseline(client: GraphQLClient, account: str, start: datetime, en
     """Pages one after another; every bucket of the window rewritten with one mutation,
     update first and create when the update fails. Returns the mutations sent."""
     spec = SOURCE_MODELS["Item"]
-    records = list_source_records(client, spec, 0, account, start, end, parallelism=1)
+    (records,) = list_source_reads(
+        client, spec, account, [SourceRead(0, start, end)], parallelism=1
+    )
     counts = _naive_counts(records, start, end)
     now = datetime.now(UTC)
     sent = 0

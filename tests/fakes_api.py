@@ -45,13 +45,13 @@ class FakeClient:
 class FakeApi:
     records: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # model -> rows
     stored: dict[tuple[str, str], StoredBucket] = field(default_factory=dict)
-    # Fault injection: raise ReadError on the n-th list_source_records call (1-based).
+    # Fault injection: raise ReadError on the n-th list read (1-based).
     fail_read_call: int | None = None
     fail_write_call: int | None = None
     alias_error: str | None = None  # composite key whose write fails with a non-conflict error
     # Called before each write batch is applied (to simulate a racing writer).
     before_write: Callable[[FakeApi], None] | None = None
-    # Rows the "index" does not show yet (GSI lag): ids hidden from list_source_records.
+    # Rows the "index" does not show yet (GSI lag): ids hidden from the list reads.
     hidden_ids: set[str] = field(default_factory=set)
     read_calls: int = 0
     write_calls: int = 0
@@ -80,7 +80,7 @@ class FakeApi:
         }
 
     # -- the api surface ----------------------------------------------------------------
-    def list_source_records(
+    def _list_rows(
         self,
         client: Any,
         spec: ModelSpec,
@@ -142,8 +142,7 @@ class FakeApi:
         zone_margin_minutes: int | None = None,
     ) -> list[list[dict[str, Any]]]:
         return [
-            self.list_source_records(client, spec, r.query_index, account_id, r.start, r.end)
-            for r in reads
+            self._list_rows(client, spec, r.query_index, account_id, r.start, r.end) for r in reads
         ]
 
     def list_stored_buckets_over(

@@ -1,8 +1,7 @@
-"""list_source_records / list_stored_buckets against the in-process AppSync fake."""
+"""list_source_reads / list_stored_buckets against the in-process AppSync fake."""
 
 from __future__ import annotations
 
-import itertools
 import json
 import threading
 from collections.abc import Iterator
@@ -18,17 +17,32 @@ from metrics_agg.errors import DeadlineExceeded, ReadError
 from metrics_agg.graphql.api import (
     STORED_BUCKETS_QUERY,
     decode_stored_bucket,
-    list_source_records,
+    list_source_reads,
     list_stored_buckets,
-    sort_key_ranges,
 )
 from metrics_agg.graphql.transport import GraphQLClient
-from metrics_agg.models import SOURCE_MODELS, BucketKey, BucketValue
+from metrics_agg.models import SOURCE_MODELS, BucketKey, BucketValue, ModelSpec, SourceRead
 
 T0 = datetime(2024, 5, 1, 13, tzinfo=UTC)
 T1 = T0 + timedelta(hours=1)
 ITEM = SOURCE_MODELS["Item"]
 FEEDBACK = SOURCE_MODELS["FeedbackItem"]
+
+
+def read_one(
+    client: GraphQLClient,
+    spec: ModelSpec,
+    query_index: int,
+    account_id: str,
+    start: datetime,
+    end: datetime,
+    **options: Any,
+) -> list[dict[str, Any]]:
+    """The records of one list query over [start, end), through the production read."""
+    (rows,) = list_source_reads(
+        client, spec, account_id, [SourceRead(query_index, start, end)], **options
+    )
+    return rows
 
 
 @pytest.fixture
@@ -88,45 +102,15 @@ def test_pages_every_sub_range_to_the_end(
     fake.records["listItemByAccountIdAndCreatedAt"] = items(*INSIDE, *OUTSIDE) + items(
         "2024-05-01T13:30:00Z", account="other"
     )
-    got = list_source_records(client, ITEM, 0, "acct", T0, T1)
+    got = read_one(client, ITEM, 0, "acct", T0, T1)
     assert sorted(r["createdAt"] for r in got) == sorted(INSIDE)
     assert len({r["id"] for r in got}) == len(got)
     assert set(got[0]) == {"id", "accountId", "createdAt", "updatedAt", "createdByType"}
     calls = [json.loads(s.raw)["variables"] for s in server.requests]
-    ranges = {tuple(v["createdAt"]["between"]) for v in calls}
-    assert ranges == set(sort_key_ranges(T0, T1, 4))
     assert all(v["limit"] == 3 and v["accountId"] == "acct" for v in calls)
-    # Empty pages with a nextToken were followed, not taken for the end.
-    assert sum(1 for v in calls if v["nextToken"] is None) == 4
-
-
-@pytest.mark.parametrize(
-    ("start", "end", "parts"),
-    [
-        (T0, T1, 8),
-        (T0, T0 + timedelta(minutes=1), 8),
-        (T0 + timedelta(seconds=30), T1, 3),
-        (T0, T0 + timedelta(days=7), 16),
-        (T0, T1 + timedelta(microseconds=1), 1),
-    ],
-)
-def test_sort_key_ranges_partition_the_margin(start: datetime, end: datetime, parts: int) -> None:
-    ranges = sort_key_ranges(start, end, parts)
-    assert 1 <= len(ranges) <= parts
-    lo = (start.replace(second=0, microsecond=0) - timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M")
-    assert ranges[0][0] == lo
-    last_minute = end - timedelta(microseconds=1)
-    hi = last_minute.replace(second=0, microsecond=0) + timedelta(minutes=2)
-    assert ranges[-1][1] == hi.strftime("%Y-%m-%dT%H:%M")
-    for (a, b), (c, _) in itertools.pairwise(ranges):
-        assert a < b == c  # contiguous: no gap, shared bound only (not an AWSDateTime)
-
-
-def test_sort_key_ranges_reject_bad_input() -> None:
-    with pytest.raises(ValueError, match="naive"):
-        sort_key_ranges(datetime(2024, 5, 1), T1, 2)
-    with pytest.raises(ValueError, match="empty"):
-        sort_key_ranges(T1, T0, 2)
+    # More rows than a page: paged (empty pages with a nextToken followed, not taken for
+    # the end), and split into at most read_parallelism ranges after the first page.
+    assert len(calls) > len(INSIDE) // 3
 
 
 def test_feedback_query_index_picks_query_and_sort_key(
@@ -145,26 +129,41 @@ def test_feedback_query_index_picks_query_and_sort_key(
         "updatedAt": "2024-05-01T13:06:00Z",
     }
     fake.records["listFeedbackItemByAccountIdAndUpdatedAt"] = [row]
-    assert list_source_records(client, FEEDBACK, 1, "acct", T0, T1) == [row]
-    assert list_source_records(client, FEEDBACK, 0, "acct", T0, T1) == []
+    assert read_one(client, FEEDBACK, 1, "acct", T0, T1) == [row]
+    assert read_one(client, FEEDBACK, 0, "acct", T0, T1) == []
     with pytest.raises(ValueError, match="index 2"):
-        list_source_records(client, FEEDBACK, 2, "acct", T0, T1)
-    variables = [s.variables for s in server.requests]
-    assert any("updatedAt" in v for v in variables) and any("editedAt" in v for v in variables)
+        read_one(client, FEEDBACK, 2, "acct", T0, T1)
+    documents = [s.payload["query"] for s in server.requests]
+    for field in FEEDBACK.list_queries:
+        assert any(field in d for d in documents)
+
+
+def test_ranges_widen_by_the_sort_key_and_zone_margins(
+    server: FakeGraphQLServer, client: GraphQLClient
+) -> None:
+    start = datetime(2026, 11, 26, 3, tzinfo=UTC)
+    end = start + timedelta(hours=1)
+    read_one(client, ITEM, 0, "acct", start, end)
+    read_one(client, ITEM, 0, "acct", start, end, zone_margin_minutes=120)
+    bounds = [tuple(s.variables["k0"]["between"]) for s in server.requests]
+    assert list(dict.fromkeys(bounds)) == [  # (empty pages with a nextToken repeat a range)
+        ("2026-11-26T02:59", "2026-11-26T04:01"),  # one minute each side
+        ("2026-11-26T00:59", "2026-11-26T06:01"),  # plus two hours of zone offsets
+    ]
 
 
 def test_duplicate_ids_keep_the_newest_sort_key(client: GraphQLClient, fake: AppSyncFake) -> None:
     older, newer = items("2024-05-01T13:01:00Z", "2024-05-01T13:50:00Z")
     newer["id"] = older["id"]  # moved by an update between two sub-range reads
     fake.records["listItemByAccountIdAndCreatedAt"] = [older, newer]
-    assert list_source_records(client, ITEM, 0, "acct", T0, T1) == [newer]
+    assert read_one(client, ITEM, 0, "acct", T0, T1) == [newer]
 
 
 def test_transient_page_failure_is_retried(client: GraphQLClient, fake: AppSyncFake) -> None:
     fake.records["listItemByAccountIdAndCreatedAt"] = items(*INSIDE)
     calls = iter(range(1000))
     fake.fail = lambda field, args: Reply(503, {}) if next(calls) == 5 else None
-    got = list_source_records(client, ITEM, 0, "acct", T0, T1, parallelism=2, page_limit=2)
+    got = read_one(client, ITEM, 0, "acct", T0, T1, parallelism=2, page_limit=2)
     assert len(got) == len(INSIDE)
 
 
@@ -172,11 +171,11 @@ def test_any_failed_page_fails_the_whole_read(client: GraphQLClient, fake: AppSy
     fake.records["listItemByAccountIdAndCreatedAt"] = items(*INSIDE)
     fake.fail = lambda field, args: (
         Reply(400, {"errors": [{"errorType": "BadRequestException", "message": "no"}]})
-        if args.get("nextToken") == "o:2" and args["createdAt"]["between"][0].endswith("13:14")
+        if args.get("nextToken") == "o:2"
         else None
     )
     with pytest.raises(ReadError) as info:
-        list_source_records(client, ITEM, 0, "acct", T0, T1, parallelism=4, page_limit=2)
+        read_one(client, ITEM, 0, "acct", T0, T1, parallelism=4, page_limit=2)
     assert info.value.error_types == ("BadRequestException",)
     # Workers stopped: none left behind.
     assert not [t for t in threading.enumerate() if t.name.startswith("metrics-agg-io")]
@@ -187,17 +186,15 @@ def test_malformed_connection_and_stuck_token_are_read_errors(
 ) -> None:
     fake.fail = lambda field, args: Reply(200, {"data": {field: None}})
     with pytest.raises(ReadError, match="malformed"):
-        list_source_records(client, ITEM, 0, "acct", T0, T1, parallelism=1)
-    fake.fail = lambda field, args: Reply(
-        200, {"data": {field: {"items": [], "nextToken": "same"}}}
-    )
+        read_one(client, ITEM, 0, "acct", T0, T1, parallelism=1)
+    fake.fail = lambda field, args: Reply(200, {"data": {"q0": {"items": [], "nextToken": "same"}}})
     with pytest.raises(ReadError, match="did not advance"):
-        list_source_records(client, ITEM, 0, "acct", T0, T1, parallelism=1)
+        read_one(client, ITEM, 0, "acct", T0, T1, parallelism=1)
 
 
 def test_deadline_propagates(client: GraphQLClient) -> None:
     with pytest.raises(DeadlineExceeded):
-        list_source_records(client, ITEM, 0, "acct", T0, T1, deadline=Deadline.after(0))
+        read_one(client, ITEM, 0, "acct", T0, T1, deadline=Deadline.after(0))
 
 
 # -- stored buckets ------------------------------------------------------------------------

@@ -25,7 +25,6 @@ from metrics_agg.aggregator import emf, pipeline
 from metrics_agg.aggregator.events import parse_batch
 from metrics_agg.aggregator.zones import offset_warning, scan_offsets, suggested_margin
 from metrics_agg.config import Config, ConfigError
-from metrics_agg.graphql.api import sort_key_ranges
 from metrics_agg.local.cli._recount import print_verify
 from metrics_agg.local.server import LocalClient, LocalStack, Store
 from metrics_agg.models import SOURCE_MODELS, VerifyReport
@@ -151,10 +150,10 @@ def test_parse_batch_counts_offset_images_beyond_the_margin() -> None:
         {"id": "c", "accountId": "acct", "updatedAt": "2026-11-26T03:10:00.000-00:00"},
     )
     batch = parse_batch(event)
-    assert batch.offset_timestamps == 1
+    assert sum(o.count for o in batch.offsets) == 1
     ((found),) = batch.offsets
     assert found.model == "Task" and found.ids == {"a"} and found.max_offset_minutes == 120
-    assert parse_batch(event, zone_margin_minutes=120).offset_timestamps == 0
+    assert parse_batch(event, zone_margin_minutes=120).offsets == ()
 
 
 # --------------------------------------------------------------------------- end to end
@@ -396,15 +395,6 @@ def _without(store: Store, ids: set[str]) -> dict[str, tuple[int, dict[str, int]
 def test_emf_line_carries_the_figure() -> None:
     m = emf.InvocationMetrics("stream", 1, 2, 0, 1.5, 0, 3, offset_timestamps_beyond_margin=4)
     assert json.loads(emf.render(m))["OffsetTimestampsBeyondMargin"] == 4
-
-
-def test_sort_key_ranges_widen_by_the_zone_margin() -> None:
-    start = datetime(2026, 11, 26, 3, tzinfo=UTC)
-    assert sort_key_ranges(start, start + HOUR, 1) == [("2026-11-26T02:59", "2026-11-26T04:01")]
-    assert sort_key_ranges(start, start + HOUR, 2, zone_margin_minutes=120) == [
-        ("2026-11-26T00:59", "2026-11-26T03:30"),
-        ("2026-11-26T03:30", "2026-11-26T06:01"),
-    ]
 
 
 def test_cli_verify_warns_and_fails_on_offsets_beyond_the_margin() -> None:

@@ -273,11 +273,6 @@ class Batch:
     # Per model: records with an image whose timestamp's zone offset exceeds the margin.
     offsets: tuple[OffsetTimestamps, ...] = ()
 
-    @property
-    def offset_timestamps(self) -> int:
-        """Records whose timestamp has a zone offset beyond the read margin."""
-        return sum(o.count for o in self.offsets)
-
 
 @dataclass(frozen=True, slots=True, order=True)
 class UnitKey:
@@ -413,7 +408,6 @@ class UnitOutcome:
 
     key: UnitKey
     ok: bool
-    started: bool = True
     error: str | None = None  # error class and message; never payloads
     sequence: str | None = None  # lowest SequenceNumber of the unit's batch records
     records_counted: int = 0

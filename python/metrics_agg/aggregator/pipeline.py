@@ -195,7 +195,6 @@ def _run_units(
                 UnitOutcome(
                     unit.key,
                     ok=False,
-                    started=False,
                     error="not started: deadline",
                     sequence=unit.lowest_sequence,
                 )
@@ -264,7 +263,7 @@ def handle_event(
                 units = plan.units
                 # Accounts discovery could not finish are reported, not dropped (issue 15).
                 undiscovered = [
-                    UnitOutcome(UnitKey("*", a), ok=False, started=False, error=why)
+                    UnitOutcome(UnitKey("*", a), ok=False, error=why)
                     for a, why in plan.unfinished
                 ]
             except TransportError as exc:

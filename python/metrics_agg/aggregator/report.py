@@ -27,6 +27,7 @@ _log = logging.getLogger("metrics_agg")
 
 
 def fmt_count(value: int) -> str:
+    """Thousands separated, ``12,345``: the one count format of the logs and the CLI."""
     return f"{value:,}"
 
 

@@ -6,7 +6,8 @@ schema.py        sgqlc types        (GENERATED, do not edit)
 operations.py    sgqlc operations   (GENERATED, do not edit)
 auth.py          API key / SigV4 (botocore, imported lazily)
 transport.py     GraphQLClient: pooled HTTP, retries, error mapping
-api.py           list_source_records, list_stored_buckets, write_buckets
+api.py           list_source_reads, list_stored_buckets, write_buckets (reads.py,
+                 stored.py, writes.py; _slices.py builds and pages aliased lists)
 """
 
 from __future__ import annotations

@@ -30,7 +30,9 @@ __all__ = [
     "KeySpace",
     "Slice",
     "aliased_list_document",
+    "generated_queries",
     "minute_of_key",
+    "query_document",
     "read_slices",
 ]
 
@@ -65,6 +67,31 @@ def _camel(snake: str) -> str:
     return head + "".join(part[:1].upper() + part[1:] for part in rest)
 
 
+@functools.cache
+def generated_queries() -> dict[str, Any]:
+    """GraphQL root field name -> its sgqlc-generated operation (`operations.py`)."""
+    from metrics_agg.graphql.operations import Operations
+
+    return {
+        _camel(name): op for name, op in vars(Operations.query).items() if not name.startswith("_")
+    }
+
+
+def query_document(field: str) -> str:
+    """The generated single-query document whose root field is ``field``.
+
+    Raises:
+        KeyError: no generated operation for that field (regenerate the sgqlc code).
+    """
+    try:
+        return str(generated_queries()[field])
+    except KeyError:
+        raise KeyError(
+            f"no generated operation for {field!r}: add it to graphql/documents/ and run "
+            "`python -m metrics_agg.graphql.codegen`"
+        ) from None
+
+
 def _copy_selection(source: Any, target: Any) -> None:
     for child in source:
         if child is source:  # sgqlc iterates a leaf selection as itself
@@ -86,11 +113,8 @@ def aliased_list_document(fields: tuple[str, ...]) -> str:
     from sgqlc.types import Arg, Variable, non_null
 
     from metrics_agg.graphql import schema as s
-    from metrics_agg.graphql.operations import Operations
 
-    generated = {
-        _camel(name): op for name, op in vars(Operations.query).items() if not name.startswith("_")
-    }
+    generated = generated_queries()
     variables: dict[str, Any] = {"accountId": Arg(non_null(s.String)), "limit": Arg(s.Int)}
     roots = []
     for i, field in enumerate(fields):

@@ -20,23 +20,13 @@ __all__ = [
     "bucket_input",
     "decode_stored_bucket",
     "list_source_reads",
-    "list_source_records",
     "list_stored_buckets",
     "list_stored_buckets_over",
-    "preload_documents",
-    "query_document",
-    "sort_key_ranges",
     "stored_is_newer",
     "write_buckets",
 ]
 
-from metrics_agg.graphql.reads import (
-    SORT_KEY_MARGIN,
-    list_source_reads,
-    list_source_records,
-    query_document,
-    sort_key_ranges,
-)
+from metrics_agg.graphql.reads import SORT_KEY_MARGIN, list_source_reads
 from metrics_agg.graphql.stored import (
     STORED_BUCKETS_QUERY,
     decode_stored_bucket,
@@ -45,16 +35,7 @@ from metrics_agg.graphql.stored import (
 )
 from metrics_agg.graphql.writes import (
     WriteResult,
-    _write_document,
     bucket_input,
     stored_is_newer,
     write_buckets,
 )
-
-
-def preload_documents() -> None:
-    """Build the query documents and the common write shapes now (e.g. at handler import,
-    so the first invocation does not pay for importing the sgqlc modules)."""
-    query_document(STORED_BUCKETS_QUERY)
-    _write_document(1, 0)
-    _write_document(0, 1)

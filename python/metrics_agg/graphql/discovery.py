@@ -38,7 +38,7 @@ from typing import Any
 
 from metrics_agg.deadline import Deadline
 from metrics_agg.errors import DeadlineExceeded, ReadError, TransportError
-from metrics_agg.graphql.reads import query_document
+from metrics_agg.graphql._slices import query_document
 from metrics_agg.graphql.transport import GraphQLClient
 from metrics_agg.models import MODEL_OF_RECORD_TYPE, SOURCE_MODELS
 from metrics_agg.timestamps import format_bucket_time

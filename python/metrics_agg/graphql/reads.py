@@ -1,33 +1,22 @@
 """Source-model list reads (DESIGN §2, §4.3): sort-key ranges, pagination, de-duplication.
 
-Documents come from the sgqlc-generated ``operations`` module, imported on first use (cold
-start). List pages are decoded by orjson into plain dicts and never mapped through sgqlc
-objects (DESIGN §8: that costs more than counting the records).
+Documents are built from the sgqlc-generated ``operations`` module (`_slices`), imported on
+first use (cold start). List pages are decoded by orjson into plain dicts and never mapped
+through sgqlc objects (DESIGN §8: that costs more than counting the records).
 """
 
 from __future__ import annotations
 
-__all__ = [
-    "SORT_KEY_MARGIN",
-    "list_source_reads",
-    "list_source_records",
-    "query_document",
-    "require_aware",
-    "sort_key_ranges",
-]
+__all__ = ["SORT_KEY_MARGIN", "list_source_reads", "require_aware"]
 
 import bisect
-import functools
 import itertools
 import math
-import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from metrics_agg.deadline import Deadline
-from metrics_agg.errors import ReadError
-from metrics_agg.graphql._parallel import Cancelled, run_all
 from metrics_agg.graphql._slices import KeySpace, Slice, read_slices
 from metrics_agg.graphql.transport import GraphQLClient
 from metrics_agg.models import ModelSpec, SourceRead
@@ -48,41 +37,6 @@ from metrics_agg.timestamps import epoch_minute, from_epoch_minute, parse_instan
 SORT_KEY_MARGIN = timedelta(minutes=1)
 
 
-# -- documents (generated, loaded lazily) ------------------------------------------------
-
-
-def _camel(snake: str) -> str:
-    head, *rest = snake.split("_")
-    return head + "".join(part[:1].upper() + part[1:] for part in rest)
-
-
-@functools.cache
-def _query_documents() -> dict[str, str]:
-    """GraphQL field name -> its operation document, from the generated operations."""
-    from metrics_agg.graphql.operations import Operations
-
-    return {
-        _camel(name): str(op)
-        for name, op in vars(Operations.query).items()
-        if not name.startswith("_")
-    }
-
-
-def query_document(field: str) -> str:
-    """The generated document whose root field is ``field``.
-
-    Raises:
-        KeyError: no generated operation for that field (regenerate the sgqlc code).
-    """
-    try:
-        return _query_documents()[field]
-    except KeyError:
-        raise KeyError(
-            f"no generated operation for {field!r}: add it to graphql/documents/ and run "
-            "`python -m metrics_agg.graphql.codegen`"
-        ) from None
-
-
 # -- reading -----------------------------------------------------------------------------
 
 
@@ -100,113 +54,6 @@ def _margin(zone_margin_minutes: int) -> int:
 
 def _minute_prefix(minute: int) -> str:
     return from_epoch_minute(minute).strftime("%Y-%m-%dT%H:%M")
-
-
-def sort_key_ranges(
-    start: datetime, end: datetime, parts: int, *, zone_margin_minutes: int = 0
-) -> list[tuple[str, str]]:
-    """Inclusive ``between`` bounds covering [start, end) plus the margins, in ``parts``.
-
-    The margin on each side is ``SORT_KEY_MARGIN`` plus ``zone_margin_minutes``.
-
-    Bounds are minute prefixes ("YYYY-MM-DDTHH:MM"). Consecutive ranges share only their
-    boundary string, which no AWSDateTime can equal (AppSync requires a zone designator),
-    so the ranges are contiguous (no gaps) and disjoint on every storable key; records
-    are also de-duplicated by id afterwards.
-    """
-    require_aware(start, end)
-    if end <= start:
-        raise ValueError(f"empty range: start {start!r} is not before end {end!r}")
-    margin = _margin(zone_margin_minutes)
-    lo = epoch_minute(start) - margin
-    end_minute = epoch_minute(end)
-    hi = (end_minute if from_epoch_minute(end_minute) == end else end_minute + 1) + margin
-    span = hi - lo
-    parts = max(1, min(parts, span))
-    cuts = [lo + (span * i) // parts for i in range(parts + 1)]
-    return [(_minute_prefix(a), _minute_prefix(b)) for a, b in itertools.pairwise(cuts)]
-
-
-def _connection(data: Mapping[str, Any] | None, field: str) -> tuple[list[Any], str | None]:
-    conn = (data or {}).get(field)
-    if not isinstance(conn, dict) or not isinstance(conn.get("items"), list):
-        raise ReadError(f"malformed {field} response: no connection with an items list")
-    token = conn.get("nextToken")
-    if token is not None and not isinstance(token, str):
-        raise ReadError(f"malformed {field} response: nextToken is not a string")
-    return conn["items"], token
-
-
-def _page_all(
-    client: GraphQLClient,
-    field: str,
-    variables: Mapping[str, Any],
-    deadline: Deadline | None,
-    stop: threading.Event,
-) -> list[dict[str, Any]]:
-    """Every item of one query: pages until ``nextToken`` is null (empty pages included)."""
-    document = query_document(field)
-    out: list[dict[str, Any]] = []
-    token: str | None = None
-    while True:
-        if stop.is_set():
-            raise Cancelled
-        response = client.execute(
-            document, {**variables, "nextToken": token}, kind="read", deadline=deadline
-        )
-        items, next_token = _connection(response.data, field)
-        out.extend(item for item in items if isinstance(item, dict))
-        if next_token is None:
-            return out
-        if next_token == token:
-            raise ReadError(f"{field} pagination did not advance (same nextToken twice)")
-        token = next_token
-
-
-def list_source_records(
-    client: GraphQLClient,
-    spec: ModelSpec,
-    query_index: int,
-    account_id: str,
-    start: datetime,
-    end: datetime,
-    *,
-    deadline: Deadline | None = None,
-    parallelism: int | None = None,
-    page_limit: int | None = None,
-    zone_margin_minutes: int | None = None,
-) -> list[dict[str, Any]]:
-    """Records of ``spec.list_queries[query_index]`` whose sort key lies around [start, end).
-
-    The range carries ``SORT_KEY_MARGIN`` plus the zone margin (default: the client's
-    ``config.zone_margin_minutes``); the caller filters by parsed instant. The
-    range is split into ``parallelism`` contiguous sub-ranges, each paged to the end,
-    concurrently. Records are plain dicts, de-duplicated by ``id`` (a record moved by
-    an update while the read runs keeps its newest sort key).
-
-    Raises:
-        ValueError: naive datetimes, an empty range, or a bad ``query_index``.
-        ReadError: any page failed (after retries); never partial data.
-        DeadlineExceeded: the deadline ran out first.
-    """
-    if not 0 <= query_index < len(spec.list_queries):
-        raise ValueError(
-            f"{spec.name} has {len(spec.list_queries)} list queries, not index {query_index}"
-        )
-    field = spec.list_queries[query_index]
-    sort_key = spec.sort_keys[query_index]
-    config = client.config
-    parts = parallelism if parallelism is not None else config.read_parallelism
-    limit = page_limit if page_limit is not None else config.page_limit
-    zone = zone_margin_minutes if zone_margin_minutes is not None else config.zone_margin_minutes
-    ranges = sort_key_ranges(start, end, parts, zone_margin_minutes=zone)
-
-    def task(lo: str, hi: str) -> Callable[[threading.Event], list[dict[str, Any]]]:
-        variables = {"accountId": account_id, sort_key: {"between": [lo, hi]}, "limit": limit}
-        return lambda stop: _page_all(client, field, variables, deadline, stop)
-
-    pages = run_all([task(lo, hi) for lo, hi in ranges], parts)
-    return _dedupe_by_id(pages, sort_key)
 
 
 def _key_order(value: object) -> tuple[datetime, str]:
@@ -237,7 +84,7 @@ def _dedupe_by_id(groups: list[list[dict[str, Any]]], sort_key: str) -> list[dic
 
 
 def _source_keys(sort_key: str) -> KeySpace:
-    # Minute prefixes, as in `sort_key_ranges`: adjacent ranges share only a bound string
+    # Minute prefixes ("YYYY-MM-DDTHH:MM"): adjacent ranges share only a bound string
     # that no AWSDateTime equals, so they neither overlap nor leave gaps.
     return KeySpace(
         condition=lambda lo, hi: {"between": [lo, hi]},

@@ -12,7 +12,6 @@ __all__ = [
     "Column",
     "Progress",
     "can_encode",
-    "format_count",
     "format_duration",
     "format_si",
     "format_table",
@@ -143,11 +142,6 @@ def sparkline(
             idx = 1 + int((v / top) * (len(levels) - 2) + 0.5)
             out.append(levels[min(idx, len(levels) - 1)])
     return "".join(out)
-
-
-def format_count(n: int) -> str:
-    """Thousands separated: ``12,345``."""
-    return f"{n:,}"
 
 
 def format_si(n: float) -> str:

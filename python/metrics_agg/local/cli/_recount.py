@@ -14,6 +14,7 @@ import sys
 from datetime import timedelta
 from typing import Any, TextIO
 
+from metrics_agg.aggregator.report import fmt_count
 from metrics_agg.local.cli._common import (
     ENV_HELP,
     EXIT_DIFFERENCES,
@@ -29,7 +30,7 @@ from metrics_agg.local.cli._common import (
     help_formatter,
     instant_arg,
 )
-from metrics_agg.local.render import Column, can_encode, format_count, format_table
+from metrics_agg.local.render import Column, can_encode, format_table
 from metrics_agg.models import SOURCE_MODELS, VerifyReport
 from metrics_agg.timestamps import format_bucket_time, utc_now
 
@@ -62,19 +63,19 @@ def _cmd_recount(args: argparse.Namespace) -> int:
         print(f"{bad_mark} {args.model} · {args.account} ({window}): {outcome.error}", file=out)
         return EXIT_DIFFERENCES
     did = (
-        f"{format_count(outcome.buckets_planned)} buckets would be written (dry run)"
+        f"{fmt_count(outcome.buckets_planned)} buckets would be written (dry run)"
         if args.dry_run
-        else f"{format_count(outcome.buckets_written)} buckets written"
+        else f"{fmt_count(outcome.buckets_written)} buckets written"
     )
     extra = []
     if outcome.invalid:
-        extra.append(f"{format_count(outcome.invalid)} invalid timestamps skipped")
+        extra.append(f"{fmt_count(outcome.invalid)} invalid timestamps skipped")
     if outcome.superseded:
-        extra.append(f"{format_count(outcome.superseded)} already newer")
+        extra.append(f"{fmt_count(outcome.superseded)} already newer")
     tail = f" ({'; '.join(extra)})" if extra else ""
     print(
         f"{ok_mark} {args.model} · {args.account}, {window}: "
-        f"{format_count(outcome.records_counted)} records counted, {did}{tail}",
+        f"{fmt_count(outcome.records_counted)} records counted, {did}{tail}",
         file=out,
     )
     return EXIT_OK
@@ -119,8 +120,8 @@ def print_verify(report: VerifyReport, out: TextIO) -> int:
     ok_mark = "✓" if can_encode(out, "✓") else "OK"
     if not mismatches:
         print(
-            f"{ok_mark} {format_count(checked)} buckets match a fresh count of "
-            f"{format_count(report.records_counted)} records",
+            f"{ok_mark} {fmt_count(checked)} buckets match a fresh count of "
+            f"{fmt_count(report.records_counted)} records",
             file=out,
         )
         return _print_offsets(report, out)
@@ -130,8 +131,8 @@ def print_verify(report: VerifyReport, out: TextIO) -> int:
             m.key.score_id or m.key.scorecard_id or "",
             f"{m.key.minutes} min",
             format_bucket_time(m.key.start),
-            "—" if m.stored is None else format_count(m.stored.count),
-            format_count(m.truth.count),
+            "—" if m.stored is None else fmt_count(m.stored.count),
+            fmt_count(m.truth.count),
             m.reason,
         )
         for m in mismatches
@@ -153,8 +154,8 @@ def print_verify(report: VerifyReport, out: TextIO) -> int:
         file=out,
     )
     print(
-        f"{len(mismatches)} of {format_count(checked)} buckets differ from a fresh count of "
-        f"{format_count(report.records_counted)} records; `metrics-agg recount` rewrites them",
+        f"{len(mismatches)} of {fmt_count(checked)} buckets differ from a fresh count of "
+        f"{fmt_count(report.records_counted)} records; `metrics-agg recount` rewrites them",
         file=out,
     )
     _print_offsets(report, out)

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, TextIO
 
+from metrics_agg.aggregator.report import fmt_count
 from metrics_agg.local.cli._common import (
     ENV_HELP,
     EXIT_OK,
@@ -27,7 +28,7 @@ from metrics_agg.local.cli._common import (
     guard,
     help_formatter,
 )
-from metrics_agg.local.render import Column, can_encode, format_count, format_table, sparkline
+from metrics_agg.local.render import Column, can_encode, format_table, sparkline
 from metrics_agg.models import BUCKET_SIZES, FEEDBACK_RECORD_TYPES, SOURCE_MODELS, StoredBucket
 from metrics_agg.timestamps import epoch_minute, format_bucket_time, from_epoch_minute, utc_now
 
@@ -154,9 +155,9 @@ def render_show(
         summary.append(
             (
                 f"{size} min",
-                format_count(n_stored),
-                format_count(sum(series)),
-                format_count(max(series, default=0)),
+                fmt_count(n_stored),
+                fmt_count(sum(series)),
+                fmt_count(max(series, default=0)),
                 sparkline(series, width=spark_width, ascii_only=ascii_only),
             )
         )
@@ -201,11 +202,11 @@ def render_show(
                 row += ["", "", ""]
             row.append("not stored")
         else:
-            row += [format_count(b.value.count), check if b.value.complete else ""]
+            row += [fmt_count(b.value.count), check if b.value.complete else ""]
             if is_feedback:
                 meta = b.value.metadata or {}
                 row += [
-                    format_count(int(meta.get(name, 0)))
+                    fmt_count(int(meta.get(name, 0)))
                     for name in ("changedCount", "unchangedCount", "invalidCount")
                 ]
             row.append(b.updated_at[11:19] if len(b.updated_at) >= 19 else b.updated_at)

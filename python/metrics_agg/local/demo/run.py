@@ -24,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
+from metrics_agg.aggregator.report import fmt_count
 from metrics_agg.local.demo.truth import Mismatch, compare_with_tables, direct_counts
 from metrics_agg.local.demo.writes import (
     api_write,
@@ -32,7 +33,7 @@ from metrics_agg.local.demo.writes import (
     plan_writes,
     write_edge_cases,
 )
-from metrics_agg.local.render import Column, Progress, can_encode, format_count, format_duration
+from metrics_agg.local.render import Column, Progress, can_encode, format_duration
 from metrics_agg.models import SOURCE_MODELS
 
 DEMO_ACCOUNT = "demo-account"
@@ -185,7 +186,7 @@ def _run(
                 list(pool.map(create, plan.writes))
             edge = write_edge_cases(client, stack.store, rng, account, now, plan)
         say(
-            f"[2/5] Wrote {format_count(len(plan.writes))} records through the GraphQL API over "
+            f"[2/5] Wrote {fmt_count(len(plan.writes))} records through the GraphQL API over "
             f"a simulated {span.seconds // 60} minutes ({now - span:%H:%M} → {now:%H:%M} UTC)  "
             f"{format_duration(time.monotonic() - t0)}"
         )
@@ -225,7 +226,7 @@ def _run(
         checked, mismatches = compare_with_tables(stack.store.all_metrics(account), truth)
     ok = caught_up and not mismatches and checked > 0
     say(
-        f"[5/5] Compared {format_count(checked)} stored buckets with a direct count of the "
+        f"[5/5] Compared {fmt_count(checked)} stored buckets with a direct count of the "
         f"tables ({sum(len(v) for v in tables.values())} records)  "
         f"{format_duration(time.monotonic() - t0)}"
     )
@@ -237,7 +238,7 @@ def _run(
     if ok:
         types = len({k.split("#", 1)[0] for k in truth})
         say(
-            f"✓ every stored bucket matches the tables: {format_count(checked)} buckets, "
+            f"✓ every stored bucket matches the tables: {fmt_count(checked)} buckets, "
             f"{types} recordTypes, 4 sizes  ({format_duration(elapsed)})"
         )
     else:
@@ -285,8 +286,8 @@ def _show(say: _Printer, stack: Any, account: str, now: datetime, span: timedelt
         rows.append(
             (
                 rt,
-                format_count(len(mine)),
-                format_count(hourly),
+                fmt_count(len(mine)),
+                fmt_count(hourly),
                 sparkline(series, ascii_only=not say.unicode),
             )
         )
@@ -327,8 +328,8 @@ def _mismatch_table(mismatches: Sequence[Mismatch], out: TextIO) -> str:
     rows = [
         (
             m.composite_key,
-            "—" if m.stored is None else format_count(m.stored),
-            format_count(m.truth),
+            "—" if m.stored is None else fmt_count(m.stored),
+            fmt_count(m.truth),
             m.reason,
         )
         for m in mismatches
