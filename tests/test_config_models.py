@@ -71,6 +71,24 @@ def test_numeric_knobs_are_validated() -> None:
         Config.from_env({**env, "METRICS_AGG_MAX_HOURS_BACK": "two days"})
 
 
+def test_schedule_accounts_counter_and_emf_are_config() -> None:
+    base = {"PLEXUS_API_URL": "http://h/graphql"}
+    plain = Config.from_env(base)
+    assert (plain.account_ids, plain.counter_backend, plain.emf_stdout) == ((), "auto", False)
+    env = {
+        **base,
+        "METRICS_AGG_ACCOUNT_IDS": "a, b,,c ",
+        "METRICS_AGG_COUNTER": "Python",
+        "METRICS_AGG_EMF": "1",
+    }
+    config = Config.from_env(env)
+    assert config.account_ids == ("a", "b", "c")
+    assert config.counter_backend == "python" and config.emf_stdout
+    assert Config.from_env({**base, "AWS_LAMBDA_FUNCTION_NAME": "fn"}).emf_stdout
+    with pytest.raises(ConfigError, match="METRICS_AGG_COUNTER"):
+        Config.from_env({**base, "METRICS_AGG_COUNTER": "fortran"})
+
+
 @pytest.mark.parametrize(
     ("table", "model"),
     [

@@ -206,9 +206,9 @@ def test_scheduled_pass_reads_only_the_active_accounts_recent_rows(
 def test_explicit_account_ids_win(local_stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> None:
     now = datetime.now(UTC)
     seed_accounts(local_stack.store, ["listed-only"])
-    monkeypatch.setenv("METRICS_AGG_ACCOUNT_IDS", "env-acct")
+    configured = local_stack.config(account_ids=("env-acct",))  # METRICS_AGG_ACCOUNT_IDS
     with RecordingClient(local_stack.config()) as client:
-        out = pipeline.handle_event(SCHEDULED, config=local_stack.config(), client=client, now=now)
+        out = pipeline.handle_event(SCHEDULED, config=configured, client=client, now=now)
         sent = client.fields()
         assert out["units"] == 7 and not _scans(client), sent
         assert discovery.RECENT_QUERY not in sent

@@ -51,3 +51,14 @@ def test_build_layer_leaves_out_the_same_tooling() -> None:
     m = re.search(r'^LOCAL_TOOLING="([^"]*)"$', script, re.MULTILINE)
     assert m is not None
     assert tuple(m.group(1).split()) == LOCAL_TOOLING
+
+
+def test_only_config_reads_the_environment() -> None:
+    """All configuration is `Config` (issue 11); the Lambda bootstrap reads the log level
+    and the secret's ARN before a Config exists."""
+    readers = {
+        src
+        for src in runtime_sources()
+        if re.search(r"\bos\.environ\b|\bgetenv\(", (PACKAGE.parent / src).read_text())
+    }
+    assert readers == {"metrics_agg/config.py", "metrics_agg/aggregator/lambda_support.py"}

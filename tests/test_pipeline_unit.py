@@ -36,10 +36,10 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> FakeApi:
     return install(monkeypatch, FakeApi())
 
 
-def run(ev: dict[str, Any], **kw: Any) -> dict[str, Any]:
+def run(ev: dict[str, Any], config: Config = CONFIG, **kw: Any) -> dict[str, Any]:
     return pipeline.handle_event(
         ev,
-        config=CONFIG,
+        config=config,
         client=FakeClient(),  # type: ignore[arg-type]
         now=kw.pop("now", NOW),
         **kw,
@@ -184,7 +184,7 @@ def test_human_log_and_emf(
 ) -> None:
     caplog.set_level(logging.INFO, logger="metrics_agg")
     lines: list[str] = []
-    monkeypatch.setattr(emf, "emit", lambda m: lines.append(emf.render(m)))
+    monkeypatch.setattr(emf, "emit", lambda m, **_: lines.append(emf.render(m)))
     fake.add("Item", **item("x", "2024-05-01T12:00:00Z"))
     run(event("item_insert"))
     text = caplog.text
@@ -221,8 +221,12 @@ def test_partial_log(fake: FakeApi, caplog: pytest.LogCaptureFixture) -> None:
 def test_emf_goes_to_stdout_in_lambda() -> None:
     m = emf.InvocationMetrics("stream", 1, 2, 0, 1.5, 0, 3)
     buf = io.StringIO()
-    emf.emit(m, environ={"AWS_LAMBDA_FUNCTION_NAME": "f"}, stream=buf)
+    emf.emit(m, stream=buf)
     assert json.loads(buf.getvalue())["BucketsWritten"] == 2
+    in_lambda = Config.from_env({"PLEXUS_API_URL": "http://h", "AWS_LAMBDA_FUNCTION_NAME": "f"})
+    asked = Config.from_env({"PLEXUS_API_URL": "http://h", "METRICS_AGG_EMF": "1"})
+    assert in_lambda.emf_stdout and asked.emf_stdout
+    assert not Config.from_env({"PLEXUS_API_URL": "http://h"}).emf_stdout
 
 
 @pytest.mark.parametrize(
@@ -235,7 +239,9 @@ def test_emf_goes_to_stdout_in_lambda() -> None:
 def test_emf_metrics_carry_the_stack_dimension(environ: dict[str, str], stack: str) -> None:
     """Two stacks in one account (staging, production) must not add up into one metric."""
     buf = io.StringIO()
-    emf.emit(emf.InvocationMetrics("stream", 1, 2, 0, 1.5, 0, 3), environ=environ, stream=buf)
+    config = Config.from_env({"PLEXUS_API_URL": "http://h", **environ})
+    metrics = emf.InvocationMetrics("stream", 1, 2, 0, 1.5, 0, 3)
+    emf.emit(metrics, to_stdout=config.emf_stdout, stack=config.emf_stack, stream=buf)
     doc = json.loads(buf.getvalue())
     assert doc["Stack"] == stack
     (directive,) = doc["_aws"]["CloudWatchMetrics"]
@@ -308,18 +314,22 @@ def test_recount_dry_run(fake: FakeApi) -> None:
 def test_scheduled_with_explicit_accounts_finalizes(
     fake: FakeApi, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("METRICS_AGG_ACCOUNT_IDS", "a")
     key = BucketKey("a", "tasks", datetime(2024, 5, 1, 12, 20, tzinfo=UTC), 5)
     fake.add("Task", id="t1", accountId="a", updatedAt="2024-05-01T12:21:00Z")
     fake.put_stored(key, BucketValue(1, False), format_write_time(NOW - timedelta(minutes=8)))
-    out = run({"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}})
+    tick = {"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}
+    out = run(
+        tick,
+        config=Config.from_env(
+            {"PLEXUS_API_URL": "http://fake", "METRICS_AGG_ACCOUNT_IDS": " a, "}
+        ),
+    )
     assert out["status"] == "SUCCESS" and out["units"] == 7
     sb = fake.bucket("a", key.composite_key)
     assert sb is not None and sb.value == BucketValue(1, True)
 
 
 def test_scheduled_discovers_pairs(fake: FakeApi, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("METRICS_AGG_ACCOUNT_IDS", raising=False)
     import metrics_agg.graphql.discovery as discovery
 
     seen: dict[str, Any] = {}

@@ -78,7 +78,7 @@ def _run_failing(
     monkeypatch: pytest.MonkeyPatch,
 ) -> str:
     """Every output of failing invocations: human log (all loggers, DEBUG), EMF, responses."""
-    monkeypatch.setenv("METRICS_AGG_EMF", "1")  # the EMF line goes to stdout, as in Lambda
+    config = config.with_(emf_stdout=True)  # the EMF line goes to stdout, as in Lambda
     caplog.set_level(logging.DEBUG)
     event = _event(stack)
     outputs = []

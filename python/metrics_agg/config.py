@@ -1,18 +1,40 @@
-"""Runtime configuration, read once from the environment (DESIGN §2 Auth)."""
+"""Runtime configuration, read once from the environment: the one place that reads it.
+
+Every knob of the runtime is a field of `Config` (endpoint and auth, tuning, the zone
+margin, the schedule's accounts, the counter backend, where the EMF line goes);
+`Config.from_env` is the only reader of the variables (`counter_choice` serves the
+counter library's ``backend="auto"``, which has no Config).
+"""
 
 from __future__ import annotations
 
-__all__ = ["MAX_ZONE_MARGIN_MINUTES", "ZONE_MARGIN_ENV", "Config"]
+__all__ = [
+    "ACCOUNT_IDS_ENV",
+    "COUNTER_ENV",
+    "EMF_ENV",
+    "MAX_ZONE_MARGIN_MINUTES",
+    "STACK_ENV",
+    "ZONE_MARGIN_ENV",
+    "Config",
+    "CounterChoice",
+    "counter_choice",
+]
 
 import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from typing import Literal, TypeAlias
 
 from metrics_agg.errors import ConfigError
 
 MAX_ZONE_MARGIN_MINUTES = 23 * 60 + 59  # the grammar's largest offset, ±23:59 (DESIGN §3)
 ZONE_MARGIN_ENV = "METRICS_AGG_ZONE_MARGIN_MINUTES"
+ACCOUNT_IDS_ENV = "METRICS_AGG_ACCOUNT_IDS"
+COUNTER_ENV = "METRICS_AGG_COUNTER"
+EMF_ENV = "METRICS_AGG_EMF"
+STACK_ENV = "METRICS_AGG_STACK"  # the template sets it to the stack name
+CounterChoice: TypeAlias = Literal["auto", "rust", "python"]
 _REGION_IN_HOST = re.compile(r"\.appsync-api\.([a-z0-9-]+)\.amazonaws\.com", re.ASCII)
 
 
@@ -41,6 +63,15 @@ class Config:
     # the local-time string) are still read with their UTC hour. 0: timestamps are UTC
     # (`Z`), as Amplify clients write them. Offsets beyond it are counted and warned about.
     zone_margin_minutes: int = 0
+    # The accounts the 5-minute schedule finalizes; empty: the ones active in the last 2 h
+    # (discovered through the API). An event's own ``accountIds`` win over both.
+    account_ids: tuple[str, ...] = ()
+    counter_backend: CounterChoice = "auto"  # "auto": the compiled counter when installed
+    # Print the CloudWatch EMF line to stdout (in Lambda, or METRICS_AGG_EMF=1); else it is
+    # logged at DEBUG.
+    emf_stdout: bool = False
+    # The EMF `Stack` dimension: METRICS_AGG_STACK, else the function name, else "local".
+    emf_stack: str = "local"
 
     def __post_init__(self) -> None:
         if not 0 <= self.zone_margin_minutes <= MAX_ZONE_MARGIN_MINUTES:
@@ -114,5 +145,26 @@ class Config:
                     values[name] = int(raw)
                 except ValueError:
                     raise ConfigError(f"{var} must be a whole number, got {raw!r}") from None
+        values["account_ids"] = tuple(
+            a.strip() for a in env.get(ACCOUNT_IDS_ENV, "").split(",") if a.strip()
+        )
+        values["counter_backend"] = counter_choice(env)
+        function = env.get("AWS_LAMBDA_FUNCTION_NAME")
+        values["emf_stdout"] = bool(function) or env.get(EMF_ENV) == "1"
+        values["emf_stack"] = env.get(STACK_ENV) or function or "local"
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]
+
+
+def counter_choice(environ: Mapping[str, str] | None = None) -> CounterChoice:
+    """``METRICS_AGG_COUNTER``: "rust", "python", or unset ("auto").
+
+    Raises:
+        ConfigError: any other value.
+    """
+    env = os.environ if environ is None else environ
+    choice = env.get(COUNTER_ENV, "").strip().lower() or "auto"
+    choices: dict[str, CounterChoice] = {"auto": "auto", "rust": "rust", "python": "python"}
+    if choice in choices:
+        return choices[choice]
+    raise ConfigError(f"{COUNTER_ENV} must be 'rust', 'python' or unset, got {choice!r}")

@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from metrics_agg.counter.api import count_buckets, count_records
+from metrics_agg.counter.api import Backend, count_buckets, count_records
 from metrics_agg.models import (
     BUCKET_SIZES,
     SOURCE_MODELS,
@@ -106,9 +106,15 @@ def _count_plain(
     account: str,
     snapshot_time: datetime,
     desired: dict[BucketKey, BucketValue],
+    backend: Backend = "auto",
 ) -> CountResult:
     res = count_records(
-        records, r.start, r.end, fields=spec.timestamp_fields, category_field=spec.category_field
+        records,
+        r.start,
+        r.end,
+        fields=spec.timestamp_fields,
+        category_field=spec.category_field,
+        backend=backend,
     )
     _emit(
         desired,
@@ -143,6 +149,7 @@ def _count_feedback(
     account: str,
     snapshot_time: datetime,
     desired: dict[BucketKey, BucketValue],
+    backend: Backend = "auto",
 ) -> CountResult:
     timestamps: list[object] = []
     labels: list[str | None] = []
@@ -165,7 +172,7 @@ def _count_feedback(
             label = label_of[triple] = str(len(label_of))
         timestamps.append(ts)
         labels.append(label)
-    res = count_buckets(timestamps, r.start, r.end, categories=labels)
+    res = count_buckets(timestamps, r.start, r.end, categories=labels, backend=backend)
     # Sum the per-label counts into every scope's total and per-class metadata.
     totals: dict[_Scope, dict[int, list[int]]] = {}
     classes: dict[_Scope, dict[str, dict[int, list[int]]]] = {}
@@ -208,7 +215,7 @@ def _score_scope(totals: Mapping[_Scope, object], scope: _Scope) -> _Scope:
     return scope
 
 
-def count_unit(snapshot: Snapshot) -> UnitCounts:
+def count_unit(snapshot: Snapshot, *, backend: Backend = "auto") -> UnitCounts:
     """Count every recordType of the unit's model, one counter pass per hour range.
 
     Raises:
@@ -223,7 +230,13 @@ def count_unit(snapshot: Snapshot) -> UnitCounts:
         _check_hours(rr.range)
         count = _count_feedback if spec.name == "FeedbackItem" else _count_plain
         res = count(
-            spec, rr.range, rr.records, unit.key.account_id, snapshot.snapshot_time, desired
+            spec,
+            rr.range,
+            rr.records,
+            unit.key.account_id,
+            snapshot.snapshot_time,
+            desired,
+            backend,
         )
         processed += res.processed
         missing += res.missing

@@ -1,8 +1,9 @@
 """CloudWatch embedded metric format: one JSON line per invocation (DESIGN §4.7).
 
-In Lambda (``AWS_LAMBDA_FUNCTION_NAME`` set) or with ``METRICS_AGG_EMF=1`` the line goes to
-stdout, where CloudWatch Logs extracts the metrics; elsewhere (CLI, local stream mapping,
-tests) it is logged at DEBUG so it does not clutter a terminal. The line carries figures,
+In Lambda (``AWS_LAMBDA_FUNCTION_NAME`` set) or with ``METRICS_AGG_EMF=1``
+(``Config.emf_stdout``) the line goes to stdout, where CloudWatch Logs extracts the
+metrics; elsewhere (CLI, local stream mapping, tests) it is logged at DEBUG so it does not
+clutter a terminal. The line carries figures,
 the event kind and the stack (or function) name only: no account ids, keys, endpoints or
 payloads.
 """
@@ -12,27 +13,22 @@ from __future__ import annotations
 __all__ = [
     "DIMENSIONS",
     "NAMESPACE",
-    "STACK_ENV",
     "InvocationMetrics",
     "emit",
     "render",
-    "stack_name",
 ]
 
 import json
 import logging
-import os
 import sys
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TextIO
 
 NAMESPACE = "MetricsAgg"
-# The `Stack` dimension: the template sets METRICS_AGG_STACK to the stack name, so a staging
-# and a production stack in one account keep apart; the function name otherwise.
-STACK_ENV = "METRICS_AGG_STACK"
-# Per stack and event kind, and per stack alone (what an alarm on the whole function needs).
+# The `Stack` dimension (`Config.emf_stack`) keeps a staging and a production stack in one
+# account apart. Per stack and event kind, and per stack alone (what an alarm on the whole
+# function needs).
 DIMENSIONS = (("Stack", "EventKind"), ("Stack",))
 _log = logging.getLogger("metrics_agg")
 
@@ -64,12 +60,6 @@ _METRICS = (
 )
 
 
-def stack_name(environ: Mapping[str, str] | None = None) -> str:
-    """The `Stack` dimension's value: METRICS_AGG_STACK, the function name, or ``local``."""
-    env = os.environ if environ is None else environ
-    return env.get(STACK_ENV) or env.get("AWS_LAMBDA_FUNCTION_NAME") or "local"
-
-
 def render(
     metrics: InvocationMetrics, *, stack: str = "local", timestamp_ms: int | None = None
 ) -> str:
@@ -97,14 +87,14 @@ def render(
 def emit(
     metrics: InvocationMetrics,
     *,
+    to_stdout: bool = False,
+    stack: str = "local",
     stream: TextIO | None = None,
-    environ: Mapping[str, str] | None = None,
 ) -> None:
-    """Print the line to stdout in Lambda (or when asked), else log it at DEBUG."""
-    env = os.environ if environ is None else environ
-    line = render(metrics, stack=stack_name(env))
-    in_lambda = bool(env.get("AWS_LAMBDA_FUNCTION_NAME"))
-    if stream is not None or in_lambda or env.get("METRICS_AGG_EMF") == "1":
+    """Print the line to stdout (``Config.emf_stdout``: in Lambda, or when asked) or to
+    ``stream``; else log it at DEBUG."""
+    line = render(metrics, stack=stack)
+    if stream is not None or to_stdout:
         out = stream or sys.stdout
         out.write(line + "\n")
         out.flush()

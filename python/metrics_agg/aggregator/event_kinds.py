@@ -11,8 +11,7 @@ from __future__ import annotations
 __all__ = ["ScheduledPlan", "event_kind", "recount_unit", "scheduled_units"]
 
 import logging
-import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -23,7 +22,6 @@ from metrics_agg.models import MODEL_OF_RECORD_TYPE, SOURCE_MODELS, UnitKey, Wor
 from metrics_agg.timestamps import parse_instant
 
 _log = logging.getLogger("metrics_agg")
-_ACCOUNTS_ENV = "METRICS_AGG_ACCOUNT_IDS"
 _HOUR = timedelta(hours=1)
 
 
@@ -37,9 +35,15 @@ class ScheduledPlan:
 
 
 def scheduled_units(
-    event: Mapping[str, Any], client: Any, now: datetime, deadline: Deadline
+    event: Mapping[str, Any],
+    client: Any,
+    now: datetime,
+    deadline: Deadline,
+    *,
+    configured_accounts: Sequence[str] = (),
 ) -> ScheduledPlan:
-    """Units of the scheduled pass: given accounts, else the pairs discovery finds.
+    """Units of the scheduled pass: the event's accountIds, else ``Config.account_ids``,
+    else the pairs discovery finds.
 
     Raises:
         TransportError: discovery could not list the accounts.
@@ -50,7 +54,7 @@ def scheduled_units(
     )
     accounts = [a for a in given if isinstance(a, str) and a] if isinstance(given, list) else []
     if not accounts:
-        accounts = [a.strip() for a in os.environ.get(_ACCOUNTS_ENV, "").split(",") if a.strip()]
+        accounts = list(configured_accounts)
     pairs: set[UnitKey]
     unfinished: tuple[tuple[str, str], ...] = ()
     if accounts:

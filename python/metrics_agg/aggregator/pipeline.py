@@ -124,7 +124,7 @@ def run_unit(
         _log.info(
             "[2/3] Counting %s records", fmt_count(sum(len(r.records) for r in snapshot.ranges))
         )
-        counts = count_unit(snapshot)
+        counts = count_unit(snapshot, backend=config.counter_backend)
         checked = cross_check(counts)
         log_counts(counts, checked)
         if not checked:
@@ -259,12 +259,13 @@ def handle_event(
             units = [recount_unit(event["recount"])]
         else:
             try:
-                plan = scheduled_units(event, active, wall, deadline)
+                plan = scheduled_units(
+                    event, active, wall, deadline, configured_accounts=config.account_ids
+                )
                 units = plan.units
                 # Accounts discovery could not finish are reported, not dropped (issue 15).
                 undiscovered = [
-                    UnitOutcome(UnitKey("*", a), ok=False, error=why)
-                    for a, why in plan.unfinished
+                    UnitOutcome(UnitKey("*", a), ok=False, error=why) for a, why in plan.unfinished
                 ]
             except TransportError as exc:
                 _log.error(
@@ -291,7 +292,9 @@ def handle_event(
             failed_units=len(failed),
             http_requests=requests,
             offset_timestamps_beyond_margin=offsets,
-        )
+        ),
+        to_stdout=config.emf_stdout,
+        stack=config.emf_stack,
     )
     sequences = sorted({o.sequence for o in failed if o.sequence}, key=int)
     response: dict[str, Any] = {"batchItemFailures": [{"itemIdentifier": s} for s in sequences]}
@@ -369,7 +372,7 @@ def verify(
             stored = read_stored(active, unit, deadline=deadline)
             snapshot = read_unit(active, unit, config=config, deadline=deadline, stored=stored)
             found.append(snapshot.offsets)
-            counts = count_unit(snapshot)
+            counts = count_unit(snapshot, backend=config.counter_backend)
             mismatches.extend(diff_buckets(counts, stored, check_complete=check_complete))
             checked += len({k.composite_key for k in counts.desired} | set(stored))
             counted += counts.processed

@@ -10,11 +10,11 @@ from __future__ import annotations
 __all__ = ["Backend", "count_buckets", "count_records", "counter_backend", "window_minutes"]
 
 import logging
-import os
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Literal, Protocol, TypeAlias
 
+from metrics_agg.config import COUNTER_ENV, counter_choice
 from metrics_agg.counter import _pycounter
 from metrics_agg.errors import BackendUnavailableError
 from metrics_agg.models import BUCKET_SIZES, CountResult
@@ -30,7 +30,6 @@ logger = logging.getLogger("metrics_agg.counting")
 Backend: TypeAlias = Literal["auto", "rust", "python"]
 WindowBound: TypeAlias = datetime | str
 
-_ENV = "METRICS_AGG_COUNTER"
 _EXAMPLE_WIDTH = 80
 _MAX_EXAMPLES = 5
 
@@ -55,9 +54,7 @@ def counter_backend() -> Literal["rust", "python"]:
 def _resolve(backend: str) -> Literal["rust", "python"]:
     choice = backend
     if choice == "auto":
-        choice = os.environ.get(_ENV, "").strip().lower() or "auto"
-        if choice not in ("auto", "rust", "python"):
-            raise ValueError(f"{_ENV} must be 'rust', 'python' or unset, got {choice!r}")
+        choice = counter_choice()
     if choice == "auto":
         return "rust" if _rust_counter is not None else "python"
     if choice == "python":
@@ -67,7 +64,7 @@ def _resolve(backend: str) -> Literal["rust", "python"]:
             raise BackendUnavailableError(
                 "the compiled counter (metrics_agg._rust_counter) is not installed; build it "
                 "with `maturin develop --release`, or use backend='python' / "
-                f"{_ENV}=python"
+                f"{COUNTER_ENV}=python"
             )
         return "rust"
     raise ValueError(f"backend must be 'auto', 'rust' or 'python', got {backend!r}")

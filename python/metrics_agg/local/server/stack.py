@@ -14,13 +14,14 @@ from typing import Any
 
 import uvicorn
 
-from metrics_agg.config import ZONE_MARGIN_ENV, Config
+from metrics_agg.config import COUNTER_ENV, EMF_ENV, ZONE_MARGIN_ENV, Config
 from metrics_agg.local.server.app import LocalAppSync
 from metrics_agg.local.server.faults import FaultPlan
 from metrics_agg.local.server.mapping import EventSourceMapping, Handler
 from metrics_agg.local.server.store import Store
 
 log = logging.getLogger("metrics_agg.local.server")
+_FROM_ENVIRONMENT = (ZONE_MARGIN_ENV, COUNTER_ENV, EMF_ENV)
 
 
 class LocalStack:
@@ -173,13 +174,14 @@ class LocalStack:
     def config(self, **overrides: Any) -> Config:
         """A Config pointing at this stack (keyword overrides as in `Config`).
 
-        The zone margin defaults to METRICS_AGG_ZONE_MARGIN_MINUTES, as in Lambda, so the
-        local mapping (`serve`, `demo`) reads offset timestamps the way a deployment would.
+        The zone margin, the counter backend and the EMF switch come from the environment
+        (METRICS_AGG_ZONE_MARGIN_MINUTES, METRICS_AGG_COUNTER, METRICS_AGG_EMF), as in Lambda,
+        so the local mapping (`serve`, `demo`) behaves the way a deployment would; the
+        tuning knobs keep their defaults.
         """
-        if "zone_margin_minutes" not in overrides and os.environ.get(ZONE_MARGIN_ENV):
-            env = {"PLEXUS_API_URL": self.endpoint, ZONE_MARGIN_ENV: os.environ[ZONE_MARGIN_ENV]}
-            overrides["zone_margin_minutes"] = Config.from_env(env).zone_margin_minutes
-        return Config(endpoint=self.endpoint, api_key=self.api_key, **overrides)
+        env = {k: os.environ[k] for k in _FROM_ENVIRONMENT if k in os.environ}
+        env.update(PLEXUS_API_URL=self.endpoint, PLEXUS_API_KEY=self.api_key)
+        return Config.from_env(env, **overrides)
 
     def wait_idle(self, timeout: float = 30.0) -> bool:
         """True once every table's stream is delivered and no batch is in flight.
