@@ -1,4 +1,4 @@
-"""Counting speed (DESIGN §7): every implementation on the same inputs, one group per size.
+"""Counting speed (docs/design.md §7): every implementation on the same inputs, one group per size.
 
     pytest benchmarks/bench_counting.py                       # 1k, 10k, 100k
     METRICS_AGG_BENCH_SIZES=1000,10000 pytest benchmarks --benchmark-disable   # CI smoke
@@ -17,7 +17,7 @@ timing from a fixed seed):
 A debug build of the extension is refused (its `build_profile` says which it is).
 The counters log one warning per call when inputs are invalid (1% here); that fixed cost
 (tens of µs with a handler attached) is logging, not counting, so it is silenced here.
-The summary table at the end prints ns/record and the ratios of DESIGN §7.
+The summary table at the end prints ns/record and the ratios of docs/design.md §7.
 """
 
 from __future__ import annotations

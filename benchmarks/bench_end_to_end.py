@@ -1,4 +1,4 @@
-"""End to end (DESIGN §7): one invocation recounting an hour of N records, local server
+"""End to end (docs/design.md §7): one invocation recounting an hour of N records, local server
 with 50 ms added per request, against a sequential baseline after the original design.
 
     pytest benchmarks/bench_end_to_end.py                   # 1k, 10k, 100k (a few minutes)

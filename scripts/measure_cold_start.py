@@ -1,4 +1,4 @@
-"""Measure the Lambda cold-start import cost of the handler from the built layer (DESIGN §7).
+"""The Lambda cold-start import cost of the handler from the built layer (docs/design.md §7).
 
     python scripts/measure_cold_start.py [--layer dist/metrics-agg-layer-x86_64.zip]
                                          [--runs 21] [--top 15] [--budget-ms 300]

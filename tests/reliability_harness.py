@@ -4,7 +4,7 @@ Shared by tests/test_reliability_*.py (short versions) and scripts/reliability.p
 table in docs/reliability.md, `--long` for the long runs). The truth is always computed
 from the tables by `truth_helpers.truth` (datetime and plain loops, not the package).
 
-"No partial count" (DESIGN §4.6), precisely:
+"No partial count" (docs/design.md §4.6), precisely:
 - a failed *read* (source list or stored buckets) writes nothing for that unit: every
   stored bucket of the account is byte-for-byte what it was before the invocation;
 - a failed *write* may leave some of the unit's buckets written and others not (requests

@@ -1,4 +1,4 @@
-"""`count_buckets` / `count_records` against the counting contract (DESIGN §3), per backend."""
+"""`count_buckets` / `count_records` against the counting contract (docs/design.md §3)."""
 
 from __future__ import annotations
 

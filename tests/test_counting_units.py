@@ -1,4 +1,4 @@
-"""Counting a snapshot into desired bucket values (DESIGN §4.4)."""
+"""Counting a snapshot into desired bucket values (docs/design.md §4.4)."""
 
 from __future__ import annotations
 

@@ -178,7 +178,7 @@ def test_every_feedback_scope_with_changed_unchanged_and_invalid(
 def test_racing_invocations_end_at_the_truth(
     stack: LocalStack, api: LocalClient, now: datetime
 ) -> None:
-    """DESIGN §4.5: A (older snapshot) deletes, B (newer) inserts in the same bucket and
+    """docs/design.md §4.5: A (older snapshot) deletes, B (newer) inserts in the same bucket and
     sees "unchanged"; A's write arrives last. B must still have written, and A must lose."""
     stream = Stream(stack)
     first = api.create("Item", accountId=ACCOUNT, createdAt=iso(now))

@@ -1,4 +1,4 @@
-"""The public surface is a contract (DESIGN §3): changing it must be deliberate."""
+"""The public surface is a contract (docs/design.md §3): changing it must be deliberate."""
 
 import metrics_agg
 

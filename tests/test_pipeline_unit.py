@@ -62,7 +62,7 @@ def count(fake: FakeApi, ck: str, acct: str = "acct-1") -> int | None:
 
 
 def test_insert_merges_batch_images_the_index_lags_on(fake: FakeApi) -> None:
-    # Only item-1 is visible in the index; the batch's images still count (DESIGN §4.3).
+    # Only item-1 is visible in the index; the batch's images still count (docs/design.md §4.3).
     fake.add("Item", **item("item-1", "2024-05-01T12:10:05.123Z"))
     fake.add("Item", **item("old", "2024-05-01T11:59:00Z", "evaluation"))
     assert run(event("item_insert")) == {"batchItemFailures": []}

@@ -1,4 +1,4 @@
-"""Planning (DESIGN §4.2): hours per (model, account), limits, touched buckets."""
+"""Planning (docs/design.md §4.2): hours per (model, account), limits, touched buckets."""
 
 from __future__ import annotations
 

@@ -41,7 +41,8 @@ def test_fault(env: tuple[LocalStack, LocalClient, Stream], index: int, scenario
     assert row.failures == row.expected_failures, row.error
     if scenario.persistent:
         assert row.error, "a failed unit must say why in the log"
-        if scenario.deadline < 10:  # DESIGN §4.6: the deadline, not the attempts, stopped it
+        # docs/design.md §4.6: the deadline, not the attempts, stopped it.
+        if scenario.deadline < 10:
             assert "deadline" in row.error and row.fired < scenario.config["max_attempts"]
         else:
             assert row.fired <= scenario.config["max_attempts"] * max(1, row.requests)

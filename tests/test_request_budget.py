@@ -1,4 +1,4 @@
-"""HTTP requests per invocation (DESIGN §7), counted against the local stack.
+"""HTTP requests per invocation (docs/design.md §7), counted against the local stack.
 
 Steady state (a unit's current and previous hour hold a few hundred records, their buckets
 are stored, and a batch touches one minute): at most 3 requests per recordType family:

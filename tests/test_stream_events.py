@@ -1,4 +1,4 @@
-"""Stream event parsing (DESIGN §4.1) from recorded-style events in tests/events/."""
+"""Stream event parsing (docs/design.md §4.1) from recorded-style events in tests/events/."""
 
 from __future__ import annotations
 

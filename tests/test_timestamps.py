@@ -1,4 +1,4 @@
-"""The accepted timestamp grammar (DESIGN §3) as `metrics_agg.timestamps` implements it."""
+"""The accepted timestamp grammar (docs/design.md §3) as `metrics_agg.timestamps` implements it."""
 
 from __future__ import annotations
 
@@ -82,7 +82,7 @@ def test_non_strings_are_not_timestamps(value: object) -> None:
 
 def test_instant_outside_datetime_range_is_still_valid() -> None:
     # Valid fields, but the offset moves the instant before year 1 / after 9999: the
-    # counters call it outside_window, never invalid (DESIGN §3 bounds the fields).
+    # counters call it outside_window, never invalid (docs/design.md §3 bounds the fields).
     before = parse_epoch_minute("0001-01-01T00:00+00:01")
     after = parse_epoch_minute("9999-12-31T23:59-00:01")
     assert before == epoch_minute(utc(1, 1, 1)) - 1

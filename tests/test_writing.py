@@ -1,4 +1,4 @@
-"""Diff and conditional writes (DESIGN §4.5) against the in-memory fake api."""
+"""Diff and conditional writes (docs/design.md §4.5) against the in-memory fake api."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Timestamps with zone offsets (DESIGN §4.3): the read margin, and detection when it is short.
+"""Zone offsets in timestamps (docs/design.md §4.3): the read margin, and detection when short.
 
 The index sorts `"…T03:10:00.000+02:00"` (01:10 UTC) among the 03:10 keys. With
 `zone_margin_minutes` >= every offset, every stored bucket must equal the truth computed

@@ -5,7 +5,7 @@ reliability tests share.
 The truth is computed from the tables (`Store.all_records`) with `datetime.fromisoformat`
 and plain loops: deliberately NOT the package's counter, planner or timestamp parser (nor
 `metrics_agg.local.demo.truth`, which the demo uses), so the tests check the package rather than
-repeat it. It is written from the data contract alone (DESIGN §2).
+repeat it. It is written from the data contract alone (docs/design.md §2).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """AWS Lambda entry point (SAM `Handler: handler.handler`): adapts, decides nothing.
 
 Stream batches, the 5-minute schedule and `{"recount": {...}}` events all go to
-`metrics_agg.aggregator.pipeline.handle_event` (DESIGN §4), which returns the response dict:
+`metrics_agg.aggregator.pipeline.handle_event` (docs/design.md §4), which returns the response dict:
 `{"batchItemFailures": [...]}` for streams (ReportBatchItemFailures), a summary otherwise.
 Configuration is read once per cold start; the deadline comes from the Lambda context so
 the pipeline stops and reports before Lambda's timeout.

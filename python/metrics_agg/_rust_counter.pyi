@@ -1,7 +1,7 @@
 """The compiled counting loop (``rust_counter/``): the contract ``_pycounter`` mirrors.
 
 Both functions read the given list in place and count every item into exactly one of
-processed / missing / invalid / outside_window (DESIGN §3). They are called by
+processed / missing / invalid / outside_window (docs/design.md §3). They are called by
 ``metrics_agg.counter.api``, which validates arguments first and builds ``CountResult``.
 """
 

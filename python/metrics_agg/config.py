@@ -28,7 +28,7 @@ from typing import Literal, TypeAlias
 
 from metrics_agg.errors import ConfigError
 
-MAX_ZONE_MARGIN_MINUTES = 23 * 60 + 59  # the grammar's largest offset, ±23:59 (DESIGN §3)
+MAX_ZONE_MARGIN_MINUTES = 23 * 60 + 59  # the grammar's largest offset, ±23:59 (docs/design.md §3)
 ZONE_MARGIN_ENV = "METRICS_AGG_ZONE_MARGIN_MINUTES"
 ACCOUNT_IDS_ENV = "METRICS_AGG_ACCOUNT_IDS"
 COUNTER_ENV = "METRICS_AGG_COUNTER"
@@ -51,14 +51,14 @@ class Config:
     # IAM only, last resort: AWS_REGION (set by Lambda) or AWS_DEFAULT_REGION, for an
     # endpoint whose host names no region (a custom domain).
     default_region: str | None = None
-    max_hours_back: int = 168  # DESIGN §4.2: older hours are reported, not recounted
+    max_hours_back: int = 168  # docs/design.md §4.2: older hours are reported, not recounted
     read_parallelism: int = 8
     write_parallelism: int = 4
     mutations_per_request: int = 25
     page_limit: int = 1000
     request_timeout: float = 10.0
     max_attempts: int = 5
-    # DESIGN §4.3: list reads widen their sort-key ranges by this many minutes on each
+    # docs/design.md §4.3: list reads widen their sort-key ranges by this many minutes on each
     # side, so records whose timestamps carry a zone offset up to it (the index sorts
     # the local-time string) are still read with their UTC hour. 0: timestamps are UTC
     # (`Z`), as Amplify clients write them. Offsets beyond it are counted and warned about.

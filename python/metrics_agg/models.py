@@ -1,4 +1,4 @@
-"""Typed values that cross module boundaries, and the source-model table of DESIGN §2.
+"""Typed values that cross module boundaries, and the source-model table of docs/design.md §2.
 
 Raw Lambda and GraphQL dicts stop at `stream_events` and `graphql/`; everything
 else passes these frozen dataclasses.
@@ -43,7 +43,7 @@ BUCKET_SIZES: tuple[int, ...] = (1, 5, 15, 60)
 
 @dataclass(frozen=True, slots=True)
 class ModelSpec:
-    """How one Amplify model is read and which recordTypes it feeds (DESIGN §2)."""
+    """How one Amplify model is read and which recordTypes it feeds (docs/design.md §2)."""
 
     name: str
     # Amplify-generated list-by-index queries; FeedbackItem has two, merged by id.
@@ -137,7 +137,7 @@ def model_for_table(table_name: str) -> ModelSpec | None:
 
 @dataclass(frozen=True, slots=True)
 class CountResult:
-    """Outcome of one counting pass (DESIGN §3). Every input is in exactly one tally."""
+    """Outcome of one counting pass (docs/design.md §3). Every input is in exactly one tally."""
 
     window_start: datetime
     window_end: datetime
@@ -212,12 +212,12 @@ class BucketWrite:
     expected_updated_at: str | None = None
 
 
-# --- Pipeline stage values (DESIGN §4): event -> plan -> read -> count -> write -> report ---
+# --- Stage values (docs/design.md §4): event -> plan -> read -> count -> write -> report ---
 
 
 @dataclass(frozen=True, slots=True)
 class StreamChange:
-    """One usable DynamoDB stream record, decoded (DESIGN §4.1)."""
+    """One usable DynamoDB stream record, decoded (docs/design.md §4.1)."""
 
     model: str
     account_id: str
@@ -236,7 +236,7 @@ class StreamChange:
 class OffsetTimestamps:
     """Records of one model whose placing timestamp has a zone offset beyond the read margin.
 
-    DESIGN §4.3: the index sorts the timestamp string (local time), the reads cover UTC
+    docs/design.md §4.3: the index sorts the timestamp string (local time), the reads cover UTC
     ranges widened by `Config.zone_margin_minutes`, so such a record can sit outside the
     read of its own hour: a recount may miss it. Seen in a batch's images or in the rows
     a read returned; ids only, never contents.
@@ -276,7 +276,7 @@ class Batch:
 
 @dataclass(frozen=True, slots=True, order=True)
 class UnitKey:
-    """One (model, account) pair: the unit of reading, writing and failure (DESIGN §4.6)."""
+    """One (model, account) pair: the unit of reading, writing and failure (docs/design.md §4.6)."""
 
     model: str
     account_id: str
@@ -296,12 +296,13 @@ class HourRange:
 
 @dataclass(frozen=True, slots=True)
 class WorkUnit:
-    """What to recount for one (model, account), and why (DESIGN §4.2)."""
+    """What to recount for one (model, account), and why (docs/design.md §4.2)."""
 
     key: UnitKey
     ranges: tuple[HourRange, ...]  # sorted, disjoint, non-adjacent
     changes: tuple[StreamChange, ...] = ()  # this unit's batch records, in sequence order
-    # DESIGN §4.5: buckets holding an old or new timestamp of a batch record; always written.
+    # docs/design.md §4.5: buckets holding an old or new timestamp of a batch record; always
+    # written.
     touched: frozenset[BucketKey] = frozenset()
     # Hours a batch record points at but outside the limits: reported, not recounted.
     skipped_hours: tuple[datetime, ...] = ()
@@ -351,7 +352,7 @@ class Snapshot:
 
 @dataclass(frozen=True, slots=True)
 class UnitCounts:
-    """Desired bucket values of every recordType of a unit (DESIGN §4.4)."""
+    """Desired bucket values of every recordType of a unit (docs/design.md §4.4)."""
 
     unit: WorkUnit
     snapshot_time: datetime
@@ -366,7 +367,7 @@ class UnitCounts:
 
 @dataclass(frozen=True, slots=True)
 class WriteOutcome:
-    """What writing one unit did (DESIGN §4.5)."""
+    """What writing one unit did (docs/design.md §4.5)."""
 
     compared: int  # desired plus stored buckets looked at
     created: int
@@ -397,7 +398,7 @@ class VerifyReport:
     buckets_checked: int
     records_counted: int
     # Per model: rows read with a zone offset beyond the margin. The truth above is a
-    # recount from the same index, so it may miss such records as well (DESIGN §4.3).
+    # recount from the same index, so it may miss such records as well (docs/design.md §4.3).
     offsets: tuple[OffsetTimestamps, ...] = ()
     zone_margin_minutes: int = 0  # the margin the reads used
 

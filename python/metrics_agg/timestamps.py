@@ -1,4 +1,4 @@
-"""The one accepted timestamp grammar (DESIGN §3) and the fixed-width UTC formatters.
+"""The one accepted timestamp grammar (docs/design.md §3) and the fixed-width UTC formatters.
 
 Parsing here is the readable reference used outside the hot loop (planning, CLI
 arguments, the local server's AWSDateTime validation). The counters (`_pycounter`,
@@ -39,7 +39,7 @@ def _fields(text: object) -> tuple[int, int, int, str] | None:
     """(UTC epoch minute, second, offset minutes east, fraction digits) or ``None``.
 
     Pure integer arithmetic: a valid local time whose offset moves it before year 1 or
-    after 9999 is still a valid timestamp (DESIGN §3 bounds the written fields), just
+    after 9999 is still a valid timestamp (docs/design.md §3 bounds the written fields), just
     outside every window.
     """
     if not isinstance(text, str):
@@ -66,7 +66,7 @@ def _fields(text: object) -> tuple[int, int, int, str] | None:
 
 
 def parse_epoch_minute(text: object) -> int | None:
-    """UTC epoch minute of a string of the accepted form (DESIGN §3), else ``None``.
+    """UTC epoch minute of a string of the accepted form (docs/design.md §3), else ``None``.
 
     This is the classification the counters implement: ``None`` means `invalid`.
     """
@@ -79,7 +79,7 @@ def zone_offset_minutes(text: object) -> int | None:
 
     ``Z``, ``z``, no zone, ``+00:00``, ``-00:00`` and ``+0000`` are all 0. DynamoDB sorts
     sort keys as strings, so a non-zero offset moves a record away from its UTC place in
-    the index (DESIGN §4.3; see `graphql.reads.SORT_KEY_MARGIN`).
+    the index (docs/design.md §4.3; see `graphql.reads.SORT_KEY_MARGIN`).
     """
     fields = _fields(text)
     return None if fields is None else fields[2]
@@ -130,7 +130,7 @@ def from_epoch_minute(minute: int) -> datetime:
 
 
 def format_bucket_time(dt: datetime) -> str:
-    """``YYYY-MM-DDTHH:MM:SSZ``: bucket bounds and composite keys (DESIGN §2)."""
+    """``YYYY-MM-DDTHH:MM:SSZ``: bucket bounds and composite keys (docs/design.md §2)."""
     return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 

@@ -1,4 +1,4 @@
-//! One counting pass (DESIGN §3): per-minute counts in flat arrays, coarser sizes summed.
+//! One counting pass (docs/design.md §3): per-minute counts in flat arrays, coarser sizes summed.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -119,7 +119,7 @@ pub enum Classified {
 const MAX_CELLS: i64 = 1 << 27;
 
 impl Counter {
-    /// Validate the window and sizes (DESIGN §3: both ends multiples of every size).
+    /// Validate the window and sizes (docs/design.md §3: both ends multiples of every size).
     ///
     /// # Errors
     /// A [`CountError`] describing the first rule the arguments break.

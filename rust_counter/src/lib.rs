@@ -1,4 +1,4 @@
-//! `metrics_agg._rust_counter`: the compiled counting loop (DESIGN §3).
+//! `metrics_agg._rust_counter`: the compiled counting loop (docs/design.md §3).
 //!
 //! The grammar lives in `parse`, the counting in `bucket`, both plain Rust that
 //! `cargo test` exercises without Python. With the `python` feature this file adds the

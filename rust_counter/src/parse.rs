@@ -1,4 +1,4 @@
-//! The accepted timestamp grammar of DESIGN §3, parsed at fixed positions.
+//! The accepted timestamp grammar of docs/design.md §3, parsed at fixed positions.
 //!
 //! `YYYY-MM-DD` `[Tt ]` `hh:mm` [`:ss` [`.` 1-9 digits]] [`Z` | `z` | `±hh:mm` | `±hhmm`]
 //!
@@ -14,7 +14,7 @@
 //! zone's shape (none, `Z`, `±hhmm`, `±hh:mm`) is read from the last bytes and picks its
 //! template from a table; the body's length follows from the text's. Mixed fraction
 //! lengths and zones so cost the same straight-line work, with no branch to mispredict
-//! (DESIGN §8: a branchy parser pays ~10 ns per record on mixed input).
+//! (docs/design.md §8: a branchy parser pays ~10 ns per record on mixed input).
 
 // `&` between the checks is deliberate: evaluating all of them avoids a branch per check.
 #![allow(clippy::needless_bitwise_bool)]

@@ -1,4 +1,4 @@
-//! Counting a list of records (DESIGN §3, §7): a record is a dict, read directly like
+//! Counting a list of records (docs/design.md §3, §7): a record is a dict, read directly like
 //! `dict.get`, or any object with a mapping `get`. Only the binding module (`lib.rs`)
 //! calls this.
 //!
@@ -252,7 +252,7 @@ unsafe fn decide(
 /// Count a list of records (dicts, or any objects with a mapping `get`).
 ///
 /// Per dict record: one borrowed item, one read per timestamp field tried, one for the
-/// category, and no allocation (DESIGN §7: within 4x of the standalone loop).
+/// category, and no allocation (docs/design.md §7: within 4x of the standalone loop).
 pub fn count_records(
     records: &Bound<'_, PyList>,
     fields: &RecordFields<'_>,

@@ -1,4 +1,4 @@
-//! Reading the caller's Python list in place (DESIGN §3, issue 2): items are borrowed
+//! Reading the caller's Python list in place (docs/design.md §3, issue 2): items are borrowed
 //! from the list, a `str`'s UTF-8 is borrowed from the object (abi3
 //! `PyUnicode_AsUTF8AndSize`, which for ASCII strings is the object's own buffer), and no
 //! Python object is created per item. Only the binding module (`lib.rs`) calls this.

@@ -1,4 +1,4 @@
-"""`Snapshot` -> `UnitCounts`: the desired value of every bucket of a unit (DESIGN §4.4).
+"""`Snapshot` -> `UnitCounts`: the desired value of every bucket of a unit (docs/design.md §4.4).
 
 One counter pass per hour range covers all recordTypes of the model: `items` /
 `predictionItems` / `evaluationItems` share one `count_records` call through the
@@ -8,7 +8,7 @@ share one `count_buckets` call through a per-record label.
 The desired set holds every bucket of every range for the unscoped recordTypes (zeros
 included, so a stored bucket that became empty is compared against 0), and only the
 non-empty buckets of the feedback scopes (a scope that became empty is found by the
-writer from the stored side). ``complete`` is ``bucket end <= snapshot_time`` (DESIGN §2).
+writer from the stored side). ``complete`` is ``bucket end <= snapshot_time`` (docs/design.md §2).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ _Scope = tuple[str, str | None, str | None]
 
 
 def feedback_class(rec: Mapping[str, Any]) -> str:
-    """ "invalid" | "changed" | "unchanged" for one FeedbackItem (DESIGN §2)."""
+    """ "invalid" | "changed" | "unchanged" for one FeedbackItem (docs/design.md §2)."""
     initial, final = rec.get("initialAnswerValue"), rec.get("finalAnswerValue")
     if rec.get("isInvalid") or initial is None or final is None:
         return "invalid"
@@ -49,8 +49,8 @@ def feedback_class(rec: Mapping[str, Any]) -> str:
 
 
 def _check_hours(r: HourRange) -> None:
-    # DESIGN §4.4 / issue 4: a bucket (of any size up to 60) is only ever written from a read
-    # covering its whole hour; ranges not on hour bounds would break that.
+    # docs/design.md §4.4 / issue 4: a bucket (of any size up to 60) is only ever written
+    # from a read covering its whole hour; ranges not on hour bounds would break that.
     if (
         r.start.minute
         or r.start.second
@@ -185,7 +185,7 @@ def _count_feedback(
         if sc is not None:
             scopes.append(("feedbackItemsByScorecard", sc, None))
         if score is not None:
-            # compositeKey uses scoreId alone (DESIGN §2): one scope per scoreId.
+            # compositeKey uses scoreId alone (docs/design.md §2): one scope per scoreId.
             scopes.append(("feedbackItemsByScore", sc, score))
         for scope in scopes:
             key = scope if scope[0] != "feedbackItemsByScore" else _score_scope(totals, scope)

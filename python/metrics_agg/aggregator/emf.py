@@ -1,4 +1,4 @@
-"""CloudWatch embedded metric format: one JSON line per invocation (DESIGN §4.7).
+"""CloudWatch embedded metric format: one JSON line per invocation (docs/design.md §4.7).
 
 In Lambda (``AWS_LAMBDA_FUNCTION_NAME`` set) or with ``METRICS_AGG_EMF=1``
 (``Config.emf_stdout``) the line goes to stdout, where CloudWatch Logs extracts the

@@ -1,4 +1,4 @@
-"""Which event this is, and the units of the scheduled and recount events (DESIGN §4).
+"""Which event this is, and the units of the scheduled and recount events (docs/design.md §4).
 
 Stream batches are `stream_events`' and `planning`'s; this module classifies the event and
 plans the two other kinds. The scheduled event may ask the API which pairs were active

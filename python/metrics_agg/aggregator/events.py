@@ -1,4 +1,4 @@
-"""DynamoDB stream event -> `Batch` (DESIGN §4.1): the edge where Lambda dicts stop.
+"""DynamoDB stream event -> `Batch` (docs/design.md §4.1): the edge where Lambda dicts stop.
 
 Each record is either turned into a typed `StreamChange` or counted and skipped:
 unknown tables (a table whose prefix is not a source model) and malformed records
@@ -7,7 +7,7 @@ their sequence number and the field that was wrong, never with image contents.
 
 AttributeValue images are decoded by a small local decoder rather than boto3's
 `TypeDeserializer`: importing boto3 costs far more cold-start time than the whole
-handler budget of DESIGN §7 allows, and the images here only use S/N/BOOL/NULL/M/L/SS/NS
+handler budget of docs/design.md §7 allows, and the images here only use S/N/BOOL/NULL/M/L/SS/NS
 (B/BS are kept as the raw base64 string, which nothing downstream reads).
 """
 
@@ -120,7 +120,10 @@ def decode_image(image: object) -> dict[str, object]:
 def _placing_time(
     image: Mapping[str, object] | None, spec: ModelSpec
 ) -> tuple[datetime | None, bool]:
-    """(instant, invalid): the first present, non-empty timestamp field decides (DESIGN §3)."""
+    """(instant, invalid): the first present, non-empty timestamp field decides.
+
+    See docs/design.md §3.
+    """
     if image is None:
         return None, False
     for name in spec.timestamp_fields:
@@ -195,7 +198,7 @@ def parse_batch(event: Mapping[str, Any], *, zone_margin_minutes: int = 0) -> Ba
     """A DynamoDB stream event (`{"Records": [...]}`) -> `Batch`.
 
     Bad records are counted and skipped, never raised: one poison record must not block
-    the shard (DESIGN §4.1). Records with an image whose timestamp has a zone offset of
+    the shard (docs/design.md §4.1). Records with an image whose timestamp has a zone offset of
     more than ``zone_margin_minutes`` are counted per model (`Batch.offsets`, `zones`).
 
     Raises:

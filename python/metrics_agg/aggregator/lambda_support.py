@@ -1,6 +1,6 @@
 """What `lambda/function/handler.py` needs at import: logging for the Lambda runtime and the config.
 
-Kept out of the handler so the handler stays a thin, logic-free shell (STYLE "Handler").
+Kept out of the handler so the handler stays a thin, logic-free shell.
 Runs once per cold start; nothing here is on the per-invocation path.
 """
 
@@ -78,7 +78,7 @@ def load_config(environ: Mapping[str, str] | None = None) -> Config:
     """``Config.from_env`` plus the API key from ``PLEXUS_API_KEY_SECRET_ARN`` when set.
 
     A key given directly (``PLEXUS_API_KEY``/``GRAPHQL_API_KEY``) wins over the secret; with
-    neither, the client signs requests with IAM (DESIGN §2 Auth).
+    neither, the client signs requests with IAM (docs/design.md §2 Auth).
 
     Raises:
         ConfigError: no endpoint, a bad numeric knob, or an unreadable secret.

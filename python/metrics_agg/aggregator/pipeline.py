@@ -1,4 +1,4 @@
-"""The one orchestrator (DESIGN §4): event -> plan -> read -> count -> write -> report.
+"""The one orchestrator (docs/design.md §4): event -> plan -> read -> count -> write -> report.
 
 The Lambda handler, the CLI and the local stream mapping all call `handle_event`:
 - a DynamoDB stream batch (``{"Records": [...]}``) recounts the affected hours of every
@@ -11,19 +11,19 @@ The Lambda handler, the CLI and the local stream mapping all call `handle_event`
   env ``METRICS_AGG_ACCOUNT_IDS``), every model of those accounts; otherwise the
   (account, recordType) of every AggregatedMetrics row whose bucket starts in the last two
   hours (`graphql.discovery`: ``listAccounts``, then one key-condition query per account),
-  mapped back to models: every stream invocation writes its touched buckets (DESIGN
-  §4.5), so an active pair always has such a row. Accounts discovery could not finish
-  within its share of the deadline are reported as failed units, not dropped;
+  mapped back to models: every stream invocation writes its touched buckets
+  (docs/design.md §4.5), so an active pair always has such a row. Accounts discovery could
+  not finish within its share of the deadline are reported as failed units, not dropped;
 - a recount event ``{"recount": {"accountId", "model", "start", "end"}}`` backfills
   ``[start, end)`` aligned outward to hours.
 
 A unit is one (model, account). A failed read or write of a unit (any `TransportError`)
-means nothing of it is trusted: its lowest sequence number is reported (DESIGN §4.6).
+means nothing of it is trusted: its lowest sequence number is reported (docs/design.md §4.6).
 A unit is not started with less than `MIN_UNIT_SECONDS` left; it is reported instead.
 Timestamps whose zone offset exceeds `Config.zone_margin_minutes` (seen in the batch's
 images or in the rows read) get one warning per model per invocation and an EMF figure
-(`zones`, DESIGN §4.3): a recount can miss such records, so they are never silent.
-The human log (DESIGN §4.7) goes to the ``metrics_agg`` logger at INFO; EMF via `emf`.
+(`zones`, docs/design.md §4.3): a recount can miss such records, so they are never silent.
+The human log (docs/design.md §4.7) goes to the ``metrics_agg`` logger at INFO; EMF via `emf`.
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ def run_unit(
             f" (ranges widened by a {margin}-min zone margin)" if margin else "",
         )
         # The stored buckets are read first: their hourly counts size the source reads
-        # (DESIGN §7). Reading them before the snapshot time is taken is safe (DESIGN
+        # (docs/design.md §7). Reading them before the snapshot time is taken is safe (DESIGN
         # §4.5): every write is conditional on the stored updatedAt being no newer than
         # the snapshot, the touched buckets are written whatever was stored, and a stale
         # view only picks create vs update (a wrong pick is a conflict, resolved by

@@ -1,4 +1,4 @@
-"""`Batch` -> `[WorkUnit]`: which hours of which (model, account) to recount (DESIGN §4.2).
+"""`Batch` -> `[WorkUnit]`: which hours of which (model, account) to recount (docs/design.md §4.2).
 
 Per (model, account): the current and previous wall-clock hour, plus every hour holding
 an old or new timestamp of a batch record. Hours older than `max_hours_back` are not
@@ -10,7 +10,7 @@ right as soon as it is written (with ``complete`` false); further ahead it is re
 like a too-old hour. The stream will not mention such a record again when its hour
 arrives, so counting it now is the only time it would be counted from the stream.
 
-Also computed here, for DESIGN §4.5's always-write rule: the "touched" buckets, i.e. for
+Also computed here, for docs/design.md §4.5's always-write rule: the "touched" buckets, i.e. for
 every image of a batch record, its bucket of every size in every recordType that image
 feeds (base type, category type, feedback scopes).
 """
@@ -160,7 +160,7 @@ def plan_units(
 
 
 def plan_recount(model: str, account_id: str, start: datetime, end: datetime) -> WorkUnit:
-    """A backfill unit for ``[start, end)``, aligned outward to whole hours (DESIGN §4).
+    """A backfill unit for ``[start, end)``, aligned outward to whole hours (docs/design.md §4).
 
     Raises:
         ValueError: unknown model, naive datetimes, or ``end <= start``.

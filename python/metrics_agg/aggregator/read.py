@@ -1,4 +1,4 @@
-"""`WorkUnit` -> stored buckets and `Snapshot`: the unit's reads (DESIGN §4.3).
+"""`WorkUnit` -> stored buckets and `Snapshot`: the unit's reads (docs/design.md §4.3).
 
 `read_stored` reads the stored buckets first (their hourly counts size the source reads);
 `read_unit` reads the unit's records and merges the batch's images.
@@ -11,7 +11,7 @@ Merging by id, across queries and ranges:
 - the same id returned twice: the newer version wins (effective timestamp, then
   updatedAt), and it is placed in the range holding its effective timestamp, so one
   record is counted at most once per unit;
-- the batch's own images (DESIGN §4.3, GSIs are eventually consistent): the last change
+- the batch's own images (docs/design.md §4.3, GSIs are eventually consistent): the last change
   of an id in sequence order decides; INSERT/MODIFY put the new image in, REMOVE takes the
   id out, except when the index already shows a version with a newer `updatedAt` than
   that image (the batch is older than what the index shows, keep the newer).
@@ -19,7 +19,7 @@ Merging by id, across queries and ranges:
 The rows read are also scanned for timestamps whose zone offset exceeds
 `Config.zone_margin_minutes` (`zones`): they go into `Snapshot.offsets`.
 
-Any `ReadError`/`DeadlineExceeded` propagates: the unit fails as a whole (DESIGN §4.6).
+Any `ReadError`/`DeadlineExceeded` propagates: the unit fails as a whole (docs/design.md §4.6).
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def read_stored(
 
 
 def _effective(rec: _Record, spec: ModelSpec) -> datetime | None:
-    """The placing instant: first present, non-empty timestamp field (DESIGN §2, §3)."""
+    """The placing instant: first present, non-empty timestamp field (docs/design.md §2, §3)."""
     for name in spec.timestamp_fields:
         raw = rec.get(name)
         if raw is None or raw == "":
@@ -144,7 +144,7 @@ def _fetch(
         for ri, qi in tasks
     ]
     # One call for every (range, query): small reads share one request, big ones are
-    # split into parallel sub-ranges sized by the stored hourly counts (DESIGN §7).
+    # split into parallel sub-ranges sized by the stored hourly counts (docs/design.md §7).
     results = api.list_source_reads(
         client,
         spec,
@@ -181,7 +181,7 @@ def read_unit(
     # Taken before the first request: every write of this snapshot is conditional on it.
     snapshot_time = clock()
     fetched = _fetch(client, unit, config, deadline or Deadline(), stored or {})
-    # DESIGN §4.3: rows whose timestamp's zone offset exceeds the read margin are evidence
+    # docs/design.md §4.3: rows whose timestamp's zone offset exceeds the read margin are evidence
     # that a recount can miss records (`zones`); the pipeline reports them.
     offsets = scan_offsets(
         spec.name,

@@ -1,4 +1,4 @@
-"""The human log of one invocation (DESIGN §4.7): per-unit lines and the final verdict.
+"""The human log of one invocation (docs/design.md §4.7): per-unit lines and the final verdict.
 
 Pure formatting over typed outcomes, logged to the ``metrics_agg`` logger at INFO (failures
 and offset warnings at WARNING); the EMF figures are `emf`'s.
@@ -103,7 +103,7 @@ def log_report(outcomes: Sequence[UnitOutcome], seconds: float, requests: int) -
 
 
 def warn_offsets(found: Sequence[OffsetTimestamps], config: Config) -> int:
-    """DESIGN §4.3: one warning per model of this invocation; the records involved."""
+    """docs/design.md §4.3: one warning per model of this invocation; the records involved."""
     for item in found:
         _log.warning("⚠ %s", offset_warning(item, config.zone_margin_minutes))
     return sum(item.count for item in found)

@@ -1,8 +1,8 @@
-"""Desired vs stored -> conditional writes (DESIGN §4.5).
+"""Desired vs stored -> conditional writes (docs/design.md §4.5).
 
 What is written, per bucket (matched on the composite key):
 - stored, and count, complete or metadata differ, or the bucket is *touched* (it holds an
-  old or new timestamp of a batch record: DESIGN §4.5's always-write rule) -> update;
+  old or new timestamp of a batch record: docs/design.md §4.5's always-write rule) -> update;
 - stored but absent from the desired set (a feedback scope that became empty) -> its
   zero value, by the same rule;
 - not stored: created when its count is non-zero, or when it is touched. A zero bucket
@@ -196,7 +196,7 @@ def write_changes(
                 if now_stored is None:
                     retry.append(BucketWrite(w.key, w.value, w.snapshot_time, create=True))
                 elif stored_is_newer(now_stored.updated_at, w.snapshot_time):
-                    superseded += 1  # DESIGN §4.5: a newer snapshot already wrote it
+                    superseded += 1  # docs/design.md §4.5: a newer snapshot already wrote it
                 else:
                     # Older as an instant (another writer's fraction width may sort it
                     # after ours): compare-and-swap on the exact stored string.

@@ -1,6 +1,6 @@
 """Timestamps with a zone offset beyond the read margin: found, counted, and explained.
 
-DESIGN §4.3: the index sorts sort keys as strings, so ``2026-11-26T03:10:00.000+02:00``
+docs/design.md §4.3: the index sorts sort keys as strings, so ``2026-11-26T03:10:00.000+02:00``
 (01:10 UTC) sits among the ``03:10`` keys, while an hour's recount reads a UTC string range
 widened by `Config.zone_margin_minutes` (plus the 1-minute `SORT_KEY_MARGIN`). A record
 whose offset exceeds that margin can fall outside the read of its own hour: a recount then

@@ -1,4 +1,4 @@
-"""``count_buckets`` / ``count_records``: the counting contract of DESIGN §3.
+"""``count_buckets`` / ``count_records``: the counting contract of docs/design.md §3.
 
 This module validates arguments, picks the loop (the compiled ``_rust_counter``, else
 ``_pycounter``; both have the same signatures) and builds ``CountResult`` from the plain
@@ -193,7 +193,7 @@ def count_buckets(
     """Count timestamps into every bucket of each size over ``[window_start, window_end)``.
 
     Each input is exactly one of processed / missing (``None``, ``""``) / invalid (any
-    other value not of the accepted form, DESIGN §3) / outside_window. ``categories``,
+    other value not of the accepted form, docs/design.md §3) / outside_window. ``categories``,
     when given, is a parallel sequence of labels: a ``str`` is a label, anything else
     means no category (``None``); ``category_counts`` then holds the labels of the
     processed inputs.

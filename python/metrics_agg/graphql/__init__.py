@@ -1,4 +1,4 @@
-"""The GraphQL data plane, client side (DESIGN §2, §8).
+"""The GraphQL data plane, client side (docs/design.md §2, §8).
 
 schema.graphql   the API subset (Amplify names); also served by the local server
 documents/       operation documents; codegen.py turns both into the generated

@@ -1,4 +1,4 @@
-"""Many list-query slices in few HTTP requests (DESIGN §7: a handful of requests per unit).
+"""Many list-query slices in few HTTP requests (docs/design.md §7: a handful of requests per unit).
 
 A *slice* is one list query over a range of epoch minutes of its sort key. `read_slices`
 reads a set of them to the end:

@@ -1,4 +1,4 @@
-"""The operations the pipeline needs, on top of ``GraphQLClient`` (DESIGN §2, §4.3, §4.5).
+"""The operations the pipeline needs, on top of ``GraphQLClient`` (docs/design.md §2, §4.3, §4.5).
 
 The public surface of ``metrics_agg.graphql``: the pipeline, CLI, benchmarks and tests
 import from here. Each concern lives in its own module:

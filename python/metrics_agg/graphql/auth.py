@@ -1,4 +1,4 @@
-"""Request authentication for AppSync: API key or IAM SigV4 (DESIGN §2 Auth).
+"""Request authentication for AppSync: API key or IAM SigV4 (docs/design.md §2 Auth).
 
 botocore is imported only when IAM auth is actually used, so an API-key deployment (and
 the handler's cold start) never pays for it.

@@ -9,7 +9,7 @@ The cost follows activity, not history (issue 15; docs/operations.md):
    the rows of that account whose bucket starts at or after ``since``: nothing for a quiet
    account (one request, an empty page), the recent buckets of a busy one.
 
-The stream path always writes the buckets holding its records' timestamps (DESIGN §4.5),
+The stream path always writes the buckets holding its records' timestamps (docs/design.md §4.5),
 so every (model, account) with records in a bucket starting since ``since`` has such a
 row. The queries share a part of the invocation's deadline (`DISCOVERY_SHARE`), so the
 pass keeps time to recount what it found; an account whose query did not finish in it (or
@@ -85,7 +85,7 @@ def _pages(
     variables: dict[str, Any],
     deadline: Deadline | None,
 ) -> Iterator[list[Any]]:
-    """The ``items`` of each page, until ``nextToken`` is null (DESIGN §2).
+    """The ``items`` of each page, until ``nextToken`` is null (docs/design.md §2).
 
     Raises:
         ReadError: a page failed after retries, was malformed, or paging did not advance.

@@ -1,8 +1,8 @@
-"""Source-model list reads (DESIGN §2, §4.3): sort-key ranges, pagination, de-duplication.
+"""Source-model list reads (docs/design.md §2, §4.3): sort-key ranges, pagination, de-duplication.
 
 Documents are built from the sgqlc-generated ``operations`` module (`_slices`), imported on
 first use (cold start). List pages are decoded by orjson into plain dicts and never mapped
-through sgqlc objects (DESIGN §8: that costs more than counting the records).
+through sgqlc objects (docs/design.md §8: that costs more than counting the records).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from metrics_agg.graphql.transport import GraphQLClient
 from metrics_agg.models import ModelSpec, SourceRead
 from metrics_agg.timestamps import epoch_minute, from_epoch_minute, parse_instant_or_none
 
-# DESIGN §4.3: the index compares sort keys as strings, the counter compares instants.
+# docs/design.md §4.3: the index compares sort keys as strings, the counter compares instants.
 # "…13:00:00.123Z" < "…13:00:00Z" and "…13:00Z" < "…13:00:00Z" as strings, so a range
 # cut exactly at [start, end) could drop or add records at its edges. Each query range is
 # widened to whole minutes plus this margin on both sides; the caller keeps only records
@@ -138,7 +138,7 @@ def list_source_reads(
 ) -> list[list[dict[str, Any]]]:
     """The records of every read (one list per read, in order), in as few requests as fit.
 
-    Sized by ``hour_counts`` (DESIGN §7): a read expected to fit in a page is one alias of
+    Sized by ``hour_counts`` (docs/design.md §7): a read expected to fit in a page is one alias of
     a request shared with the other small reads (a steady-state unit: one request, both
     FeedbackItem queries included); a bigger one is split by time into about one page of
     expected rows per sub-range, at most ``parallelism``, paged in parallel. A read of

@@ -1,4 +1,4 @@
-"""Stored AggregatedMetrics buckets (DESIGN §2): read through ``byAccountRecordType``, decoded.
+"""Stored AggregatedMetrics buckets (docs/design.md §2): read by ``byAccountRecordType``, decoded.
 
 Rows are plain dicts decoded into ``StoredBucket`` values; a row that cannot be decoded is
 skipped with a warning (bad data is logged, not raised).
@@ -89,7 +89,7 @@ def list_stored_buckets_over(
     """Every stored AggregatedMetrics of ``record_types`` starting in any of ``windows``.
 
     Reads the ``byAccountRecordType`` index: one alias per (recordType, window) in one
-    request (a steady-state unit: one request for its whole family, DESIGN §7); long
+    request (a steady-state unit: one request for its whole family, docs/design.md §7); long
     windows are cut into about a page of buckets per alias, and an alias that has more
     pages continues on its own (`_slices`). Rows that cannot be decoded are skipped with
     a warning (bad data is logged, not raised).

@@ -3,7 +3,7 @@
 Everything that talks to AppSync (or the local server) goes through
 ``GraphQLClient.execute``. This module is the only place that retries and the only place
 that turns HTTP, connection and GraphQL failures into ``ReadError`` / ``WriteError`` /
-``DeadlineExceeded`` (STYLE: errors are reported, mapped once, chained ``from`` the
+``DeadlineExceeded`` (errors are reported, mapped once, chained ``from`` the
 cause). No log line or exception text carries the API key, AWS credentials, signed
 headers or request payloads.
 """
@@ -56,7 +56,7 @@ _THROTTLING = re.compile(
 
 
 def is_throttling_error_type(error_type: str | None) -> bool:
-    """True for GraphQL ``errorType``s that mean "slow down and retry" (DESIGN §4.6).
+    """True for GraphQL ``errorType``s that mean "slow down and retry" (docs/design.md §4.6).
 
     Throttling*, TooManyRequests*, *ThrottlingException, *LimitExceeded*, and DynamoDB's
     ProvisionedThroughputExceededException (AppSync passes it through as

@@ -1,4 +1,4 @@
-"""Aliased AggregatedMetrics writes (DESIGN §4.5): many conditional mutations per request.
+"""Aliased AggregatedMetrics writes (docs/design.md §4.5): many conditional mutations per request.
 
 Documents are built once per batch shape with sgqlc's ``Operation`` API (imported on first
 use, for the cold start); nothing here formats a query string.
@@ -76,7 +76,7 @@ def _write_document(creates: int, updates: int) -> str:
 
 
 def bucket_input(write: BucketWrite) -> dict[str, Any]:
-    """The mutation input of one write (DESIGN §2 field contract, §4.5 fixed widths).
+    """The mutation input of one write (docs/design.md §2 field contract, §4.5 fixed widths).
 
     Fields this system never sets (cost, decisionCount, externalAiApiCount,
     cachedAiApiCount, errorCount; metadata and the scope ids when the bucket has none) are
@@ -112,7 +112,7 @@ def bucket_input(write: BucketWrite) -> dict[str, Any]:
 
 
 def update_condition(write: BucketWrite) -> dict[str, Any]:
-    """The condition of an update: DESIGN §4.5, an older snapshot never overwrites a newer one.
+    """The condition of an update (docs/design.md §4.5): no older snapshot overwrites a newer.
 
     Normally the stored ``updatedAt`` must be ``le`` this snapshot's. DynamoDB compares the
     strings, and writers differ in fraction width (AppSync 3 digits, the original Lambda 6

@@ -1,4 +1,4 @@
-"""`metrics-agg count`: count a JSON-lines file of records offline (DESIGN §3).
+"""`metrics-agg count`: count a JSON-lines file of records offline (docs/design.md §3).
 
 Useful on its own for recounting exported data, and the quick start's first command.
 Each line is one JSON object; a line that is not valid JSON, or not an object, counts

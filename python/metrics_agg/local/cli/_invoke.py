@@ -1,6 +1,6 @@
 """`metrics-agg invoke`: run the aggregator's handler on one event read from a JSON file.
 
-A thin shell over `pipeline.handle_event` (the only orchestrator, STYLE).
+A thin shell over `pipeline.handle_event` (the only orchestrator).
 """
 
 from __future__ import annotations

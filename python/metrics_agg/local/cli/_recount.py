@@ -1,7 +1,7 @@
 """`metrics-agg recount` and `verify`: rewrite, or compare, an account's buckets against a
 fresh count of the source tables.
 
-Thin shells over `pipeline.recount` / `pipeline.verify` (the only orchestrator, STYLE);
+Thin shells over `pipeline.recount` / `pipeline.verify` (the only orchestrator);
 what lives here is argument parsing and rendering for people (`metrics_agg.local.render`).
 """
 
@@ -101,7 +101,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
 
 def _print_offsets(report: VerifyReport, out: TextIO) -> int:
-    """The zone-offset warnings (DESIGN §4.3): the fresh count reads the same index, so it
+    """The zone-offset warnings (docs/design.md §4.3): the fresh count reads the same index, so it
     can miss those records too; exit 1 so a scheduled verify does not pass silently."""
     from metrics_agg.aggregator.zones import offset_warning
 

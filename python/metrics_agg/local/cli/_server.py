@@ -16,7 +16,7 @@ _SERVE_EPILOG = """\
 The endpoint speaks the Amplify-generated AppSync API of schema.graphql (API key in the
 x-api-key header). Every create/update/delete of a source model appends a DynamoDB stream
 record, and the event source mapping delivers them to
-metrics_agg.aggregator.pipeline.handle_event in batches (DESIGN §6 sizes and windows),
+metrics_agg.aggregator.pipeline.handle_event in batches (docs/design.md §6 sizes and windows),
 so AggregatedMetrics stays current.
 
 Point the other commands at it:
@@ -78,7 +78,7 @@ def register(sub: Any) -> None:
         type=float,
         default=None,
         metavar="SECONDS",
-        help="override every table's batching window (default: DESIGN §6, 15 s)",
+        help="override every table's batching window (default: docs/design.md §6, 15 s)",
     )
     serve.add_argument(
         "--no-mapping",
@@ -169,7 +169,7 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"  export PLEXUS_API_URL={stack.endpoint} PLEXUS_API_KEY={args.api_key}")
         if args.host not in ("127.0.0.1", "localhost", "::1"):
             print(f"  warning: bound to {args.host}, reachable beyond this machine")
-        window = "DESIGN §6" if args.batch_window is None else f"{args.batch_window:g} s"
+        window = "docs/design.md §6" if args.batch_window is None else f"{args.batch_window:g} s"
         print(f"  event source mapping: {'on, batching window ' + window if mapping else 'off'}")
         if args.latency_ms:
             print(f"  added latency: {args.latency_ms:g} ms per request")

@@ -247,7 +247,7 @@ def _run(
 
 
 def _scheduled_pass(say: _Printer, stack: Any) -> None:
-    """The 5-minute scheduled event, as EventBridge starts it (DESIGN §4, issue 15)."""
+    """The 5-minute scheduled event, as EventBridge starts it (docs/design.md §4, issue 15)."""
     from metrics_agg.aggregator import pipeline
 
     t0 = time.monotonic()

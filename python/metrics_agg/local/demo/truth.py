@@ -59,7 +59,7 @@ def _first_present(record: Mapping[str, Any], fields: Sequence[str]) -> object:
 def direct_counts(
     records_by_model: Mapping[str, Iterable[Mapping[str, Any]]],
 ) -> dict[str, TruthBucket]:
-    """Every non-empty bucket implied by the records, keyed by `compositeKey` (DESIGN §2).
+    """Every non-empty bucket implied by the records, keyed by `compositeKey` (docs/design.md §2).
 
     Written from the data contract alone: a record is placed by its model's timestamp
     (FeedbackItem: editedAt, else updatedAt, else createdAt), counted once per size in

@@ -1,5 +1,5 @@
 """The demo's app writes: a realistic, seeded mix of records planned over a simulated
-window, the edge cases that make counting hard (DESIGN §4), and the one-line mix summary.
+window, the edge cases that make counting hard (docs/design.md §4), and the one-line mix summary.
 
 Everything here only plans or performs writes; `demo` runs them and checks the result.
 """
@@ -157,7 +157,7 @@ def mix_line(mix: Counter[str]) -> str:
 def write_edge_cases(
     client: Any, store: Any, rng: random.Random, account: str, now: datetime, plan: WritePlan
 ) -> str:
-    """The records that make counting hard, written after the mix (DESIGN §4)."""
+    """The records that make counting hard, written after the mix (docs/design.md §4)."""
     ms = timedelta(milliseconds=1)
     # A task created, then updated: its updatedAt moves it 5 minutes later (MODIFY).
     task_id = _random_id(rng)

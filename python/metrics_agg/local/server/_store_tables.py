@@ -1,5 +1,5 @@
 """The local stack's emulated DynamoDB tables: their keys, the attributes kept as columns,
-and the indexes behind every list query (DESIGN §5). Layout only; the SQL that uses it
+and the indexes behind every list query (docs/design.md §5). Layout only; the SQL that uses it
 lives in `store` (and `_store_streams`).
 """
 

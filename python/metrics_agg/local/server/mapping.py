@@ -1,6 +1,6 @@
 """The local event source mapping: stream records -> handler, as Lambda delivers them.
 
-Per table (DESIGN §6): batches of up to `batch_size` records, or fewer once the oldest
+Per table (docs/design.md §6): batches of up to `batch_size` records, or fewer once the oldest
 waiting record has waited `batch_window` seconds. `ReportBatchItemFailures` semantics:
 the checkpoint moves to just before the lowest reported sequence number and delivery
 resumes there; a raising handler fails the whole batch. After `max_retries` retries of
@@ -26,7 +26,7 @@ log = logging.getLogger("metrics_agg.local.server.mapping")
 
 Handler = Callable[[dict[str, Any]], Any]
 
-# DESIGN §6: (batch size, batching window in seconds) per source table.
+# docs/design.md §6: (batch size, batching window in seconds) per source table.
 BATCHING: Mapping[str, tuple[int, float]] = {
     "Item": (10, 15.0),
     "ScoreResult": (100, 15.0),

@@ -1,4 +1,4 @@
-"""Resolvers with Amplify's semantics over the store (DESIGN §2, §5).
+"""Resolvers with Amplify's semantics over the store (docs/design.md §2, §5).
 
 Errors a resolver raises are `AppSyncError`s carrying AppSync's `errorType`, so one
 failed alias of a batched mutation is `data.<alias>: null` plus one error, and the other

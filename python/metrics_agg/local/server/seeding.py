@@ -5,7 +5,7 @@ with the same seed adds new records; the same seed twice for one account repeats
 the store refuses. Timestamps are uniform in [start, end) and written in that order (stream
 order = write order). `late_fraction` of the records carry a timestamp 1-6 hours older than
 their write position (late data); `invalid_fraction` carry a timestamp string outside the
-accepted grammar (DESIGN §3) that still sorts inside its hour, so a reader's key range
+accepted grammar (docs/design.md §3) that still sorts inside its hour, so a reader's key range
 finds it and must count it invalid: zone offsets with seconds (valid for AppSync's
 AWSDateTime, invalid for the grammar), 10-digit fractions, minute 61, a trailing space.
 The seed writes through the store, as data that predates validation would be stored.

@@ -3,7 +3,7 @@
 
 One SQLite table per DynamoDB table (`<Model>-local-NONE`, laid out in `_store_tables`),
 the item as JSON plus the key and index attributes as columns, and one SQLite index behind
-every list query (DESIGN §5). Source-model writes append their stream record in the same
+every list query (docs/design.md §5). Source-model writes append their stream record in the same
 transaction, so a committed write always has its stream record and a rolled-back one
 never does.
 """
