@@ -23,6 +23,8 @@ from typing import Any, ClassVar
 
 import graphql
 
+from metrics_agg.models import SOURCE_MODELS
+
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "python/metrics_agg/graphql/schema.graphql"
 
 
@@ -182,14 +184,9 @@ class AppSyncFake:
     """Handler: list queries over ``records[field]`` and an AggregatedMetrics table."""
 
     SORT_ARG: ClassVar[dict[str, str]] = {
-        "listItemByAccountIdAndCreatedAt": "createdAt",
-        "listScoreResultByAccountIdAndUpdatedAt": "updatedAt",
-        "listTaskByAccountIdAndUpdatedAt": "updatedAt",
-        "listEvaluationByAccountIdAndUpdatedAt": "updatedAt",
-        "listProcedureByAccountIdAndUpdatedAt": "updatedAt",
-        "listChatSessionByAccountIdAndUpdatedAt": "updatedAt",
-        "listFeedbackItemByAccountIdAndEditedAt": "editedAt",
-        "listFeedbackItemByAccountIdAndUpdatedAt": "updatedAt",
+        query: key
+        for spec in SOURCE_MODELS.values()
+        for query, key in zip(spec.list_queries, spec.sort_keys, strict=True)
     }
 
     def __init__(self, *, empty_pages: bool = False) -> None:

@@ -1,4 +1,12 @@
-"""Typed values that cross module boundaries, and the source-model table of docs/design.md §2.
+"""Typed values that cross module boundaries, and the one registry of source models
+(`SOURCE_MODELS`, docs/design.md §2).
+
+Everything model-specific the runtime and the local stack need is a field of its
+`ModelSpec`: queries and sort keys, timestamp fields, recordTypes (category types, or
+scopes for FeedbackItem) and the default stream batching. Adding a model is a new spec here,
+its list queries in `graphql/documents/` (then codegen), its table's mapping in
+`template.yaml` and its record fields in `local/server/seeding.py`; `tests/test_registry.py`
+fails until all of them exist.
 
 Raw Lambda and GraphQL dicts stop at `stream_events` and `graphql/`; everything
 else passes these frozen dataclasses.
@@ -10,6 +18,7 @@ __all__ = [
     "BUCKET_SIZES",
     "FEEDBACK_RECORD_TYPES",
     "MODEL_OF_RECORD_TYPE",
+    "SCOPE_OF",
     "SOURCE_MODELS",
     "Batch",
     "BucketDifference",
@@ -21,6 +30,7 @@ __all__ = [
     "ModelSpec",
     "OffsetTimestamps",
     "RangeRecords",
+    "ScopeSpec",
     "Snapshot",
     "SourceRead",
     "StoredBucket",
@@ -42,6 +52,19 @@ BUCKET_SIZES: tuple[int, ...] = (1, 5, 15, 60)
 
 
 @dataclass(frozen=True, slots=True)
+class ScopeSpec:
+    """One scoped recordType: counted over all records, per scorecard, or per score.
+
+    Scoped models count all their scopes in one labelled pass, with the answer-class
+    metadata (`count.feedback_class`) on every bucket (docs/design.md §4.4).
+    """
+
+    record_type: str
+    by_scorecard: bool = False  # compositeKey carries the scorecardId
+    by_score: bool = False  # compositeKey carries the scoreId (one scope per scoreId)
+
+
+@dataclass(frozen=True, slots=True)
 class ModelSpec:
     """How one Amplify model is read and which recordTypes it feeds (docs/design.md §2)."""
 
@@ -56,19 +79,36 @@ class ModelSpec:
     # Field whose value splits the count into extra recordTypes, and that mapping.
     category_field: str | None = None
     category_record_types: Mapping[str, str] = field(default_factory=dict)
+    # Scoped recordTypes instead of category ones (FeedbackItem); the first is over all.
+    scopes: tuple[ScopeSpec, ...] = ()
+    # The stream mapping's default (BatchSize, MaximumBatchingWindowInSeconds): the local
+    # mapping uses it, template.yaml must match it (docs/design.md §6).
+    batching: tuple[int, float] = (1, 15.0)
 
     @property
     def record_types(self) -> tuple[str, ...]:
-        if self.name == "FeedbackItem":
-            return FEEDBACK_RECORD_TYPES
+        if self.scopes:
+            return tuple(s.record_type for s in self.scopes)
         return (self.record_type, *self.category_record_types.values())
 
+    def scopes_of(self, record: Mapping[str, object]) -> list[tuple[str, str | None, str | None]]:
+        """(recordType, scorecardId, scoreId) of every scope a record of a scoped model
+        counts in: all records; per scorecard when it has one; per score when it has one."""
+        sc, score = record.get("scorecardId"), record.get("scoreId")
+        sc_id = sc if isinstance(sc, str) and sc else None
+        score_id = score if isinstance(score, str) and score else None
+        out: list[tuple[str, str | None, str | None]] = []
+        for scope in self.scopes:
+            if scope.by_score:
+                if score_id is not None:
+                    out.append((scope.record_type, sc_id, score_id))
+            elif scope.by_scorecard:
+                if sc_id is not None:
+                    out.append((scope.record_type, sc_id, None))
+            else:
+                out.append((scope.record_type, None, None))
+        return out
 
-FEEDBACK_RECORD_TYPES: tuple[str, ...] = (
-    "feedbackItems",
-    "feedbackItemsByScorecard",
-    "feedbackItemsByScore",
-)
 
 SOURCE_MODELS: Mapping[str, ModelSpec] = {
     spec.name: spec
@@ -81,6 +121,7 @@ SOURCE_MODELS: Mapping[str, ModelSpec] = {
             "items",
             "createdByType",
             {"prediction": "predictionItems", "evaluation": "evaluationItems"},
+            batching=(10, 15.0),
         ),
         ModelSpec(
             "ScoreResult",
@@ -90,6 +131,7 @@ SOURCE_MODELS: Mapping[str, ModelSpec] = {
             "scoreResults",
             "type",
             {"prediction": "predictionScoreResults", "evaluation": "evaluationScoreResults"},
+            batching=(100, 15.0),
         ),
         ModelSpec(
             "Task", ("listTaskByAccountIdAndUpdatedAt",), ("updatedAt",), ("updatedAt",), "tasks"
@@ -121,12 +163,27 @@ SOURCE_MODELS: Mapping[str, ModelSpec] = {
             ("editedAt", "updatedAt"),
             ("editedAt", "updatedAt", "createdAt"),
             "feedbackItems",
+            scopes=(
+                ScopeSpec("feedbackItems"),
+                ScopeSpec("feedbackItemsByScorecard", by_scorecard=True),
+                ScopeSpec("feedbackItemsByScore", by_scorecard=True, by_score=True),
+            ),
+            batching=(10, 15.0),
         ),
     )
 }
 # recordType -> the model it counts (the scheduled pass maps discovered recordTypes back).
 MODEL_OF_RECORD_TYPE: Mapping[str, str] = {
     rt: spec.name for spec in SOURCE_MODELS.values() for rt in spec.record_types
+}
+
+# The recordTypes of scoped models: their buckets carry the answer-class metadata.
+FEEDBACK_RECORD_TYPES: tuple[str, ...] = tuple(
+    rt for spec in SOURCE_MODELS.values() if spec.scopes for rt in spec.record_types
+)
+# recordType -> its scope, for the scoped ones (compositeKey and decoding).
+SCOPE_OF: Mapping[str, ScopeSpec] = {
+    s.record_type: s for spec in SOURCE_MODELS.values() for s in spec.scopes
 }
 
 
@@ -170,9 +227,10 @@ class BucketKey:
         from metrics_agg.timestamps import format_bucket_time
 
         ts = format_bucket_time(self.start)
-        if self.record_type == "feedbackItemsByScore":
+        scope = SCOPE_OF.get(self.record_type)
+        if scope is not None and scope.by_score:
             return f"{self.record_type}#{self.score_id}#{ts}#{self.minutes}"
-        if self.record_type == "feedbackItemsByScorecard":
+        if scope is not None and scope.by_scorecard:
             return f"{self.record_type}#{self.scorecard_id}#{ts}#{self.minutes}"
         return f"{self.record_type}#{ts}#{self.minutes}"
 

@@ -22,6 +22,7 @@ from typing import Any
 from metrics_agg.counter.api import Backend, count_buckets, count_records
 from metrics_agg.models import (
     BUCKET_SIZES,
+    SCOPE_OF,
     SOURCE_MODELS,
     BucketKey,
     BucketValue,
@@ -142,7 +143,7 @@ def _add(into: dict[int, list[int]], counts: Mapping[int, Sequence[int]]) -> Non
                 acc[i] += n
 
 
-def _count_feedback(
+def _count_scoped(
     spec: ModelSpec,
     r: HourRange,
     records: Sequence[Mapping[str, Any]],
@@ -176,19 +177,14 @@ def _count_feedback(
     # Sum the per-label counts into every scope's total and per-class metadata.
     totals: dict[_Scope, dict[int, list[int]]] = {}
     classes: dict[_Scope, dict[str, dict[int, list[int]]]] = {}
-    all_scope: _Scope = ("feedbackItems", None, None)
+    all_scope: _Scope = (spec.scopes[0].record_type, None, None)
     for (sc, score, cls), label in label_of.items():
         counts = res.category_counts.get(label)
         if counts is None:
             continue  # every record of this label was outside the window or invalid
-        scopes = [all_scope]
-        if sc is not None:
-            scopes.append(("feedbackItemsByScorecard", sc, None))
-        if score is not None:
+        for scope in spec.scopes_of({"scorecardId": sc, "scoreId": score}):
             # compositeKey uses scoreId alone (docs/design.md §2): one scope per scoreId.
-            scopes.append(("feedbackItemsByScore", sc, score))
-        for scope in scopes:
-            key = scope if scope[0] != "feedbackItemsByScore" else _score_scope(totals, scope)
+            key = scope if not SCOPE_OF[scope[0]].by_score else _score_scope(totals, scope)
             _add(totals.setdefault(key, _zeros(r)), counts)
             _add(classes.setdefault(key, {}).setdefault(cls, _zeros(r)), counts)
     _emit(
@@ -228,7 +224,7 @@ def count_unit(snapshot: Snapshot, *, backend: Backend = "auto") -> UnitCounts:
     examples: list[str] = []
     for rr in snapshot.ranges:
         _check_hours(rr.range)
-        count = _count_feedback if spec.name == "FeedbackItem" else _count_plain
+        count = _count_scoped if spec.scopes else _count_plain
         res = count(
             spec,
             rr.range,

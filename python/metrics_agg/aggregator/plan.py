@@ -74,16 +74,9 @@ def image_record_types(
     spec: ModelSpec, image: Mapping[str, object]
 ) -> list[tuple[str, str | None, str | None]]:
     """(recordType, scorecardId, scoreId) of every bucket family this image counts in."""
-    if spec.name == "FeedbackItem":
-        out: list[tuple[str, str | None, str | None]] = [("feedbackItems", None, None)]
-        sc, score = image.get("scorecardId"), image.get("scoreId")
-        sc_id = sc if isinstance(sc, str) and sc else None
-        if sc_id is not None:
-            out.append(("feedbackItemsByScorecard", sc_id, None))
-        if isinstance(score, str) and score:
-            out.append(("feedbackItemsByScore", sc_id, score))
-        return out
-    out = [(spec.record_type, None, None)]
+    if spec.scopes:
+        return spec.scopes_of(image)
+    out: list[tuple[str, str | None, str | None]] = [(spec.record_type, None, None)]
     if spec.category_field is not None:
         label = image.get(spec.category_field)
         if isinstance(label, str) and label in spec.category_record_types:

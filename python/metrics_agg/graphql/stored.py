@@ -26,7 +26,7 @@ from metrics_agg.deadline import Deadline
 from metrics_agg.graphql._slices import KeySpace, Slice, read_slices
 from metrics_agg.graphql.reads import require_aware
 from metrics_agg.graphql.transport import GraphQLClient
-from metrics_agg.models import BucketKey, BucketValue, StoredBucket
+from metrics_agg.models import SCOPE_OF, BucketKey, BucketValue, StoredBucket
 from metrics_agg.timestamps import (
     epoch_minute,
     format_bucket_time,
@@ -153,7 +153,7 @@ def list_stored_buckets_over(
     return list(out.values())
 
 
-_SCOPED = {"feedbackItemsByScorecard": (True, False), "feedbackItemsByScore": (True, True)}
+_SCOPED = {rt: (s.by_scorecard, s.by_score) for rt, s in SCOPE_OF.items()}
 
 
 def decode_stored_bucket(row: Mapping[str, Any]) -> StoredBucket | None:

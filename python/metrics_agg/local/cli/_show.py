@@ -29,7 +29,13 @@ from metrics_agg.local.cli._common import (
     help_formatter,
 )
 from metrics_agg.local.render import Column, can_encode, format_table, sparkline
-from metrics_agg.models import BUCKET_SIZES, FEEDBACK_RECORD_TYPES, SOURCE_MODELS, StoredBucket
+from metrics_agg.models import (
+    BUCKET_SIZES,
+    FEEDBACK_RECORD_TYPES,
+    SCOPE_OF,
+    SOURCE_MODELS,
+    StoredBucket,
+)
 from metrics_agg.timestamps import epoch_minute, format_bucket_time, from_epoch_minute, utc_now
 
 ALL_RECORD_TYPES: tuple[str, ...] = tuple(
@@ -100,9 +106,10 @@ def show_json(
 
 
 def _scope(b: StoredBucket) -> str:
-    if b.key.record_type == "feedbackItemsByScore":
+    scope = SCOPE_OF.get(b.key.record_type)
+    if scope is not None and scope.by_score:
         return b.key.score_id or ""
-    if b.key.record_type == "feedbackItemsByScorecard":
+    if scope is not None and scope.by_scorecard:
         return b.key.scorecard_id or ""
     return ""
 
@@ -134,7 +141,8 @@ def render_show(
     ascii_only = not can_encode(out, "▁█✓—→")
     check, dash, arrow = ("yes", "-", "->") if ascii_only else ("✓", "—", "→")
     last = min(end, now + timedelta(minutes=1))  # buckets that have started
-    scoped = record_type in FEEDBACK_RECORD_TYPES[1:]
+    scope = SCOPE_OF.get(record_type)
+    scoped = scope is not None and (scope.by_scorecard or scope.by_score)
     is_feedback = record_type in FEEDBACK_RECORD_TYPES
     by_key = {(b.key.minutes, b.key.start, _scope(b)): b for b in stored}
     lines = [
@@ -178,7 +186,7 @@ def render_show(
     lines += ["", f"{size}-minute buckets"]
     columns = [Column("start (UTC)")]
     if scoped:
-        columns.append(Column("score" if record_type == "feedbackItemsByScore" else "scorecard"))
+        columns.append(Column("score" if scope is not None and scope.by_score else "scorecard"))
     columns += [Column("count", ">"), Column("complete", "^")]
     if is_feedback:
         columns += [Column("changed", ">"), Column("unchanged", ">"), Column("invalid", ">")]

@@ -21,20 +21,16 @@ from typing import Any
 
 from metrics_agg.local.server._store_tables import table_name
 from metrics_agg.local.server.store import Store
+from metrics_agg.models import SOURCE_MODELS
 
 log = logging.getLogger("metrics_agg.local.server.mapping")
 
 Handler = Callable[[dict[str, Any]], Any]
 
-# docs/design.md §6: (batch size, batching window in seconds) per source table.
+# docs/design.md §6: (batch size, batching window in seconds) per source table, as the
+# registry gives them (template.yaml's mappings carry the same, tests/test_registry.py).
 BATCHING: Mapping[str, tuple[int, float]] = {
-    "Item": (10, 15.0),
-    "ScoreResult": (100, 15.0),
-    "Task": (1, 15.0),
-    "Evaluation": (1, 15.0),
-    "Procedure": (1, 15.0),
-    "FeedbackItem": (10, 15.0),
-    "ChatSession": (1, 15.0),
+    name: spec.batching for name, spec in SOURCE_MODELS.items()
 }
 
 

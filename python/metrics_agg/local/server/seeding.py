@@ -13,13 +13,13 @@ The seed writes through the store, as data that predates validation would be sto
 
 from __future__ import annotations
 
-__all__ = ["SeedResult", "generate_records", "seed_accounts", "seed_records"]
+__all__ = ["SEEDERS", "SeedResult", "generate_records", "seed_accounts", "seed_records"]
 
 import hashlib
 import random
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -86,6 +86,115 @@ def _choice(rng: random.Random, weighted: tuple[tuple[Any, float], ...]) -> Any:
     return weighted[-1][0]
 
 
+@dataclass(frozen=True, slots=True)
+class _Draw:
+    """What a model's seeder draws from: the generator, the index and the two timestamps."""
+
+    rng: random.Random
+    i: int
+    ts: str  # the timestamp that places the record (maybe late or invalid)
+    created: str  # up to an hour before it
+
+
+_SCORECARDS = tuple(f"scorecard-{i}" for i in range(3))
+_SCORES = {sc: tuple(f"{sc}-score-{j}" for j in range(4)) for sc in _SCORECARDS}
+
+
+def _seed_item(d: _Draw, rec: Item) -> None:
+    by = _choice(d.rng, (("prediction", 0.5), ("evaluation", 0.3), ("other", 0.2)))
+    rec.update(
+        createdAt=d.ts,
+        updatedAt=d.ts,
+        externalId=f"ext-{d.i}",
+        createdByType=by,
+        description=f"seeded item {d.i}",
+    )
+    if by == "evaluation":
+        rec["evaluationId"] = f"evaluation-{d.i % 7}"
+
+
+def _seed_feedback_item(d: _Draw, rec: Item) -> None:
+    rng = d.rng
+    sc = rng.choice(_SCORECARDS)
+    answers = ("Yes", "No", "NA")
+    initial: str | None = rng.choice(answers)
+    final: str | None = rng.choice(answers) if rng.random() < 0.3 else initial
+    if rng.random() < 0.05:
+        initial = None
+    elif rng.random() < 0.05:
+        final = None
+    rec.update(
+        scorecardId=sc,
+        scoreId=rng.choice(_SCORES[sc]),
+        itemId=f"item-{d.i}",
+        initialAnswerValue=initial,
+        finalAnswerValue=final,
+        isInvalid=rng.random() < 0.05,
+        createdAt=d.created,
+        updatedAt=d.ts,
+    )
+    if rng.random() < 0.6:
+        rec.update(editedAt=d.ts, editorName="seed", editCommentValue="changed")
+
+
+def _seed_score_result(d: _Draw, rec: Item) -> None:
+    rng = d.rng
+    rec.update(createdAt=d.created, updatedAt=d.ts)
+    sc = rng.choice(_SCORECARDS)
+    rec.update(
+        itemId=f"item-{d.i}",
+        scorecardId=sc,
+        scoreId=rng.choice(_SCORES[sc]),
+        value=rng.choice(("Yes", "No")),
+        code="200",
+        type=_choice(rng, (("prediction", 0.6), ("evaluation", 0.3), ("other", 0.1))),
+    )
+
+
+def _seed_task(d: _Draw, rec: Item) -> None:
+    rec.update(createdAt=d.created, updatedAt=d.ts)
+    rec.update(
+        type="evaluation",
+        status=d.rng.choice(("PENDING", "RUNNING", "COMPLETED", "FAILED")),
+        target=f"scorecard-{d.i % 3}",
+        command="plexus evaluate",
+    )
+
+
+def _seed_evaluation(d: _Draw, rec: Item) -> None:
+    rec.update(createdAt=d.created, updatedAt=d.ts)
+    sc = d.rng.choice(_SCORECARDS)
+    rec.update(
+        type=d.rng.choice(("accuracy", "consistency")),
+        status="COMPLETED",
+        scorecardId=sc,
+        scoreId=d.rng.choice(_SCORES[sc]),
+    )
+
+
+def _seed_procedure(d: _Draw, rec: Item) -> None:
+    rec.update(createdAt=d.created, updatedAt=d.ts)
+    rec.update(name=f"procedure-{d.i % 11}", status="ACTIVE")
+
+
+def _seed_chat_session(d: _Draw, rec: Item) -> None:
+    rec.update(createdAt=d.created, updatedAt=d.ts)
+    rec.update(name=f"chat-{d.i}", status="OPEN", procedureId=f"procedure-{d.i % 11}")
+
+
+# One seeder per model of the registry (`models.SOURCE_MODELS`); no catch-all, so a new
+# model without one is an error here and in tests/test_registry.py, not silent filler.
+SEEDERS: Mapping[str, Callable[[_Draw, Item], None]] = {
+    "Item": _seed_item,
+    "ScoreResult": _seed_score_result,
+    "Task": _seed_task,
+    "Evaluation": _seed_evaluation,
+    "Procedure": _seed_procedure,
+    "ChatSession": _seed_chat_session,
+    "FeedbackItem": _seed_feedback_item,
+}
+
+
 def generate_records(
     model: str,
     account_id: str,
@@ -118,8 +227,9 @@ def generate_records(
     lo = int(start.timestamp() * 1000)
     span = int(end.timestamp() * 1000) - lo
     stamps = sorted(lo + int(rng.random() * span) for _ in range(count))
-    scorecards = [f"scorecard-{i}" for i in range(3)]
-    scores = {sc: [f"{sc}-score-{j}" for j in range(4)] for sc in scorecards}
+    fill = SEEDERS.get(model)
+    if fill is None:
+        raise ValueError(f"no seeder for model {model!r}: add one to SEEDERS (seeding.py)")
     hour_ms = 3_600_000
     salt = _id_salt(model, account_id)
     for i, ms in enumerate(stamps):
@@ -132,69 +242,7 @@ def generate_records(
         created = _fmt(ts_ms - rng.randrange(0, hour_ms))
         rid = _uuid(rng, salt)
         rec: Item = {"id": rid, "accountId": account_id}
-        if model == "Item":
-            by = _choice(rng, (("prediction", 0.5), ("evaluation", 0.3), ("other", 0.2)))
-            rec.update(
-                createdAt=ts,
-                updatedAt=ts,
-                externalId=f"ext-{i}",
-                createdByType=by,
-                description=f"seeded item {i}",
-            )
-            if by == "evaluation":
-                rec["evaluationId"] = f"evaluation-{i % 7}"
-        elif model == "FeedbackItem":
-            sc = rng.choice(scorecards)
-            answers = ("Yes", "No", "NA")
-            initial: str | None = rng.choice(answers)
-            final: str | None = rng.choice(answers) if rng.random() < 0.3 else initial
-            if rng.random() < 0.05:
-                initial = None
-            elif rng.random() < 0.05:
-                final = None
-            rec.update(
-                scorecardId=sc,
-                scoreId=rng.choice(scores[sc]),
-                itemId=f"item-{i}",
-                initialAnswerValue=initial,
-                finalAnswerValue=final,
-                isInvalid=rng.random() < 0.05,
-                createdAt=created,
-                updatedAt=ts,
-            )
-            if rng.random() < 0.6:
-                rec.update(editedAt=ts, editorName="seed", editCommentValue="changed")
-        else:
-            rec.update(createdAt=created, updatedAt=ts)
-            if model == "ScoreResult":
-                sc = rng.choice(scorecards)
-                rec.update(
-                    itemId=f"item-{i}",
-                    scorecardId=sc,
-                    scoreId=rng.choice(scores[sc]),
-                    value=rng.choice(("Yes", "No")),
-                    code="200",
-                    type=_choice(rng, (("prediction", 0.6), ("evaluation", 0.3), ("other", 0.1))),
-                )
-            elif model == "Task":
-                rec.update(
-                    type="evaluation",
-                    status=rng.choice(("PENDING", "RUNNING", "COMPLETED", "FAILED")),
-                    target=f"scorecard-{i % 3}",
-                    command="plexus evaluate",
-                )
-            elif model == "Evaluation":
-                sc = rng.choice(scorecards)
-                rec.update(
-                    type=rng.choice(("accuracy", "consistency")),
-                    status="COMPLETED",
-                    scorecardId=sc,
-                    scoreId=rng.choice(scores[sc]),
-                )
-            elif model == "Procedure":
-                rec.update(name=f"procedure-{i % 11}", status="ACTIVE")
-            else:  # ChatSession
-                rec.update(name=f"chat-{i}", status="OPEN", procedureId=f"procedure-{i % 11}")
+        fill(_Draw(rng, i, ts, created), rec)
         if kinds is not None and kind:
             kinds[kind] += 1
         yield rec
