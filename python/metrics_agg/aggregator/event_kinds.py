@@ -18,6 +18,7 @@ from typing import Any
 
 from metrics_agg.aggregator.plan import floor_hour, group_hours, plan_recount
 from metrics_agg.deadline import Deadline
+from metrics_agg.graphql.transport import GraphQLApi
 from metrics_agg.models import MODEL_OF_RECORD_TYPE, SOURCE_MODELS, UnitKey, WorkUnit
 from metrics_agg.timestamps import parse_instant
 
@@ -36,7 +37,7 @@ class ScheduledPlan:
 
 def scheduled_units(
     event: Mapping[str, Any],
-    client: Any,
+    client: GraphQLApi,
     now: datetime,
     deadline: Deadline,
     *,

@@ -55,7 +55,7 @@ from metrics_agg.aggregator.zones import merge_offsets
 from metrics_agg.config import Config
 from metrics_agg.deadline import Deadline
 from metrics_agg.errors import TransportError
-from metrics_agg.graphql.transport import GraphQLClient
+from metrics_agg.graphql.transport import GraphQLApi, GraphQLClient
 from metrics_agg.models import (
     SOURCE_MODELS,
     OffsetTimestamps,
@@ -71,7 +71,7 @@ MIN_UNIT_SECONDS = 2.0  # a unit needs a few requests; starting one later would 
 
 
 def run_unit(
-    client: Any,
+    client: GraphQLApi,
     unit: WorkUnit,
     *,
     config: Config,
@@ -174,7 +174,7 @@ def run_unit(
 
 
 def _run_units(
-    client: Any,
+    client: GraphQLApi,
     units: Sequence[WorkUnit],
     *,
     config: Config,
@@ -210,7 +210,7 @@ def handle_event(
     *,
     config: Config,
     deadline: Deadline | None = None,
-    client: GraphQLClient | None = None,
+    client: GraphQLApi | None = None,
     now: datetime | None = None,
 ) -> dict[str, Any]:
     """Run one invocation; ``now`` (tests) fixes both the wall clock and the snapshot time.
@@ -319,7 +319,7 @@ def recount(
     start: datetime,
     end: datetime,
     dry_run: bool = False,
-    client: GraphQLClient | None = None,
+    client: GraphQLApi | None = None,
     deadline: Deadline | None = None,
 ) -> UnitOutcome:
     """Recount ``[start, end)`` (aligned outward to hours) of one (model, account).
@@ -349,7 +349,7 @@ def verify(
     start: datetime,
     end: datetime,
     models: Sequence[str] | None = None,
-    client: GraphQLClient | None = None,
+    client: GraphQLApi | None = None,
     deadline: Deadline | None = None,
     check_complete: bool = False,
 ) -> VerifyReport:

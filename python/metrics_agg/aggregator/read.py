@@ -35,6 +35,7 @@ from metrics_agg.aggregator.zones import scan_offsets
 from metrics_agg.config import Config
 from metrics_agg.deadline import Deadline
 from metrics_agg.graphql import api
+from metrics_agg.graphql.transport import GraphQLApi
 from metrics_agg.models import (
     SOURCE_MODELS,
     BucketKey,
@@ -52,7 +53,7 @@ _Record = Mapping[str, Any]
 
 
 def read_stored(
-    client: Any,
+    client: GraphQLApi,
     unit: WorkUnit,
     *,
     deadline: Deadline | None = None,
@@ -126,7 +127,7 @@ def _hour_counts(
 
 
 def _fetch(
-    client: Any,
+    client: GraphQLApi,
     unit: WorkUnit,
     config: Config,
     deadline: Deadline,
@@ -159,7 +160,7 @@ def _fetch(
 
 
 def read_unit(
-    client: Any,
+    client: GraphQLApi,
     unit: WorkUnit,
     *,
     config: Config,

@@ -31,7 +31,6 @@ __all__ = ["MAX_ROUNDS", "diff_buckets", "plan_writes", "write_changes"]
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Any
 
 from metrics_agg.aggregator.read import read_stored
 from metrics_agg.config import Config
@@ -39,6 +38,7 @@ from metrics_agg.deadline import Deadline
 from metrics_agg.errors import WriteError
 from metrics_agg.graphql import api
 from metrics_agg.graphql.api import stored_is_newer  # pure: stays real when tests fake `api`
+from metrics_agg.graphql.transport import GraphQLApi
 from metrics_agg.models import (
     FEEDBACK_RECORD_TYPES,
     BucketDifference,
@@ -130,7 +130,7 @@ def _ranges_holding(ranges: Sequence[HourRange], keys: Iterable[BucketKey]) -> l
 
 
 def write_changes(
-    client: Any,
+    client: GraphQLApi,
     counts: UnitCounts,
     *,
     config: Config,

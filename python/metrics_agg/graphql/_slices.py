@@ -48,7 +48,7 @@ from typing import Any
 from metrics_agg.deadline import Deadline
 from metrics_agg.errors import ReadError
 from metrics_agg.graphql._parallel import Cancelled, Expanding, run_expanding
-from metrics_agg.graphql.transport import GraphQLClient
+from metrics_agg.graphql.transport import GraphQLApi
 from metrics_agg.timestamps import epoch_minute
 
 MAX_ALIASES = 16
@@ -191,7 +191,7 @@ def _connection(data: Mapping[str, Any] | None, alias: str, field: str) -> tuple
 
 @dataclass(frozen=True, slots=True)
 class _Reader:
-    client: GraphQLClient
+    client: GraphQLApi
     account_id: str
     limit: int
     parallelism: int
@@ -283,7 +283,7 @@ def _bundles(light: Sequence[Slice], limit: int) -> list[list[Slice]]:
 
 
 def read_slices(
-    client: GraphQLClient,
+    client: GraphQLApi,
     account_id: str,
     slices: Sequence[Slice],
     groups: int,

@@ -39,7 +39,7 @@ from typing import Any
 from metrics_agg.deadline import Deadline
 from metrics_agg.errors import DeadlineExceeded, ReadError, TransportError
 from metrics_agg.graphql._slices import query_document
-from metrics_agg.graphql.transport import GraphQLClient
+from metrics_agg.graphql.transport import GraphQLApi
 from metrics_agg.models import MODEL_OF_RECORD_TYPE, SOURCE_MODELS
 from metrics_agg.timestamps import format_bucket_time
 
@@ -80,7 +80,7 @@ class ActiveScopes(frozenset[tuple[str, str]]):
 
 
 def _pages(
-    client: GraphQLClient,
+    client: GraphQLApi,
     field: str,
     variables: dict[str, Any],
     deadline: Deadline | None,
@@ -112,7 +112,7 @@ def _pages(
         token = next_token
 
 
-def list_account_ids(client: GraphQLClient, *, deadline: Deadline | None = None) -> list[str]:
+def list_account_ids(client: GraphQLApi, *, deadline: Deadline | None = None) -> list[str]:
     """Every Account id, in the order the API returns them.
 
     Raises:
@@ -130,7 +130,7 @@ def list_account_ids(client: GraphQLClient, *, deadline: Deadline | None = None)
 
 
 def _recent_record_types(
-    client: GraphQLClient, account: str, since: datetime, deadline: Deadline
+    client: GraphQLApi, account: str, since: datetime, deadline: Deadline
 ) -> set[str]:
     """recordTypes of the account's rows with ``timeRangeStart >= since`` (key condition)."""
     variables = {
@@ -160,7 +160,7 @@ def _share(deadline: Deadline | None) -> Deadline:
 
 
 def list_recent_metric_scopes(
-    client: GraphQLClient,
+    client: GraphQLApi,
     *,
     since: datetime,
     deadline: Deadline | None = None,

@@ -18,7 +18,7 @@ from typing import Any
 
 from metrics_agg.deadline import Deadline
 from metrics_agg.graphql._slices import KeySpace, Slice, read_slices
-from metrics_agg.graphql.transport import GraphQLClient
+from metrics_agg.graphql.transport import GraphQLApi
 from metrics_agg.models import ModelSpec, SourceRead
 from metrics_agg.timestamps import epoch_minute, from_epoch_minute, parse_instant_or_none
 
@@ -126,7 +126,7 @@ def _weighted_cuts(
 
 
 def list_source_reads(
-    client: GraphQLClient,
+    client: GraphQLApi,
     spec: ModelSpec,
     account_id: str,
     reads: Sequence[SourceRead],

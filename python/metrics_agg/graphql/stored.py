@@ -25,7 +25,7 @@ import orjson
 from metrics_agg.deadline import Deadline
 from metrics_agg.graphql._slices import KeySpace, Slice, read_slices
 from metrics_agg.graphql.reads import require_aware
-from metrics_agg.graphql.transport import GraphQLClient
+from metrics_agg.graphql.transport import GraphQLApi
 from metrics_agg.models import SCOPE_OF, BucketKey, BucketValue, StoredBucket
 from metrics_agg.timestamps import (
     epoch_minute,
@@ -40,7 +40,7 @@ STORED_BUCKETS_QUERY = "listAggregatedMetricsByAccountIdAndRecordTypeAndTimeRang
 
 
 def list_stored_buckets(
-    client: GraphQLClient,
+    client: GraphQLApi,
     account_id: str,
     record_types: Sequence[str],
     start: datetime,
@@ -79,7 +79,7 @@ def _stored_keys(record_type: str) -> KeySpace:
 
 
 def list_stored_buckets_over(
-    client: GraphQLClient,
+    client: GraphQLApi,
     account_id: str,
     record_types: Sequence[str],
     windows: Sequence[tuple[datetime, datetime]],

@@ -10,7 +10,7 @@ headers or request payloads.
 
 from __future__ import annotations
 
-__all__ = ["GraphQLClient", "GraphQLResponse", "is_throttling_error_type"]
+__all__ = ["GraphQLApi", "GraphQLClient", "GraphQLResponse", "is_throttling_error_type"]
 
 import email.utils
 import logging
@@ -22,11 +22,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import orjson
-import urllib3
-import urllib3.exceptions
 
 from metrics_agg.config import Config
 from metrics_agg.deadline import Deadline
@@ -38,14 +36,18 @@ from metrics_agg.errors import (
     WriteError,
 )
 from metrics_agg.graphql.auth import ApiKeyAuth, Auth, auth_for
+from metrics_agg.graphql.http import (
+    ConnectionFailed,
+    HttpRequest,
+    Transport,
+    Urllib3Transport,
+)
+from metrics_agg.graphql.retry import RetryPolicy
 
 logger = logging.getLogger("metrics_agg.graphql")
 
 Kind = Literal["read", "write"]
 
-# Full-jitter exponential backoff: sleep uniform(0, min(cap, base * 2**(attempt-1))).
-BACKOFF_BASE = 0.1
-BACKOFF_CAP = 5.0
 _MAX_MESSAGE = 300  # server messages are truncated before they reach a log or exception
 
 _OPERATION_NAME = re.compile(r"\b(query|mutation)\s+([_A-Za-z][_0-9A-Za-z]*)")
@@ -96,12 +98,35 @@ class _Fault(Exception):
         self.retry_after = retry_after
 
 
-class GraphQLClient:
-    """Pooled, authenticated GraphQL-over-HTTP client; thread-safe.
+class GraphQLApi(Protocol):
+    """What the stages and the typed operations need from a GraphQL client."""
 
-    One ``urllib3.PoolManager`` (keep-alive) is shared by all threads; callers run
-    requests in parallel with ``concurrent.futures`` threads. ``request_count`` counts
-    HTTP requests sent, retries included.
+    @property
+    def config(self) -> Config: ...
+
+    @property
+    def request_count(self) -> int: ...
+
+    def execute(
+        self,
+        document: str,
+        variables: Mapping[str, Any] | None = None,
+        *,
+        kind: Kind,
+        deadline: Deadline | None = None,
+    ) -> GraphQLResponse: ...
+
+    def pause_before_retry(self, attempt: int, deadline: Deadline | None = None) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+class GraphQLClient:
+    """Authenticated GraphQL-over-HTTP client with one retry policy; thread-safe.
+
+    The HTTP goes through a `Transport` (default: pooled keep-alive urllib3, shared by
+    all threads; tests pass a `MockTransport`). ``request_count`` counts HTTP requests
+    sent, retries included.
     """
 
     def __init__(
@@ -109,21 +134,24 @@ class GraphQLClient:
         config: Config,
         *,
         auth: Auth | None = None,
-        backoff_base: float = BACKOFF_BASE,
-        backoff_cap: float = BACKOFF_CAP,
+        transport: Transport | None = None,
+        retry: RetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
         jitter: Callable[[], float] = random.random,
     ) -> None:
-        self.config = config
+        self._config = config
         self._auth = auth if auth is not None else auth_for(config)
-        self._backoff_base = backoff_base
-        self._backoff_cap = backoff_cap
+        self.retry = retry if retry is not None else RetryPolicy.from_config(config)
         self._sleep = sleep
         self._jitter = jitter
         pool_size = max(config.read_parallelism, config.write_parallelism, 1) + 2
-        self._pool = urllib3.PoolManager(num_pools=4, maxsize=pool_size, block=False)
+        self._transport = transport if transport is not None else Urllib3Transport(pool_size)
         self._lock = threading.Lock()
         self._request_count = 0
+
+    @property
+    def config(self) -> Config:
+        return self._config
 
     def __repr__(self) -> str:
         return f"GraphQLClient(endpoint={self.config.endpoint!r}, auth={self._auth!r})"
@@ -134,7 +162,7 @@ class GraphQLClient:
             return self._request_count
 
     def close(self) -> None:
-        self._pool.clear()
+        self._transport.close()
 
     def __enter__(self) -> GraphQLClient:
         return self
@@ -169,7 +197,7 @@ class GraphQLClient:
         op = _operation_name(document)
         body = orjson.dumps({"query": document, "variables": dict(variables or {})})
         error_cls = ReadError if kind == "read" else WriteError
-        max_attempts = max(1, self.config.max_attempts)
+        max_attempts = self.retry.max_attempts
         last: _Fault | None = None
         for attempt in range(1, max_attempts + 1):
             remaining = deadline.remaining()
@@ -209,7 +237,7 @@ class GraphQLClient:
         Returns False (without sleeping) when attempts are used up or the deadline would
         pass during the backoff.
         """
-        if attempt >= max(1, self.config.max_attempts):
+        if not self.retry.may_retry(attempt):
             return False
         delay = self._backoff(attempt, None)
         if delay >= (deadline or Deadline(None)).remaining():
@@ -229,30 +257,15 @@ class GraphQLClient:
         with self._lock:
             self._request_count += 1
         try:
-            resp = self._pool.request(
-                "POST",
-                self.config.endpoint,
-                body=body,
-                headers=headers,
-                timeout=urllib3.Timeout(connect=timeout, read=timeout),
-                retries=False,
-                redirect=False,
-            )
-        except urllib3.exceptions.LocationValueError as exc:
-            raise _Fault(f"invalid endpoint URL ({type(exc).__name__})", retryable=False) from exc
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
-            # Timeouts, refused/reset connections, truncated responses: transient.
-            raise _Fault(f"connection error ({type(exc).__name__})", retryable=True) from exc
+            resp = self._transport.send(HttpRequest(self.config.endpoint, body, headers, timeout))
+        except ConnectionFailed as exc:
+            raise _Fault(exc.reason, retryable=exc.retryable) from exc
         return _interpret(
-            resp.status, resp.headers, resp.data, kind, api_key=isinstance(self._auth, ApiKeyAuth)
+            resp.status, resp.headers, resp.body, kind, api_key=isinstance(self._auth, ApiKeyAuth)
         )
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
-        ceiling = min(self._backoff_cap, self._backoff_base * 2.0 ** (attempt - 1))
-        delay = float(self._jitter()) * ceiling
-        if retry_after is not None:
-            delay = max(delay, retry_after)
-        return delay
+        return self.retry.delay(attempt, float(self._jitter()), retry_after)
 
 
 def _interpret(

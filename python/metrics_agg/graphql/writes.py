@@ -22,7 +22,7 @@ import orjson
 from metrics_agg.deadline import Deadline
 from metrics_agg.errors import GraphQLErrorInfo
 from metrics_agg.graphql._parallel import Cancelled, run_all
-from metrics_agg.graphql.transport import GraphQLClient, is_throttling_error_type
+from metrics_agg.graphql.transport import GraphQLApi, is_throttling_error_type
 from metrics_agg.models import BucketWrite
 from metrics_agg.timestamps import format_bucket_time, format_write_time, parse_instant_or_none
 
@@ -139,7 +139,7 @@ def stored_is_newer(stored_updated_at: str, snapshot_time: datetime) -> bool:
 
 
 def _write_chunk(
-    client: GraphQLClient, chunk: Sequence[BucketWrite], deadline: Deadline | None
+    client: GraphQLApi, chunk: Sequence[BucketWrite], deadline: Deadline | None
 ) -> list[WriteResult]:
     """One request per attempt; aliases throttled by DynamoDB are re-sent on their own
     (they did not execute), the others keep their first result."""
@@ -163,7 +163,7 @@ def _write_chunk(
 
 
 def _send_writes(
-    client: GraphQLClient, chunk: Sequence[BucketWrite], deadline: Deadline | None
+    client: GraphQLApi, chunk: Sequence[BucketWrite], deadline: Deadline | None
 ) -> list[WriteResult]:
     creates = [i for i, w in enumerate(chunk) if w.create]
     updates = [i for i, w in enumerate(chunk) if not w.create]
@@ -204,7 +204,7 @@ def _send_writes(
 
 
 def write_buckets(
-    client: GraphQLClient,
+    client: GraphQLApi,
     writes: Sequence[BucketWrite],
     *,
     deadline: Deadline | None = None,
