@@ -1,12 +1,15 @@
-//! Reading the caller's Python list in place (docs/design.md §3, issue 2): items are borrowed
-//! from the list, a `str`'s UTF-8 is borrowed from the object (abi3
+//! Reading the caller's Python list in place (docs/design.md §3, issue 2) with pyo3's safe API
+//! only (issue 10): every object is held by an owned reference (`Bound`) for as long as
+//! its bytes or identity are used, so Python code that runs meanwhile (a mapping's `get`,
+//! a dict key's `__eq__`, a finaliser run by the garbage collector) cannot free it under
+//! us. A `str`'s UTF-8 is borrowed from the object (`to_str`, i.e.
 //! `PyUnicode_AsUTF8AndSize`, which for ASCII strings is the object's own buffer), and no
 //! Python object is created per item. Only the binding module (`lib.rs`) calls this.
 
-use pyo3::exceptions::PyIndexError;
-use pyo3::ffi;
+use pyo3::exceptions::PyRuntimeError;
+use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::PyList;
+use pyo3::types::{PyBytes, PyList, PyString};
 
 use crate::bucket::{Classified, CountError, Counter, Labels, Tally};
 
@@ -41,67 +44,73 @@ pub(crate) enum Value<'a> {
     Other,
 }
 
-/// Classify a borrowed object.
+/// Classify an object; the bytes live as long as the reference to it.
 ///
-/// # Safety
-/// `obj` must be a valid object pointer, the GIL held, and the returned bytes used only
-/// while `obj` stays alive (strings are immutable, so their UTF-8 cache never moves).
+/// A `str` subclass is read by its characters (the C call reads the `str` data and runs
+/// none of the subclass's methods), exactly as the pure-Python loop's `str.__str__`.
 #[inline]
-pub(crate) unsafe fn value<'a>(obj: *mut ffi::PyObject) -> Value<'a> {
-    // SAFETY: the caller guarantees `obj` is valid with the GIL held.
-    unsafe {
-        if ffi::PyUnicode_CheckExact(obj) != 0 || ffi::PyUnicode_Check(obj) != 0 {
-            let mut size: ffi::Py_ssize_t = 0;
-            let data = ffi::PyUnicode_AsUTF8AndSize(obj, &raw mut size);
-            if data.is_null() {
-                // UnicodeEncodeError for lone surrogates: a bad value, not a failed call.
-                ffi::PyErr_Clear();
-                return Value::Unencodable;
-            }
-            let len = usize::try_from(size).unwrap_or(0);
-            // SAFETY: CPython guarantees `size` valid bytes at `data`, owned by `obj`.
-            Value::Text(std::slice::from_raw_parts(data.cast::<u8>(), len))
-        } else if obj == ffi::Py_None() {
-            Value::Nothing
-        } else {
-            Value::Other
-        }
+pub(crate) fn value<'a>(obj: &'a Bound<'_, PyAny>) -> Value<'a> {
+    // The exact check is an inline type compare; `cast` (a subclass check) is a call.
+    let text = match obj.cast_exact::<PyString>() {
+        Ok(text) => text,
+        Err(_) => match obj.cast::<PyString>() {
+            Ok(text) => text,
+            Err(_) if obj.is_none() => return Value::Nothing,
+            Err(_) => return Value::Other,
+        },
+    };
+    match text.to_str() {
+        Ok(text) => Value::Text(text.as_bytes()),
+        // UnicodeEncodeError for lone surrogates: a bad value, not a failed call.
+        Err(_) => Value::Unencodable,
     }
 }
 
-/// Borrowed item `index` of `list`, or the `IndexError` if the list shrank meanwhile.
+/// The error for a list that got shorter or longer while it was being counted (only
+/// Python code the input runs can do that): counting a list that changed under us would
+/// be a count of no list the caller ever had.
+pub(crate) fn changed_size(what: &str) -> PyErr {
+    PyRuntimeError::new_err(format!(
+        "{what} changed size during counting (Python code run by an item modified the list)"
+    ))
+}
+
+/// Item `index` of `list` (an owned reference), or [`changed_size`] if it shrank.
 #[inline]
-pub(crate) fn list_item(list: &Bound<'_, PyList>, index: usize) -> PyResult<*mut ffi::PyObject> {
-    let at = ffi::Py_ssize_t::try_from(index)
-        .map_err(|_| PyIndexError::new_err("list index out of range"))?;
-    // SAFETY: `list` is a live list and the GIL is held; PyList_GetItem bounds-checks and
-    // returns a borrowed reference (or NULL with IndexError set).
-    let item = unsafe { ffi::PyList_GetItem(list.as_ptr(), at) };
-    if item.is_null() {
-        Err(PyErr::fetch(list.py()))
+pub(crate) fn list_item<'py>(
+    list: &Bound<'py, PyList>,
+    index: usize,
+    what: &str,
+) -> PyResult<Bound<'py, PyAny>> {
+    list.get_item(index).map_err(|_| changed_size(what))
+}
+
+/// [`changed_size`] unless `list` still has the `len` items it had at the start.
+pub(crate) fn same_size(list: &Bound<'_, PyList>, len: usize, what: &str) -> PyResult<()> {
+    if list.len() == len {
+        Ok(())
     } else {
-        Ok(item)
+        Err(changed_size(what))
     }
 }
 
 /// How many label objects are recognised by identity before their bytes are read.
 const SAME_OBJECT: usize = 8;
 
-/// Maps category values to the counter's label indexes, keeping the first object seen
-/// for each label so it can be handed back as the result's key.
+/// Maps category values to the counter's label indexes, keeping an exact `str` for each
+/// label to hand back as the result's key.
 pub(crate) struct Categories<'py> {
     py: Python<'py>,
     labels: Labels,
-    /// `objects[label]`; index 0 is "no category".
+    /// `objects[label]`: an exact `str` (a subclass label is copied, as the pure-Python
+    /// loop does, so no caller method runs on the result's keys); index 0 is "no category".
     objects: Vec<Option<Py<PyAny>>>,
     /// `(object, label)` of up to [`SAME_OBJECT`] label strings seen, so a repeated
     /// object (a literal, an interned or shared string) skips the UTF-8 read and the
-    /// byte compare. Every pointer here is kept alive by `objects` or `aliases` for the
-    /// whole pass, so it can never be reused by another object meanwhile; a `str`'s
-    /// characters never change, so neither does its label.
-    same: Vec<(*mut ffi::PyObject, usize)>,
-    /// Strong references to the other objects in `same`.
-    aliases: Vec<Py<PyAny>>,
+    /// byte compare. Each entry holds a strong reference, so its address cannot be
+    /// reused by another object while it is here; a `str`'s characters never change, so
+    /// neither does its label.
+    same: Vec<(Py<PyAny>, usize)>,
 }
 
 impl<'py> Categories<'py> {
@@ -111,68 +120,72 @@ impl<'py> Categories<'py> {
             labels: Labels::default(),
             objects: vec![None],
             same: Vec::with_capacity(SAME_OBJECT),
-            aliases: Vec::new(),
         }
     }
 
     /// Label index of a category value (0 unless it is a `str`).
-    ///
-    /// # Safety
-    /// As [`value`]: `obj` valid, GIL held.
     #[inline]
-    pub(crate) unsafe fn index(
+    pub(crate) fn index(
         &mut self,
         counter: &mut Counter,
-        obj: *mut ffi::PyObject,
+        obj: &Bound<'py, PyAny>,
     ) -> Result<usize, Failure> {
-        // SAFETY: Py_None is a static, immortal object.
-        if obj == unsafe { ffi::Py_None() } {
+        if obj.is_none() {
             return Ok(0);
         }
-        if let Some(&(_, index)) = self.same.iter().find(|(known, _)| *known == obj) {
-            return Ok(index);
+        let ptr = obj.as_ptr();
+        if let Some((_, index)) = self.same.iter().find(|(known, _)| known.as_ptr() == ptr) {
+            return Ok(*index);
         }
-        // SAFETY: forwarded from the caller.
-        unsafe { self.index_slow(counter, obj) }
+        self.index_slow(counter, obj)
     }
 
-    /// [`Categories::index`] for an object not seen before: read its bytes.
-    ///
-    /// # Safety
-    /// As [`value`]: `obj` valid, GIL held.
+    /// [`Categories::index`] for an object not seen before: read its bytes. `obj` is a
+    /// strong reference held by the caller for the whole call.
     #[inline(never)]
-    unsafe fn index_slow(
+    fn index_slow(
         &mut self,
         counter: &mut Counter,
-        obj: *mut ffi::PyObject,
+        obj: &Bound<'py, PyAny>,
     ) -> Result<usize, Failure> {
-        let key: Vec<u8>;
-        // SAFETY: forwarded from the caller.
-        let (bytes, remember): (&[u8], bool) = match unsafe { value(obj) } {
-            Value::Text(bytes) => (bytes, true),
-            Value::Unencodable => {
-                // A label with lone surrogates: key it by its lossless surrogatepass form,
-                // which is never valid UTF-8 and so never equals another label's key.
-                // SAFETY: `obj` is a valid str with the GIL held; the result is owned.
-                let any = unsafe { Bound::from_borrowed_ptr(self.py, obj) };
-                let encoded = any.call_method1("encode", ("utf-8", "surrogatepass"))?;
-                key = encoded.extract::<Vec<u8>>()?;
-                (&key, false)
-            }
-            Value::Nothing | Value::Other => return Ok(0),
+        let Ok(text) = obj.cast::<PyString>() else {
+            return Ok(0);
+        };
+        let exact = obj.is_exact_instance_of::<PyString>();
+        let encoded;
+        let (bytes, copy): (&[u8], Option<Bound<'py, PyString>>) = if let Ok(utf8) = text.to_str() {
+            let copy = (!exact).then(|| PyString::new(self.py, utf8));
+            (utf8.as_bytes(), copy)
+        } else {
+            // A label with lone surrogates: key it by its lossless surrogatepass
+            // form, which is never valid UTF-8 and so never equals another label's
+            // key. `str.encode` is called unbound, so a subclass's `encode` never runs.
+            encoded = self
+                .py
+                .get_type::<PyString>()
+                .getattr(intern!(self.py, "encode"))?
+                .call1((obj, "utf-8", "surrogatepass"))?
+                .cast_into::<PyBytes>()
+                .map_err(PyErr::from)?;
+            let copy = if exact {
+                None
+            } else {
+                Some(PyString::from_encoded_object(
+                    &encoded,
+                    Some(c"utf-8"),
+                    Some(c"surrogatepass"),
+                )?)
+            };
+            (encoded.as_bytes(), copy)
         };
         let (index, new) = self.labels.index(bytes);
-        // SAFETY: `obj` is valid with the GIL held; this takes a new strong reference,
-        // which keeps the pointer stored in `same` alive for the whole pass.
-        let owned = || unsafe { Bound::from_borrowed_ptr(self.py, obj) }.unbind();
         if new {
             counter.ensure_label(index)?;
-            self.objects.push(Some(owned()));
-        } else if remember && self.same.len() < SAME_OBJECT {
-            self.aliases.push(owned());
+            let key = copy.map_or_else(|| obj.clone(), Bound::into_any);
+            self.objects.push(Some(key.unbind()));
         }
-        if remember && self.same.len() < SAME_OBJECT {
-            self.same.push((obj, index));
+        if self.same.len() < SAME_OBJECT {
+            self.same.push((obj.clone().unbind(), index));
         }
         Ok(index)
     }
@@ -202,33 +215,20 @@ pub(crate) struct Examples {
 
 impl Examples {
     /// Count `obj` as invalid at `position` and keep it if there is room.
-    ///
-    /// # Safety
-    /// `obj` valid with the GIL held.
-    pub(crate) unsafe fn invalid(
+    pub(crate) fn invalid(
         &mut self,
         counter: &mut Counter,
-        py: Python<'_>,
-        obj: *mut ffi::PyObject,
+        obj: &Bound<'_, PyAny>,
         position: usize,
     ) {
         counter.invalid(position);
-        if self.values.len() < self.max {
-            // SAFETY: forwarded from the caller; this takes a new strong reference.
-            self.values
-                .push(unsafe { Bound::from_borrowed_ptr(py, obj) }.unbind());
-        }
+        self.kept(obj);
     }
 
     /// Keep `obj`, already counted invalid by the counter, if there is room.
-    ///
-    /// # Safety
-    /// `obj` valid with the GIL held.
-    pub(crate) unsafe fn kept(&mut self, py: Python<'_>, obj: *mut ffi::PyObject) {
+    pub(crate) fn kept(&mut self, obj: &Bound<'_, PyAny>) {
         if self.values.len() < self.max {
-            // SAFETY: forwarded from the caller; this takes a new strong reference.
-            self.values
-                .push(unsafe { Bound::from_borrowed_ptr(py, obj) }.unbind());
+            self.values.push(obj.clone().unbind());
         }
     }
 }
@@ -256,15 +256,12 @@ pub fn count_list(
         values: Vec::new(),
     };
     for position in 0..n {
-        let item = list_item(timestamps, position)?;
-        // SAFETY: `item` is a borrowed reference from the list; the bytes are used by
-        // `classify` before anything else can run Python code.
-        let index = match unsafe { value(item) } {
+        let item = list_item(timestamps, position, "timestamps")?;
+        let index = match value(&item) {
             Value::Text(bytes) => match counter.classify(bytes, position) {
                 Classified::Count(index) => Some(index),
                 Classified::Invalid => {
-                    // SAFETY: `item` is still borrowed from the list.
-                    unsafe { examples.kept(py, item) };
+                    examples.kept(&item);
                     None
                 }
                 Classified::Other => None,
@@ -274,22 +271,24 @@ pub fn count_list(
                 None
             }
             Value::Unencodable | Value::Other => {
-                // SAFETY: `item` is still borrowed from the list.
-                unsafe { examples.invalid(&mut counter, py, item, position) };
+                examples.invalid(&mut counter, &item, position);
                 None
             }
         };
         if let Some(index) = index {
             let label = match categories {
                 Some(categories) => {
-                    let category = list_item(categories, position)?;
-                    // SAFETY: borrowed from the live categories list, GIL held.
-                    unsafe { labels.index(&mut counter, category)? }
+                    let category = list_item(categories, position, "categories")?;
+                    labels.index(&mut counter, &category)?
                 }
                 None => 0,
             };
             counter.count_at(index, label);
         }
+    }
+    same_size(timestamps, n, "timestamps")?;
+    if let Some(categories) = categories {
+        same_size(categories, n, "categories")?;
     }
     let (tally, order) = counter.finish(categories.is_some());
     let keys = labels.keys(&order);
