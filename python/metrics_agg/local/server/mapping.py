@@ -87,14 +87,26 @@ class EventSourceMapping:
             t.start()
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Stop polling; a batch in flight finishes (and checkpoints) first."""
+        """Stop polling; a batch in flight finishes (and checkpoints) first.
+
+        Raises:
+            RuntimeError: a delivery thread is still running after `timeout` seconds (its
+                handler is stuck). It stays registered, so `stop` can be called again; the
+                caller must not close the store under it (issue 10).
+        """
         with self._wake:
             self._stopping = True
             self._wake.notify_all()
         deadline = time.monotonic() + timeout
         for t in self._threads:
             t.join(max(0.0, deadline - time.monotonic()))
-        self._threads.clear()
+        self._threads = [t for t in self._threads if t.is_alive()]
+        if self._threads:
+            names = ", ".join(t.name for t in self._threads)
+            raise RuntimeError(
+                f"event source mapping thread(s) {names} still running after {timeout:g} s "
+                "(a handler call has not returned)"
+            )
 
     def idle(self) -> bool:
         """Every table's checkpoint is at its stream's end and nothing is in flight."""

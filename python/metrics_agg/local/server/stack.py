@@ -136,15 +136,30 @@ class LocalStack:
             self.stop()
             raise
 
-    def stop(self) -> None:
-        """Stop delivery first (its handler talks to the server), then the server, then the DB."""
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop delivery first (its handler talks to the server), then the server, then the DB.
+
+        Each step waits for its threads to end, so the store is never closed with a thread
+        still inside SQLite (closing a connection under a running `execute` can crash
+        CPython 3.11's sqlite3, issue 10).
+
+        Raises:
+            RuntimeError: a mapping or server thread did not end within `timeout` seconds
+                per step. Nothing after that step is stopped or closed, and the stack stays
+                as it is, so `stop` can be called again once the thread has ended.
+        """
         if self.mapping is not None:
-            self.mapping.stop()
+            self.mapping.stop(timeout)
             self.mapping = None
         if self._server is not None:
             self._server.should_exit = True
         if self._thread is not None:
-            self._thread.join(15.0)
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                raise RuntimeError(
+                    f"the local GraphQL server thread is still running after {timeout:g} s; "
+                    "the store is left open"
+                )
             self._thread = None
         self._server = None
         if self._sock is not None:
