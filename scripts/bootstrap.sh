@@ -21,5 +21,7 @@ fi
 "$VENV/bin/python" -m pip install --quiet "maturin>=1.7,<2"
 echo "bootstrap: building the extension (release) and installing metrics-agg[test,bench]"
 # maturin develop installs the package editable (python/ is live) with the compiled module.
-VIRTUAL_ENV="$PWD/$VENV" "$VENV/bin/maturin" develop --release --quiet --extras test,bench
+# The `bench` feature adds the benchmark-only `_OwnedStrings` (never in the wheel or layer).
+VIRTUAL_ENV="$PWD/$VENV" "$VENV/bin/maturin" develop --release --quiet --extras test,bench \
+    --features python,bench
 "$VENV/bin/python" -c "import metrics_agg; print('bootstrap: counter backend =', metrics_agg.counter_backend())"

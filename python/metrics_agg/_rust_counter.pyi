@@ -75,7 +75,8 @@ def count_records(
 @final
 class _OwnedStrings:
     """Benchmark aid, not part of the contract: the strings copied into Rust once, so
-    ``count`` times the standalone Rust loop over them (no Python objects touched)."""
+    ``count`` times the standalone Rust loop over them (no Python objects touched). Only in
+    builds with the ``bench`` cargo feature (``scripts/bootstrap.sh``), not in wheels."""
 
     def __init__(self, texts: list[str], /) -> None: ...
     def count(

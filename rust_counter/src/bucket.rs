@@ -23,6 +23,11 @@ pub enum CountError {
         minutes: i64,
         labels: usize,
     },
+    /// `end - start` does not fit in an `i64` (ends near the `i64` limits).
+    WindowOverflow {
+        start: i64,
+        end: i64,
+    },
     LengthMismatch {
         timestamps: usize,
         categories: usize,
@@ -46,6 +51,11 @@ impl fmt::Display for CountError {
             Self::TooLarge { minutes, labels } => write!(
                 f,
                 "window of {minutes} minutes x {labels} categories is too large to count in memory"
+            ),
+            Self::WindowOverflow { start, end } => write!(
+                f,
+                "window [{start}, {end}) in epoch minutes is longer than {} minutes",
+                i64::MAX
             ),
             Self::LengthMismatch {
                 timestamps,
@@ -152,7 +162,12 @@ impl Counter {
             }
             checked.push(usize::try_from(size).map_err(|_| CountError::BadSize(size))?);
         }
-        let span = end_minute.checked_sub(start_minute).unwrap_or(i64::MAX);
+        let span = end_minute
+            .checked_sub(start_minute)
+            .ok_or(CountError::WindowOverflow {
+                start: start_minute,
+                end: end_minute,
+            })?;
         let minutes = usize::try_from(span)
             .ok()
             .filter(|_| span <= MAX_CELLS)
@@ -444,6 +459,15 @@ mod tests {
         assert!(matches!(
             Counter::new(0, 1 << 40, &[1], 5),
             Err(CountError::TooLarge { .. })
+        ));
+        // Ends near the i64 limits: a clear error, not a wrapped span.
+        assert!(matches!(
+            Counter::new(i64::MIN, i64::MAX - 7, &[1], 5),
+            Err(CountError::WindowOverflow { .. })
+        ));
+        assert!(matches!(
+            Counter::new(i64::MIN, 0, &[1], 5),
+            Err(CountError::WindowOverflow { .. })
         ));
         let message = Counter::new(5, 65, &[60], 5).unwrap_err().to_string();
         assert!(

@@ -19,7 +19,9 @@ mod bindings {
     use pyo3::prelude::*;
     use pyo3::types::{PyList, PyString};
 
-    use crate::bucket::{count_strs, CountError, Counter, Tally};
+    #[cfg(feature = "bench")]
+    use crate::bucket::count_strs;
+    use crate::bucket::{CountError, Counter, Tally};
     use crate::records::{self, RecordFields};
     use crate::source::{self, Counted, Failure};
 
@@ -115,12 +117,14 @@ mod bindings {
 
     /// Benchmark aid: the same strings copied into Rust once, so the standalone loop
     /// (`bucket::count_strs`, no Python objects involved) can be timed against the
-    /// bindings. Not part of the counting contract.
+    /// bindings. Not part of the counting contract; only with the `bench` feature.
+    #[cfg(feature = "bench")]
     #[pyclass(frozen, name = "_OwnedStrings", module = "metrics_agg._rust_counter")]
     struct OwnedStrings {
         texts: Vec<Box<[u8]>>,
     }
 
+    #[cfg(feature = "bench")]
     #[pymethods]
     impl OwnedStrings {
         #[new]
@@ -157,6 +161,7 @@ mod bindings {
     fn _rust_counter(m: &Bound<'_, PyModule>) -> PyResult<()> {
         m.add_function(wrap_pyfunction!(count_strings, m)?)?;
         m.add_function(wrap_pyfunction!(count_records, m)?)?;
+        #[cfg(feature = "bench")]
         m.add_class::<OwnedStrings>()?;
         m.add(
             "build_profile",

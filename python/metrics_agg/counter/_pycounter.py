@@ -40,6 +40,7 @@ _REST = re.compile(r"(?:\.[0-9]{1,9})?(?:[Zz]|([+-])([0-9]{2}):?([0-9]{2}))?", r
 _CACHE_LIMIT = 1 << 16
 # Same bound as the extension's MAX_CELLS: per-minute cells of one pass (all labels).
 _MAX_CELLS = 1 << 27
+_I64_MAX = (1 << 63) - 1  # the extension's minutes are i64
 # "YYYY-MM-DDThh:mm:ss" -> local epoch minute; only valid heads are stored.
 _heads: dict[str, int] = {}
 # What follows the seconds -> zone offset in minutes east of UTC; only valid rests.
@@ -94,9 +95,9 @@ def _classify(value: object) -> int | _Tag | None:
     """Epoch minute (int), ``_MISSING``, or ``None`` for invalid: the slow path."""
     if value is None:
         return _MISSING
-    if not isinstance(value, str):
-        return None
-    if value.__class__ is not str:
+    if type(value) is not str:
+        if not issubclass(type(value), str):
+            return None
         # A subclass counts by its characters, as the extension reads them.
         value = str.__str__(value)
     if not value:
@@ -108,6 +109,21 @@ def _classify(value: object) -> int | _Tag | None:
         if head is not None and rest is not None:
             return head - rest
     return parse_epoch_minute(value)
+
+
+def _label(value: object) -> str | None:
+    """A category label as an exact ``str``, as the extension hands labels back: a subclass
+    by its characters (so none of its methods run on the result's keys), else ``None``."""
+    if type(value) is str:
+        return value
+    return str.__str__(value) if issubclass(type(value), str) else None
+
+
+def _changed_size(what: str) -> RuntimeError:
+    """The extension's error for a list that changed size while it was counted."""
+    return RuntimeError(
+        f"{what} changed size during counting (Python code run by an item modified the list)"
+    )
 
 
 def _check(start_minute: int, end_minute: int, sizes: Sequence[int]) -> list[int]:
@@ -128,6 +144,11 @@ def _check(start_minute: int, end_minute: int, sizes: Sequence[int]) -> list[int
                 f"window [{start_minute}, {end_minute}) in epoch minutes is not aligned to "
                 f"the {size}-minute buckets: start and end must be multiples of every size"
             )
+    if end_minute - start_minute > _I64_MAX:
+        raise ValueError(
+            f"window [{start_minute}, {end_minute}) in epoch minutes is longer than "
+            f"{_I64_MAX} minutes"
+        )
     _room(end_minute - start_minute, 1)
     return checked
 
@@ -160,13 +181,14 @@ def count_strings(
         raise ValueError(
             f"categories has {len(categories)} items but timestamps has {len(timestamps)}"
         )
+    n = len(timestamps)
     missing = invalid = outside = processed = 0
     examples: list[object] = []
     heads, rests = _heads.get, _rests.get
     if categories is None:
         minutes = [0] * span
         for text in timestamps:
-            if text.__class__ is str:
+            if type(text) is str:
                 local = heads(text[:19])
                 if local is not None:
                     offset = rests(text[19:])
@@ -190,13 +212,15 @@ def count_strings(
                 minutes[index] += 1
             else:
                 outside += 1
-        processed = len(timestamps) - missing - invalid - outside
+        if len(timestamps) != n:
+            raise _changed_size("timestamps")
+        processed = n - missing - invalid - outside
         return processed, missing, invalid, outside, _sum_sizes(minutes, checked), [], examples
 
     per_label: dict[str | None, list[int]] = {}
-    for text, label in zip(timestamps, categories, strict=True):
+    for text, label in zip(timestamps, categories):  # noqa: B905 (sizes checked after)
         minute = None
-        if text.__class__ is str:
+        if type(text) is str:
             local = heads(text[:19])
             if local is not None:
                 offset = rests(text[19:])
@@ -217,13 +241,17 @@ def count_strings(
         if not 0 <= index < span:
             outside += 1
             continue
-        key = label if isinstance(label, str) else None
+        key = label if type(label) is str else _label(label)
         counts = per_label.get(key)
         if counts is None:
             _room(span, sum(k is not None for k in per_label) + 2)
             counts = per_label[key] = [0] * span
         counts[index] += 1
         processed += 1
+    if len(timestamps) != n:
+        raise _changed_size("timestamps")
+    if len(categories) != n:
+        raise _changed_size("categories")
     return _finish(processed, missing, invalid, outside, per_label, span, checked, examples)
 
 
@@ -246,7 +274,7 @@ def _finish(
 
 def _record_value(record: object, fields: list[str]) -> tuple[object, bool]:
     """(timestamp value, is a mapping): the first field not absent, None or ""."""
-    if isinstance(record, dict):
+    if issubclass(type(record), dict):
         getter = dict.get.__get__(record)
     elif hasattr(record, "get"):
         getter = record.get
@@ -254,17 +282,17 @@ def _record_value(record: object, fields: list[str]) -> tuple[object, bool]:
         return record, False
     for field in fields:
         value = getter(field)
-        if value is not None and not (isinstance(value, str) and not str.__len__(value)):
+        if value is not None and not (issubclass(type(value), str) and not str.__len__(value)):
             return value, True
     return None, True
 
 
 def _record_label(record: object, category_field: str) -> str | None:
-    if isinstance(record, dict):
-        label = dict.get(record, category_field)
+    if issubclass(type(record), dict):
+        label = dict.get(record, category_field)  # type: ignore[call-overload]
     else:
         label = record.get(category_field)  # type: ignore[attr-defined]
-    return label if isinstance(label, str) else None
+    return _label(label)
 
 
 def count_records(
@@ -290,12 +318,19 @@ def count_records(
     examples: list[object] = []
     heads, rests = _heads.get, _rests.get
     per_label: dict[str | None, list[int]] = {}
-    for record in records:
+    n = len(records)
+    # By position, like the extension: a mapping's `get` or a key's `__eq__` may change the
+    # list, and then both raise instead of counting a list the caller never had.
+    for position in range(n):
+        try:
+            record = records[position]
+        except IndexError:
+            raise _changed_size("records") from None
         # Fast path: a plain dict whose first field is a string of the common shape.
         minute = None
-        if record.__class__ is dict:
+        if type(record) is dict:
             text = record.get(first)
-            if text.__class__ is str:
+            if type(text) is str:
                 local = heads(text[:19])
                 if local is not None:
                     offset = rests(text[19:])
@@ -324,10 +359,10 @@ def count_records(
             continue
         if category_field is None:
             key = None
-        elif record.__class__ is dict:
+        elif type(record) is dict:
             key = record.get(category_field)
-            if key.__class__ is not str:
-                key = key if isinstance(key, str) else None
+            if type(key) is not str:
+                key = _label(key)
         else:
             key = _record_label(record, category_field)
         counts = per_label.get(key)
@@ -335,7 +370,9 @@ def count_records(
             _room(span, sum(k is not None for k in per_label) + 2)
             counts = per_label[key] = [0] * span
         counts[index] += 1
-    processed = len(records) - missing - invalid - outside
+    if len(records) != n:
+        raise _changed_size("records")
+    processed = n - missing - invalid - outside
     result = _finish(processed, missing, invalid, outside, per_label, span, checked, examples)
     if category_field is None:
         return (*result[:5], [], result[6])
