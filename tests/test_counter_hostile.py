@@ -301,3 +301,28 @@ def test_str_subclass_timestamps_count_by_their_characters(backend: str) -> None
 
     r = count_buckets([Liar(stamp(9)), Liar("")], W0, W1, sizes=(60,), backend=backend)
     assert (r.processed, r.missing, r.invalid) == (1, 1, 0)
+
+
+def test_records_of_changing_shapes_read_the_right_entries(backend: str) -> None:
+    # The extension remembers where each field sat in the last dict: records whose keys
+    # move (other orders, deleted entries, a key-sharing class instance dict) must still
+    # be read by key.
+    class Shared:
+        def __init__(self, minute: int) -> None:
+            self.createdAt = stamp(minute)
+            self.kind = "shared"
+
+    shaped: list[object] = [{"createdAt": stamp(m % 60), "kind": "a"} for m in range(100)]
+    moved: dict[str, object] = {"kind": "b", "createdAt": stamp(1)}
+    holed: dict[str, object] = {"x": 1, "y": 2, "createdAt": stamp(2), "kind": "c"}
+    del holed["x"], holed["y"]  # entries before the key are now deleted slots
+    shaped += [moved, holed, vars(Shared(3)), {"kind": "d"}, {"createdAt": stamp(4)}]
+    r = count_records(shaped, W0, W1, category_field="kind", sizes=(60,), backend=backend)
+    assert (r.processed, r.missing) == (104, 1)
+    assert r.category_counts == {
+        "a": {60: [100]},
+        "b": {60: [1]},
+        "c": {60: [1]},
+        "shared": {60: [1]},
+        None: {60: [1]},
+    }

@@ -508,7 +508,10 @@ def test_no_leak(backend: str, caplog: pytest.LogCaptureFixture) -> None:
         (0, 0, [1], ValueError, "must be after its start"),
         (0, 60, [], ValueError, "at least one bucket size"),
         (0, 60, [0], ValueError, "positive minutes, got 0"),
-        (-(2**62), 2**62, [1], MemoryError, "too large"),
+        (0, 2**40, [1], MemoryError, "too large"),
+        # Ends near the i64 limits: a span no i64 holds is a clear error, never wrapped.
+        (-(2**62), 2**62, [1], ValueError, "longer than 9223372036854775807 minutes"),
+        (-(2**63), 2**63 - 1, [1], ValueError, "longer than 9223372036854775807 minutes"),
     ],
 )
 def test_loops_reject_wrong_use_alike(

@@ -33,7 +33,7 @@ def test_stop_fails_loudly_and_keeps_the_store_while_a_handler_is_stuck(tmp_path
         with LocalClient(stack.endpoint, stack.api_key) as api:
             api.create("Item", id="i1", accountId="a")
         assert entered.wait(10), "the handler was never called"
-        with pytest.raises(RuntimeError, match="esm-Item.* still running"):
+        with pytest.raises(RuntimeError, match=r"esm-Item.* still running"):
             stack.stop(timeout=0.2)
         assert stack.store is not None and stack.mapping is not None  # left as they were
     finally:

@@ -2,11 +2,18 @@
 //! directly like `dict.get`, or any object with a mapping `get`. Only the binding module
 //! (`lib.rs`) calls this.
 //!
-//! Safe API only (issue 10): every record and every value looked up is an owned
-//! reference, so a key's `__eq__`/`__hash__` or a mapping's `get` may mutate or free the
-//! list, the record or the value without anything here reading freed memory. A list
-//! that changes size meanwhile is an error (`source::changed_size`), as in the
-//! pure-Python loop.
+//! Every record and every value looked up is an owned reference (issue 10), so a key's
+//! `__eq__`/`__hash__` or a mapping's `get` may mutate or free the list, the record or the
+//! value without anything here reading freed memory. A list that changes size meanwhile
+//! is an error (`source::changed_size`), as in the pure-Python loop.
+//!
+//! One measured exception to pyo3's safe API (issue 10: ~12% fewer instructions per
+//! record on `CPython` 3.11-3.13): records of one list nearly always have their keys in the
+//! same order, so for an exact `dict` each field remembers the entry position it had in
+//! the last dict and first reads that entry with `PyDict_Next`; only if that entry's key
+//! is not the field's does the ordinary lookup run. It is used only on the versions it
+//! was measured and reviewed on ([`HINTED_VERSIONS`]); any other version the abi3 wheel
+//! loads on takes the ordinary lookup.
 
 use pyo3::ffi;
 use pyo3::intern;
@@ -15,6 +22,17 @@ use pyo3::types::{PyDict, PyList, PyString};
 
 use crate::bucket::{Classified, Counter};
 use crate::source::{list_item, same_size, value, Categories, Counted, Examples, Failure, Value};
+
+/// `CPython` minor versions (3.x) whose `PyDict_Next` the position hint was checked
+/// against: it bounds-checks any position against the dict it is given (out of range, or
+/// negative: returns 0), runs no Python code, and returns borrowed pointers.
+const HINTED_VERSIONS: std::ops::RangeInclusive<u8> = 11..=13;
+
+/// Whether this interpreter is one the position hint was checked on.
+fn hints_supported(py: Python<'_>) -> bool {
+    let version = py.version_info();
+    version.major == 3 && HINTED_VERSIONS.contains(&version.minor)
+}
 
 /// How a record's fields are looked up.
 pub struct RecordFields<'py> {
@@ -42,10 +60,12 @@ struct DictKey<'py> {
     next_alias: usize,
     hits: u32,
     searched: u32,
+    /// Position hints are used at all (see [`HINTED_VERSIONS`]).
+    hints: bool,
 }
 
 impl<'py> DictKey<'py> {
-    fn new(key: &Bound<'py, PyString>) -> Self {
+    fn new(key: &Bound<'py, PyString>, hints: bool) -> Self {
         Self {
             key: key.clone(),
             hint: -1,
@@ -53,6 +73,7 @@ impl<'py> DictKey<'py> {
             next_alias: 0,
             hits: 0,
             searched: 0,
+            hints,
         }
     }
 
@@ -60,17 +81,21 @@ impl<'py> DictKey<'py> {
         key == self.key.as_ptr() || self.aliases.iter().any(|a| a.as_ptr() == key)
     }
 
+    /// `dict.get(key)` for an exact `dict`, owned.
     #[inline]
     fn get(&mut self, dict: &Bound<'py, PyDict>) -> PyResult<Option<Bound<'py, PyAny>>> {
-        if self.hint >= 0 && dict.is_exact_instance_of::<PyDict>() {
+        if self.hint >= 0 {
             let mut pos = self.hint;
             let mut key = std::ptr::null_mut();
             let mut found = std::ptr::null_mut();
-            // SAFETY: `dict` is a live dict (we hold a strong reference) and the thread is
-            // attached. PyDict_Next bounds-checks `pos` against this dict (3.11-3.13:
-            // out of range returns 0) and returns borrowed pointers; `key` is only
-            // compared by address with objects we hold, and `found` is turned into a
-            // strong reference before anything else runs.
+            // SAFETY: `dict` is a live dict (the caller holds a strong reference) and the
+            // thread is attached. `hint >= 0` only on HINTED_VERSIONS, whose PyDict_Next
+            // bounds-checks `pos` against this dict's own entries (another dict's
+            // position is just an index that may be out of range: then it returns 0) and
+            // runs no Python code. `key` is only compared by address with objects we hold
+            // strong references to, and `found`, borrowed from the dict, becomes a strong
+            // reference before anything else runs; after that, Python code that mutates
+            // or frees the dict cannot free it.
             unsafe {
                 if ffi::PyDict_Next(dict.as_ptr(), &raw mut pos, &raw mut key, &raw mut found) != 0
                     && self.is_key(key)
@@ -88,9 +113,7 @@ impl<'py> DictKey<'py> {
         let found = dict.get_item(&self.key)?;
         self.hint = -1;
         if let Some(found) = &found {
-            if dict.is_exact_instance_of::<PyDict>()
-                && self.searched < SEARCHES.saturating_add(self.hits / HITS_PER_SEARCH)
-            {
+            if self.hints && self.searched < SEARCHES.saturating_add(self.hits / HITS_PER_SEARCH) {
                 self.searched += 1;
                 self.learn(dict, found);
             }
@@ -106,8 +129,11 @@ impl<'py> DictKey<'py> {
             let before = pos;
             let mut key = std::ptr::null_mut();
             let mut entry = std::ptr::null_mut();
-            // SAFETY: as in `get`: a live dict, bounds-checked positions, borrowed
-            // results turned into a strong reference at once.
+            // SAFETY: as in `get` (a live dict, a position PyDict_Next itself returned,
+            // borrowed results); `entry` is only compared by address with `found`, which
+            // we hold, and `key` becomes a strong reference before anything else runs.
+            // Should a comparison below run Python code that changes the dict, the next
+            // call is still bounds-checked against the dict as it is then.
             let key = unsafe {
                 if ffi::PyDict_Next(dict.as_ptr(), &raw mut pos, &raw mut key, &raw mut entry) == 0
                 {
@@ -178,7 +204,9 @@ fn decide(
 
 /// A record as the loop reads it.
 enum Record<'a, 'py> {
-    /// A dict or subclass: read directly, like `dict.get` (no `__missing__`, no `get`).
+    /// An exact `dict`: position hints apply.
+    ExactDict(&'a Bound<'py, PyDict>),
+    /// A dict subclass: read directly, like `dict.get` (no `__missing__`, no `get`).
     Dict(&'a Bound<'py, PyDict>),
     /// Any other object with a `get` attribute: called.
     Mapping(&'a Bound<'py, PyAny>),
@@ -189,7 +217,8 @@ impl<'py> Record<'_, 'py> {
     #[inline]
     fn get(&self, key: &mut DictKey<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
         match self {
-            Self::Dict(dict) => key.get(dict),
+            Self::ExactDict(dict) => key.get(dict),
+            Self::Dict(dict) => dict.get_item(&key.key),
             Self::Mapping(mapping) => mapping
                 .call_method1(intern!(mapping.py(), "get"), (&key.key,))
                 .map(Some),
@@ -208,8 +237,13 @@ pub fn count_records(
 ) -> Result<Counted, Failure> {
     let py = records.py();
     let n = records.len();
-    let mut keys: Vec<DictKey> = fields.fields.iter().map(DictKey::new).collect();
-    let mut category = fields.category.as_ref().map(DictKey::new);
+    let hints = hints_supported(py);
+    let mut keys: Vec<DictKey> = fields
+        .fields
+        .iter()
+        .map(|f| DictKey::new(f, hints))
+        .collect();
+    let mut category = fields.category.as_ref().map(|f| DictKey::new(f, hints));
     let mut labels = Categories::new(py);
     let mut examples = Examples {
         max: counter.max_examples(),
@@ -217,7 +251,9 @@ pub fn count_records(
     };
     for position in 0..n {
         let item = list_item(records, position, "records")?;
-        let record = if let Ok(dict) = item.cast::<PyDict>() {
+        let record = if let Ok(dict) = item.cast_exact::<PyDict>() {
+            Record::ExactDict(dict)
+        } else if let Ok(dict) = item.cast::<PyDict>() {
             Record::Dict(dict)
         } else if item.hasattr(intern!(py, "get"))? {
             Record::Mapping(&item)
