@@ -148,9 +148,11 @@ impl<'py> DictKey<'py> {
                 self.hint = before;
                 return;
             }
+            // An exact `str` with the same characters is what the dict's own lookup
+            // would have matched (a dict never holds two equal keys).
             let same = key
                 .cast_exact::<PyString>()
-                .is_ok_and(|k| k.to_str().ok() == self.key.to_str().ok());
+                .is_ok_and(|k| matches!((k.to_str(), self.key.to_str()), (Ok(a), Ok(b)) if a == b));
             if same {
                 self.hint = before;
                 let alias = key.unbind();
