@@ -212,7 +212,9 @@ def count_strings(
                 minutes[index] += 1
             else:
                 outside += 1
-        if len(timestamps) != n:
+        # An iteration that ended early or late (the list changed size meanwhile) did not
+        # count n items: raise as the extension does, never count part of a list.
+        if len(timestamps) != n or missing + invalid + outside + sum(minutes) != n:
             raise _changed_size("timestamps")
         processed = n - missing - invalid - outside
         return processed, missing, invalid, outside, _sum_sizes(minutes, checked), [], examples
@@ -248,7 +250,7 @@ def count_strings(
             counts = per_label[key] = [0] * span
         counts[index] += 1
         processed += 1
-    if len(timestamps) != n:
+    if len(timestamps) != n or processed + missing + invalid + outside != n:
         raise _changed_size("timestamps")
     if len(categories) != n:
         raise _changed_size("categories")
@@ -319,13 +321,7 @@ def count_records(
     heads, rests = _heads.get, _rests.get
     per_label: dict[str | None, list[int]] = {}
     n = len(records)
-    # By position, like the extension: a mapping's `get` or a key's `__eq__` may change the
-    # list, and then both raise instead of counting a list the caller never had.
-    for position in range(n):
-        try:
-            record = records[position]
-        except IndexError:
-            raise _changed_size("records") from None
+    for record in records:
         # Fast path: a plain dict whose first field is a string of the common shape.
         minute = None
         if type(record) is dict:
@@ -370,7 +366,10 @@ def count_records(
             _room(span, sum(k is not None for k in per_label) + 2)
             counts = per_label[key] = [0] * span
         counts[index] += 1
-    if len(records) != n:
+    # A mapping's `get` or a key's `__eq__` may change the list: an iteration that ended
+    # early or late did not count n records, so raise as the extension does.
+    counted = sum(map(sum, per_label.values()))
+    if len(records) != n or missing + invalid + outside + counted != n:
         raise _changed_size("records")
     processed = n - missing - invalid - outside
     result = _finish(processed, missing, invalid, outside, per_label, span, checked, examples)
