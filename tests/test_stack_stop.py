@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from metrics_agg.local_server import LocalClient, LocalStack
-from metrics_agg.local_server._store_tables import table_name
-from metrics_agg.local_server.store import Store
+from metrics_agg.local.server import LocalClient, LocalStack
+from metrics_agg.local.server._store_tables import table_name
+from metrics_agg.local.server.store import Store
 
 
 def test_stop_fails_loudly_and_keeps_the_store_while_a_handler_is_stuck(tmp_path: Path) -> None:
