@@ -7,6 +7,7 @@ A handler that does not return forces the slow-stop path: the mapping's join tim
 
 from __future__ import annotations
 
+import socket
 import threading
 from pathlib import Path
 from typing import Any
@@ -49,3 +50,27 @@ def test_stop_fails_loudly_and_keeps_the_store_while_a_handler_is_stuck(tmp_path
         assert reopened.checkpoint(table_name("Item")) == end
     finally:
         reopened.close()
+
+
+def test_a_failed_start_keeps_its_error_when_stopping_fails_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The start failure propagates, with the stop failure as a note rather than in its place."""
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    port = busy.getsockname()[1]
+
+    def stop_times_out(self: LocalStack, timeout: float = 30.0) -> None:
+        raise RuntimeError("the mapping thread is still running")
+
+    monkeypatch.setattr(LocalStack, "stop", stop_times_out)
+    stack = LocalStack(tmp_path / "app.sqlite3", port=port, mapping=False)
+    try:
+        with pytest.raises(OSError, match="pick another --port") as info:
+            stack.start()
+    finally:
+        busy.close()
+        monkeypatch.undo()
+        stack.stop()
+    assert any("the mapping thread is still running" in note for note in info.value.__notes__)

@@ -132,8 +132,13 @@ class LocalStack:
                     max_retries=self._max_retries,
                 )
                 self.mapping.start()
-        except BaseException:
-            self.stop()
+        except BaseException as exc:
+            # The start failure is the error worth seeing; a stop that times out too is a note
+            # on it, not a replacement for it.
+            try:
+                self.stop()
+            except RuntimeError as stop_error:
+                exc.add_note(f"and stopping what had started failed: {stop_error}")
             raise
 
     def stop(self, timeout: float = 30.0) -> None:
