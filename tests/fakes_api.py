@@ -140,6 +140,7 @@ class FakeApi:
         parallelism: int | None = None,
         page_limit: int | None = None,
         zone_margin_minutes: int | None = None,
+        sort_key_margin_minutes: int | None = None,
     ) -> list[list[dict[str, Any]]]:
         return [
             self._list_rows(client, spec, r.query_index, account_id, r.start, r.end) for r in reads

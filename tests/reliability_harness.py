@@ -19,18 +19,20 @@ from the tables by `truth_helpers.truth` (datetime and plain loops, not the pack
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import statistics
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from random import Random
 from typing import Any
 
-from metrics_agg.aggregator import pipeline
+from metrics_agg.aggregator import emf, pipeline
 from metrics_agg.deadline import Deadline
 from metrics_agg.local.server import LocalClient, LocalStack, Store
 from truth_helpers import TIMESTAMP, Stream, iso, recent_now, truth, truth_problems
@@ -199,7 +201,9 @@ SCENARIOS: tuple[Scenario, ...] = (
         "http_500",
         True,
         {"times": None, "nth": 2},
-        {"page_limit": 5, "read_parallelism": 1, **FAST},
+        # One record per page: a stream invocation reads only its touched minutes (docs/design.md
+        # §4.8), which hold a record or two here, so only a tiny page has a page 2.
+        {"page_limit": 1, "read_parallelism": 1, **FAST},
     ),
     Scenario(
         "page 3 of the list fails, transient",
@@ -207,7 +211,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         "http_503",
         False,
         {"times": 1, "nth": 3},
-        {"page_limit": 5, "read_parallelism": 1, **FAST},
+        {"page_limit": 1, "read_parallelism": 1, **FAST},
     ),
 )
 
@@ -423,6 +427,12 @@ class LoadReport:
     undelivered: int
     idle_seconds: float
     on_failure: int
+    # Summed EMF figures of the stream invocations (issue 9: cost per write).
+    source_rows_read: int = 0
+    http_requests: int = 0
+    fallbacks: int = 0
+    # The scheduled reconcile run after quiescence: buckets it corrected (0 when healthy).
+    drift_repaired: int = 0
 
     def percentile(self, p: float) -> float:
         if not self.lags:
@@ -443,7 +453,13 @@ class LoadReport:
             f"invocations ({self.failed_invocations} reported failures), quiescent "
             f"{self.idle_seconds:.1f} s after the last write; {self.buckets} stored buckets, "
             f"{len(self.mismatches)} differ from the truth; {self.on_failure} records sent "
-            f"to the on-failure list; {self.undelivered} writes never delivered.\n{lag}"
+            f"to the on-failure list; {self.undelivered} writes never delivered.\n{lag}\n"
+            f"{self.writes / max(self.seconds, 1e-9):.1f} writes/s; per write: "
+            f"{self.invocations / max(self.writes, 1):.3f} invocations, "
+            f"{self.source_rows_read / max(self.writes, 1):.2f} source rows read, "
+            f"{self.http_requests / max(self.writes, 1):.2f} HTTP requests; "
+            f"{self.fallbacks} hour fallbacks; reconcile after quiescence: DriftRepaired "
+            f"{self.drift_repaired}"
         )
 
 
@@ -458,13 +474,20 @@ class _Lag:
         self.ops: dict[tuple[str, str], int] = {}
         self.invocations = 0
         self.failed = 0
+        self.rows_read = self.requests = self.fallbacks = 0
 
-    def wrote(self, model: str, rid: str) -> None:
-        t = time.monotonic()
+    def wrote(self, model: str, rid: str, t: float) -> None:
         with self.lock:
             n = self.ops.get((model, rid), 0)
             self.ops[(model, rid)] = n + 1
             self.written[(model, rid, n)] = t
+
+    def record(self, metrics: emf.InvocationMetrics) -> None:
+        if metrics.event_kind == "stream":
+            with self.lock:
+                self.rows_read += metrics.source_rows_read
+                self.requests += metrics.http_requests
+                self.fallbacks += metrics.derivation_fallbacks
 
     def handler(self, config: Callable[[], Any]) -> Callable[[dict[str, Any]], Any]:
         def handle(event: dict[str, Any]) -> Any:
@@ -489,6 +512,56 @@ class _Lag:
         return handle
 
 
+def _load_writer(
+    endpoint: str,
+    api_key: str,
+    names: Sequence[str],
+    seconds: float,
+    seed: int,
+    w: int,
+    pause: float,
+) -> tuple[dict[str, int], list[tuple[str, str, float]]]:
+    """One writer process of `run_load`: its tallies and (model, id, monotonic time) of
+    every acknowledged write, in order."""
+    stop = time.monotonic() + seconds
+    rng = Random(seed * 1000 + w)
+    mine: list[tuple[str, str]] = []  # (model, id) this writer owns
+    counts = {"inserts": 0, "updates": 0, "deletes": 0, "late": 0}
+    written: list[tuple[str, str, float]] = []
+    with LocalClient(endpoint, api_key) as api:
+        while time.monotonic() < stop:
+            model = rng.choice(MODELS)
+            account = rng.choice(names)
+            now = datetime.now(UTC)
+            late = rng.random() < 0.1
+            at = now - (
+                timedelta(hours=rng.randrange(2, 30), minutes=rng.randrange(60))
+                if late
+                else timedelta(seconds=rng.randrange(0, 5400))
+            )
+            r = rng.random()
+            if r < 0.6 or len(mine) < 5:
+                rid = api.create(model, **_fields(model, account, at, rng))["id"]
+                mine.append((model, rid))
+                counts["inserts"] += 1
+            elif r < 0.85:
+                model, rid = rng.choice(mine)
+                fields = {_ts_field(model): iso(at)}
+                if model == "FeedbackItem" and rng.random() < 0.5:
+                    fields = {"editedAt": iso(at), "finalAnswerValue": rng.choice(["yes", "no"])}
+                api.update(model, rid, **fields)
+                counts["updates"] += 1
+            else:
+                model, rid = mine.pop(rng.randrange(len(mine)))
+                api.delete(model, rid)
+                counts["deletes"] += 1
+            counts["late"] += late
+            written.append((model, rid, time.monotonic()))
+            if pause:
+                time.sleep(pause)
+    return counts, written
+
+
 def run_load(
     stack_factory: Callable[..., LocalStack],
     *,
@@ -497,79 +570,56 @@ def run_load(
     writers: int = 4,
     seed: int = 6,
     pause: float = 0.0,
+    **stack_options: Any,
 ) -> LoadReport:
-    """Sustained writes through the API with the event source mapping on, then quiescence."""
+    """Sustained writes through the API with the event source mapping on (the default
+    batching unless ``stack_options`` say otherwise), then quiescence, then the scheduled
+    reconcile of every account (its DriftRepaired is reported)."""
     lag = _Lag()
     holder: dict[str, LocalStack] = {}
     stack = stack_factory(
-        mapping=True, batch_window=0.25, handler=lag.handler(lambda: holder["stack"].config())
+        mapping=True, handler=lag.handler(lambda: holder["stack"].config()), **stack_options
     )
+    original_emit = emf.emit
+
+    def emit(metrics: emf.InvocationMetrics, **kwargs: Any) -> None:
+        lag.record(metrics)
+        original_emit(metrics, **kwargs)
+
+    emf.emit = emit  # type: ignore[assignment]
     holder["stack"] = stack
     names = [f"acct-load-{i}" for i in range(accounts)]
-    stop = time.monotonic() + seconds
     totals = {"inserts": 0, "updates": 0, "deletes": 0, "late": 0}
-    totals_lock = threading.Lock()
-    errors: list[BaseException] = []
-
-    def writer(w: int) -> None:
-        rng = Random(seed * 1000 + w)
-        mine: list[tuple[str, str]] = []  # (model, id) this writer owns
-        counts = dict.fromkeys(totals, 0)
-        try:
-            with LocalClient(stack.endpoint, stack.api_key) as api:
-                while time.monotonic() < stop:
-                    model = rng.choice(MODELS)
-                    account = rng.choice(names)
-                    now = datetime.now(UTC)
-                    late = rng.random() < 0.1
-                    at = now - (
-                        timedelta(hours=rng.randrange(2, 30), minutes=rng.randrange(60))
-                        if late
-                        else timedelta(seconds=rng.randrange(0, 5400))
-                    )
-                    r = rng.random()
-                    if r < 0.6 or len(mine) < 5:
-                        rid = api.create(model, **_fields(model, account, at, rng))["id"]
-                        mine.append((model, rid))
-                        counts["inserts"] += 1
-                    elif r < 0.85:
-                        model, rid = rng.choice(mine)
-                        fields = {_ts_field(model): iso(at)}
-                        if model == "FeedbackItem" and rng.random() < 0.5:
-                            fields = {
-                                "editedAt": iso(at),
-                                "finalAnswerValue": rng.choice(["yes", "no"]),
-                            }
-                        api.update(model, rid, **fields)
-                        counts["updates"] += 1
-                    else:
-                        model, rid = mine.pop(rng.randrange(len(mine)))
-                        api.delete(model, rid)
-                        counts["deletes"] += 1
-                    counts["late"] += late
-                    lag.wrote(model, rid)
-                    if pause:
-                        time.sleep(pause)
-        except BaseException as exc:  # surfaced by run_load
-            errors.append(exc)
-        with totals_lock:
-            for k, v in counts.items():
-                totals[k] += v
-
-    t0 = time.monotonic()
-    threads = [threading.Thread(target=writer, args=(w,)) for w in range(writers)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if errors:
-        raise errors[0]
-    last_write = time.monotonic()
-    idle = stack.wait_idle(300)
-    idle_seconds = time.monotonic() - last_write
+    times: list[float] = []
+    try:
+        # The application's writers are processes of their own (as an app's clients are),
+        # so they do not share the aggregator's interpreter lock; CLOCK_MONOTONIC is one
+        # clock for every process, so their write times compare with delivery times.
+        spawn = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=writers, mp_context=spawn) as pool:
+            futures = [
+                pool.submit(
+                    _load_writer, stack.endpoint, stack.api_key, names, seconds, seed, w, pause
+                )
+                for w in range(writers)
+            ]
+            for future in futures:
+                counts, written = future.result()
+                for k, v in counts.items():
+                    totals[k] += v
+                for model, rid, at in written:
+                    lag.wrote(model, rid, at)
+                    times.append(at)
+        idle = stack.wait_idle(300)
+        t0, last_write = min(times, default=0.0), max(times, default=0.0)
+        idle_seconds = time.monotonic() - last_write
+    finally:
+        emf.emit = original_emit  # type: ignore[assignment]
     if not idle:
         raise RuntimeError("the stack did not reach quiescence in 300 s")
     mismatches = [f"{a}: {p}" for a in names for p in compare(stack.store, a)]
+    scheduled = {"source": "aws.events", "detail-type": "Scheduled Event", "accountIds": names}
+    drift = pipeline.handle_event(scheduled, config=stack.config())["driftRepaired"]
     lags = [lag.delivered[k] - t for k, t in lag.written.items() if k in lag.delivered]
     return LoadReport(
         seconds=last_write - t0,
@@ -584,6 +634,10 @@ def run_load(
         undelivered=len(lag.written.keys() - lag.delivered.keys()),
         idle_seconds=idle_seconds,
         on_failure=len(stack.store.failures()),
+        source_rows_read=lag.rows_read,
+        http_requests=lag.requests,
+        fallbacks=lag.fallbacks,
+        drift_repaired=drift,
     )
 
 
@@ -592,9 +646,10 @@ def run_concurrent(
 ) -> list[str]:
     """Overlapping invocations racing each other and writes; then the state must be exact.
 
-    Each round: writes to one account across all models, then the same records delivered by
-    `threads` concurrent invocations (duplicates and overlapping windows), while more writes
-    land and a recount of the whole window runs; the last round's delivery settles it.
+    Each round: writes to one account across all models, then the first half of each batch,
+    then the same records delivered by `threads` concurrent invocations (duplicates and
+    overlapping windows) while a recount of the whole window runs; the last round's
+    delivery settles it.
     """
     rng = Random(seed)
     account = "acct-concurrent"
@@ -622,9 +677,15 @@ def run_concurrent(
             break
         jobs: list[Callable[[], Any]] = []
         for e in events:
+            # A first half of a batch goes first, as Lambda retries a bisected batch: a
+            # prefix racing *after* its full batch is not a delivery order Lambda makes,
+            # and its stale INSERT image of a record the full batch deletes would be
+            # merged into a later snapshot (docs/design.md §4.3); only a direct recount of that
+            # minute's hour (the reconcile) would repair it (docs/design.md §4.8).
             half = {"Records": e["Records"][: max(1, len(e["Records"]) // 2)]}
+            resp = pipeline.handle_event(half, config=stack.config())
+            failures += [f["itemIdentifier"] for f in resp["batchItemFailures"]]
             jobs += [lambda e=e: pipeline.handle_event(e, config=stack.config())] * threads
-            jobs.append(lambda h=half: pipeline.handle_event(h, config=stack.config()))
         start = (now - timedelta(hours=2)).replace(minute=0, second=0, microsecond=0)
         for model in MODELS:
             spec = {

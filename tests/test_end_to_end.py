@@ -247,11 +247,12 @@ def test_restart_mid_stream_loses_and_duplicates_nothing(tmp_path: Path, now: da
             delivered.update(int(r["dynamodb"]["SequenceNumber"]) for r in event["Records"])
         return response
 
-    with LocalStack(db, mapping=True, batch_window=0.05, handler=handler) as first:
+    one = {"Task": (1, 0.05)}  # batch size 1: eight deliveries
+    with LocalStack(db, mapping=True, batching=one, handler=handler) as first:
         current["stack"] = first
         ready.set()
         with LocalClient(first.endpoint, first.api_key) as api:
-            for i in range(8):  # Task: batch size 1, so eight deliveries
+            for i in range(8):
                 api.create("Task", accountId=ACCOUNT, updatedAt=iso(now - timedelta(minutes=i)))
         deadline = time.monotonic() + 30
         while len(delivered) < 2:
@@ -260,7 +261,7 @@ def test_restart_mid_stream_loses_and_duplicates_nothing(tmp_path: Path, now: da
         threading.Timer(0.2, gate.set).start()  # released once stop() has begun
     assert 2 <= len(delivered) < 8, "the stream was not interrupted"
     ready.clear()
-    with LocalStack(db, mapping=True, batch_window=0.05, handler=handler) as second:
+    with LocalStack(db, mapping=True, batching=one, handler=handler) as second:
         current["stack"] = second
         ready.set()
         assert second.wait_idle(60)

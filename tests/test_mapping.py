@@ -3,6 +3,7 @@ failures, bounded retries to the on-failure list, and a checkpoint that survives
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -42,15 +43,22 @@ class Recorder:
         return [s for b in self.batches for s in b]
 
 
-def test_design_batch_sizes() -> None:
-    assert BATCHING["Item"] == (10, 15.0) and BATCHING["ScoreResult"] == (100, 15.0)
-    assert all(BATCHING[m] == (1, 15.0) for m in ("Task", "Evaluation", "Procedure", "ChatSession"))
-    assert BATCHING["FeedbackItem"] == (10, 15.0)
+def test_batching_defaults_are_the_templates() -> None:
+    # The local mapping batches as the template's defaults do (issue 9).
+    template = (Path(__file__).parents[1] / "template.yaml").read_text()
+    for model, (size, window) in BATCHING.items():
+        for name, value in (("BatchSize", size), ("BatchingWindowSeconds", window)):
+            found = re.search(
+                rf"\n  {model}{name}:\n    Type: Number\n    Default: (\d+)\n", template
+            )
+            assert found is not None and float(found.group(1)) == value, (model, name)
+        assert f"ParallelizationFactor: !Ref {model}ParallelizationFactor" in template
 
 
 def test_batches_respect_size_and_window(make_local_stack: Callable[..., LocalStack]) -> None:
     rec = Recorder()
-    stack = make_local_stack(mapping=True, batch_window=0.05, handler=rec)
+    small = {"Item": (10, 0.05), "Task": (1, 0.05)}
+    stack = make_local_stack(mapping=True, batching=small, handler=rec)
     stack.store.bulk_insert("Item", [task(n) for n in range(25)])
     stack.store.bulk_insert("Task", [task(n) for n in range(3)])
     assert stack.wait_idle(30)
@@ -87,7 +95,9 @@ def test_raising_handler_retries_then_parks_records_on_failure_list(
             raise RuntimeError("boom")
         return {"batchItemFailures": []}
 
-    stack = make_local_stack(mapping=True, batch_window=0.05, handler=handler, max_retries=2)
+    stack = make_local_stack(
+        mapping=True, batching={"Procedure": (1, 0.05)}, handler=handler, max_retries=2
+    )
     stack.store.bulk_insert("Procedure", [task(1), task(2)])
     assert stack.wait_idle(30)
     [parked] = stack.store.failures("Procedure-local-NONE")

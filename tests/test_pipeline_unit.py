@@ -23,7 +23,8 @@ from metrics_agg.timestamps import format_write_time
 
 EVENTS = Path(__file__).parent / "events"
 NOW = datetime(2024, 5, 1, 12, 30, tzinfo=UTC)
-CONFIG = Config(endpoint="http://fake")
+# Units one after another: the fault-injection tests count calls in key order.
+CONFIG = Config(endpoint="http://fake", unit_parallelism=1)
 
 
 def event(name: str) -> dict[str, Any]:
@@ -67,12 +68,16 @@ def test_insert_merges_batch_images_the_index_lags_on(fake: FakeApi) -> None:
     fake.add("Item", **item("old", "2024-05-01T11:59:00Z", "evaluation"))
     assert run(event("item_insert")) == {"batchItemFailures": []}
     assert count(fake, "items#2024-05-01T12:00:00Z#60") == 2
-    assert count(fake, "items#2024-05-01T11:00:00Z#60") == 1
+    # docs/design.md §4.8: a stream invocation recounts the minutes of its batch; the previous
+    # hour (no batch record in it) is the scheduled reconcile's.
+    assert count(fake, "items#2024-05-01T11:00:00Z#60") is None
     assert count(fake, "evaluationItems#2024-05-01T12:11:00Z#1") == 1
     assert count(fake, "predictionItems#2024-05-01T12:10:00Z#1") == 1
     assert count(fake, "items#2024-05-01T12:12:00Z#1", "acct-2") == 1
     # zero buckets never stored and not touched are not created
     assert count(fake, "items#2024-05-01T12:20:00Z#1") is None
+    run({"source": "aws.events", "detail-type": "Scheduled Event", "accountIds": ["acct-1"]})
+    assert count(fake, "items#2024-05-01T11:00:00Z#60") == 1
 
 
 def test_second_run_writes_only_touched_buckets(fake: FakeApi) -> None:
@@ -165,9 +170,18 @@ def test_read_failure_fails_only_that_unit(fake: FakeApi) -> None:
 
 
 def test_write_failure_reports_sequence(fake: FakeApi) -> None:
-    fake.fail_write_call = 2  # acct-2's write
+    fake.fail_write_call = 3  # acct-2's 1-minute writes (acct-1: calls 1 and 2)
     out = run(event("item_insert"))
     assert out == {"batchItemFailures": [{"itemIdentifier": "4421584600000000017450439181"}]}
+
+
+def test_failed_minute_write_derives_nothing(fake: FakeApi) -> None:
+    """docs/design.md §4.8: a 1-minute write that fails means nothing is derived; unit reported."""
+    fake.fail_write_call = 1  # acct-1's 1-minute writes
+    out = run(event("item_insert"))
+    assert out == {"batchItemFailures": [{"itemIdentifier": "4421584500000000017450439091"}]}
+    assert not [ck for (acct, ck) in fake.stored if acct == "acct-1"]
+    assert count(fake, "items#2024-05-01T12:00:00Z#60", "acct-2") == 1
 
 
 def test_deadline_leaves_units_unstarted(fake: FakeApi) -> None:
@@ -192,7 +206,7 @@ def test_human_log_and_emf(
         "[1/3] Querying",
         "[2/3] Counting",
         "Cross-check: 3 in 1-min buckets vs 3 records ✓",
-        "1-min 3/120 Σ3",
+        "recounted directly: no stored 60-minute row",
         "[3/3] Wrote",
         "✓ SUCCESS",
     ):
@@ -208,7 +222,11 @@ def test_human_log_and_emf(
         "FailedUnits",
         "HttpRequests",
         "OffsetTimestampsBeyondMargin",
+        "SourceRowsRead",
+        "DerivationFallbacks",
+        "DriftRepaired",
     }
+    assert doc["DerivationFallbacks"] == 2  # acct-1 and acct-2: first aggregation of 12:00
 
 
 def test_partial_log(fake: FakeApi, caplog: pytest.LogCaptureFixture) -> None:

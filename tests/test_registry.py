@@ -29,7 +29,16 @@ def test_the_template_maps_the_models_stream_with_its_batching(spec: ModelSpec) 
     assert mapping is not None, f"template.yaml has no {spec.name}Mapping"
     props = mapping["Properties"]
     assert props["EventSourceArn"] == {"Ref": f"{spec.name}StreamArn"}
-    assert (props["BatchSize"], props["MaximumBatchingWindowInSeconds"]) == spec.batching
+    # Batching is per-table parameters (issue 9) whose defaults are the registry's.
+    size, window, factor = (
+        f"{spec.name}{p}" for p in ("BatchSize", "BatchingWindowSeconds", "ParallelizationFactor")
+    )
+    assert props["BatchSize"] == {"Ref": size}
+    assert props["MaximumBatchingWindowInSeconds"] == {"Ref": window}
+    assert props["ParallelizationFactor"] == {"Ref": factor}
+    params = doc["Parameters"]
+    defaults = (params[size]["Default"], params[window]["Default"])
+    assert defaults == spec.batching and params[factor]["Default"] == 1
 
 
 @pytest.mark.parametrize("spec", MODELS, ids=lambda s: s.name)

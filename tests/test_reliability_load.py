@@ -19,6 +19,7 @@ def test_sustained_writes_end_exact(make_local_stack: Callable[..., LocalStack])
     assert report.writes > 50 and report.deletes and report.updates and report.late
     assert report.undelivered == 0 and report.on_failure == 0
     assert not report.mismatches, "\n".join(report.mismatches[:30])
+    assert report.drift_repaired == 0  # the reconcile after quiescence found nothing to fix
 
 
 def test_concurrent_overlapping_invocations_end_exact(

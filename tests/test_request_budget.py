@@ -1,8 +1,9 @@
 """HTTP requests per invocation (docs/design.md §7), counted against the local stack.
 
 Steady state (a unit's current and previous hour hold a few hundred records, their buckets
-are stored, and a batch touches one minute): at most 3 requests per recordType family:
-one for the stored buckets, one for the source records, one of aliased writes. A large
+are stored, and a batch touches one minute): at most 5 requests per recordType family
+(docs/design.md §4.8): the stored buckets, the touched minute's source records, the aliased
+1-minute writes, the derivation read, the aliased coarser writes. A large
 window still ends exactly at the truth and is read in parallel sub-ranges, with or
 without stored buckets to size it. Counts, not timings.
 """
@@ -116,7 +117,7 @@ def _new_record(model: str, account: str, at: datetime) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("model", FAMILIES)
-def test_steady_state_is_three_requests(
+def test_steady_state_is_five_requests(
     make_local_stack: Callable[..., LocalStack], model: str
 ) -> None:
     stack = make_local_stack()
@@ -150,10 +151,16 @@ def test_steady_state_is_three_requests(
             "batchItemFailures": []
         }
         requests = client.request_count
-    # 1 stored-bucket read (all recordTypes of the family), 1 source read (FeedbackItem:
-    # both list queries), 1 request of aliased writes.
-    assert requests <= 3, f"{model}: {requests} HTTP requests: {client.sent}"
+    # 1 stored-bucket read (all recordTypes of the family), 1 source read of the touched
+    # minute (FeedbackItem: both list queries), 1 request of aliased 1-minute writes,
+    # 1 derivation read, 1 request of aliased 5/15/60-minute writes.
+    assert requests <= 5, f"{model}: {requests} HTTP requests: {client.sent}"
     assert stack.faults.requests == requests
+    # The source read is the touched minute alone (no sort-key margin, docs/design.md §4.8).
+    for lo, hi in client.source_ranges():
+        assert len(lo) == len(hi) == 16, (lo, hi)
+        minutes = (datetime.fromisoformat(hi + "Z") - datetime.fromisoformat(lo + "Z")).seconds
+        assert minutes == 60, (lo, hi)
     assert_matches_truth(stack.store, account)
 
 

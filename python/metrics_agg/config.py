@@ -53,6 +53,8 @@ class Config:
     default_region: str | None = None
     max_hours_back: int = 168  # docs/design.md §4.2: older hours are reported, not recounted
     read_parallelism: int = 8
+    # Units (model, account) of one invocation run side by side, up to this many (issue 9).
+    unit_parallelism: int = 4
     write_parallelism: int = 4
     mutations_per_request: int = 25
     page_limit: int = 1000
@@ -135,6 +137,7 @@ class Config:
         for name, var in (
             ("max_hours_back", "METRICS_AGG_MAX_HOURS_BACK"),
             ("read_parallelism", "METRICS_AGG_READ_PARALLELISM"),
+            ("unit_parallelism", "METRICS_AGG_UNIT_PARALLELISM"),
             ("write_parallelism", "METRICS_AGG_WRITE_PARALLELISM"),
             ("mutations_per_request", "METRICS_AGG_MUTATIONS_PER_REQUEST"),
             ("zone_margin_minutes", ZONE_MARGIN_ENV),

@@ -82,8 +82,10 @@ class ModelSpec:
     # Scoped recordTypes instead of category ones (FeedbackItem); the first is over all.
     scopes: tuple[ScopeSpec, ...] = ()
     # The stream mapping's default (BatchSize, MaximumBatchingWindowInSeconds): the local
-    # mapping uses it, template.yaml must match it (docs/design.md §6).
-    batching: tuple[int, float] = (1, 15.0)
+    # mapping uses it, template.yaml's `<Model>BatchSize` / `<Model>BatchingWindowSeconds`
+    # defaults must match it (docs/design.md §6). An invocation's cost follows the change
+    # (§4.8), so batches are not throttled: a 1 s window keeps lag within seconds.
+    batching: tuple[int, float] = (1000, 1.0)
 
     @property
     def record_types(self) -> tuple[str, ...]:
@@ -121,7 +123,6 @@ SOURCE_MODELS: Mapping[str, ModelSpec] = {
             "items",
             "createdByType",
             {"prediction": "predictionItems", "evaluation": "evaluationItems"},
-            batching=(10, 15.0),
         ),
         ModelSpec(
             "ScoreResult",
@@ -131,7 +132,6 @@ SOURCE_MODELS: Mapping[str, ModelSpec] = {
             "scoreResults",
             "type",
             {"prediction": "predictionScoreResults", "evaluation": "evaluationScoreResults"},
-            batching=(100, 15.0),
         ),
         ModelSpec(
             "Task", ("listTaskByAccountIdAndUpdatedAt",), ("updatedAt",), ("updatedAt",), "tasks"
@@ -168,7 +168,6 @@ SOURCE_MODELS: Mapping[str, ModelSpec] = {
                 ScopeSpec("feedbackItemsByScorecard", by_scorecard=True),
                 ScopeSpec("feedbackItemsByScore", by_scorecard=True, by_score=True),
             ),
-            batching=(10, 15.0),
         ),
     )
 }
@@ -342,7 +341,8 @@ class UnitKey:
 
 @dataclass(frozen=True, slots=True, order=True)
 class HourRange:
-    """``[start, end)``, both aware UTC and aligned to whole hours."""
+    """``[start, end)``, both aware UTC and aligned to whole hours (the incremental path,
+    docs/design.md §4.8, also reads minute-aligned spans of this type: `hours` is then 0)."""
 
     start: datetime
     end: datetime
@@ -432,6 +432,8 @@ class WriteOutcome:
     updated: int
     superseded: int  # a newer snapshot had already written the bucket: not a failure
     rounds: int
+    # Composite keys of the superseded writes (the incremental path derives from the rest).
+    superseded_keys: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -476,3 +478,9 @@ class UnitOutcome:
     buckets_planned: int = 0  # dry runs: what would have been written
     superseded: int = 0
     offsets: OffsetTimestamps | None = None  # rows read with a zone offset beyond the margin
+    records_read: int = 0  # source rows the list queries returned
+    # docs/design.md §4.8: hours whose stored rows disagreed, so every minute of them was recounted.
+    fallback_hours: int = 0
+    derived: int = 0  # 5/15/60-minute buckets written as sums of stored 1-minute rows
+    # docs/design.md §4.8: buckets a direct recount found wrong (count or metadata; not `complete`).
+    drift_repaired: int = 0

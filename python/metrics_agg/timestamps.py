@@ -20,6 +20,7 @@ __all__ = [
     "zone_offset_minutes",
 ]
 
+import functools
 import re
 from datetime import UTC, date, datetime, timedelta
 
@@ -120,8 +121,10 @@ def parse_instant(text: str) -> datetime:
     return dt
 
 
+@functools.lru_cache(maxsize=16384)
 def epoch_minute(dt: datetime) -> int:
-    """Whole minutes since the Unix epoch (floor), for an aware datetime."""
+    """Whole minutes since the Unix epoch (floor), for an aware datetime (memoised: bucket
+    starts recur across every row of a unit)."""
     return (dt - EPOCH) // timedelta(minutes=1)
 
 
@@ -129,8 +132,10 @@ def from_epoch_minute(minute: int) -> datetime:
     return EPOCH + timedelta(minutes=minute)
 
 
+@functools.lru_cache(maxsize=16384)
 def format_bucket_time(dt: datetime) -> str:
-    """``YYYY-MM-DDTHH:MM:SSZ``: bucket bounds and composite keys (docs/design.md §2)."""
+    """``YYYY-MM-DDTHH:MM:SSZ``: bucket bounds and composite keys (docs/design.md §2; memoised:
+    every composite key formats its bucket start)."""
     return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 

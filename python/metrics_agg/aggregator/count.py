@@ -13,7 +13,13 @@ writer from the stored side). ``complete`` is ``bucket end <= snapshot_time`` (d
 
 from __future__ import annotations
 
-__all__ = ["FEEDBACK_METADATA_KEYS", "count_unit", "cross_check", "feedback_class"]
+__all__ = [
+    "FEEDBACK_METADATA_KEYS",
+    "count_minutes",
+    "count_unit",
+    "cross_check",
+    "feedback_class",
+]
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
@@ -76,9 +82,10 @@ def _emit(
     snapshot_time: datetime,
     *,
     zeros: bool,
+    sizes: tuple[int, ...] = BUCKET_SIZES,
 ) -> None:
     record_type, sc, score = scope
-    for size in BUCKET_SIZES:
+    for size in sizes:
         row = counts[size]
         for i, n in enumerate(row):
             if not n and not zeros:
@@ -95,9 +102,9 @@ def _emit(
             )
 
 
-def _zeros(r: HourRange) -> dict[int, list[int]]:
+def _zeros(r: HourRange, sizes: tuple[int, ...] = BUCKET_SIZES) -> dict[int, list[int]]:
     minutes = int((r.end - r.start).total_seconds()) // 60
-    return {size: [0] * (minutes // size) for size in BUCKET_SIZES}
+    return {size: [0] * (minutes // size) for size in sizes}
 
 
 def _count_plain(
@@ -108,11 +115,13 @@ def _count_plain(
     snapshot_time: datetime,
     desired: dict[BucketKey, BucketValue],
     backend: Backend = "auto",
+    sizes: tuple[int, ...] = BUCKET_SIZES,
 ) -> CountResult:
     res = count_records(
         records,
         r.start,
         r.end,
+        sizes=sizes,
         fields=spec.timestamp_fields,
         category_field=spec.category_field,
         backend=backend,
@@ -126,11 +135,20 @@ def _count_plain(
         None,
         snapshot_time,
         zeros=True,
+        sizes=sizes,
     )
     for label, record_type in spec.category_record_types.items():
-        counts = res.category_counts.get(label) or _zeros(r)
+        counts = res.category_counts.get(label) or _zeros(r, sizes)
         _emit(
-            desired, account, (record_type, None, None), r, counts, None, snapshot_time, zeros=True
+            desired,
+            account,
+            (record_type, None, None),
+            r,
+            counts,
+            None,
+            snapshot_time,
+            zeros=True,
+            sizes=sizes,
         )
     return res
 
@@ -151,6 +169,7 @@ def _count_scoped(
     snapshot_time: datetime,
     desired: dict[BucketKey, BucketValue],
     backend: Backend = "auto",
+    sizes: tuple[int, ...] = BUCKET_SIZES,
 ) -> CountResult:
     timestamps: list[object] = []
     labels: list[str | None] = []
@@ -173,7 +192,7 @@ def _count_scoped(
             label = label_of[triple] = str(len(label_of))
         timestamps.append(ts)
         labels.append(label)
-    res = count_buckets(timestamps, r.start, r.end, categories=labels, backend=backend)
+    res = count_buckets(timestamps, r.start, r.end, sizes=sizes, categories=labels, backend=backend)
     # Sum the per-label counts into every scope's total and per-class metadata.
     totals: dict[_Scope, dict[int, list[int]]] = {}
     classes: dict[_Scope, dict[str, dict[int, list[int]]]] = {}
@@ -185,21 +204,32 @@ def _count_scoped(
         for scope in spec.scopes_of({"scorecardId": sc, "scoreId": score}):
             # compositeKey uses scoreId alone (docs/design.md §2): one scope per scoreId.
             key = scope if not SCOPE_OF[scope[0]].by_score else _score_scope(totals, scope)
-            _add(totals.setdefault(key, _zeros(r)), counts)
-            _add(classes.setdefault(key, {}).setdefault(cls, _zeros(r)), counts)
+            _add(totals.setdefault(key, _zeros(r, sizes)), counts)
+            _add(classes.setdefault(key, {}).setdefault(cls, _zeros(r, sizes)), counts)
     _emit(
         desired,
         account,
         all_scope,
         r,
-        totals.get(all_scope) or _zeros(r),
+        totals.get(all_scope) or _zeros(r, sizes),
         classes.get(all_scope, {}),
         snapshot_time,
         zeros=True,
+        sizes=sizes,
     )
     for scope, counts in totals.items():
         if scope != all_scope:
-            _emit(desired, account, scope, r, counts, classes[scope], snapshot_time, zeros=False)
+            _emit(
+                desired,
+                account,
+                scope,
+                r,
+                counts,
+                classes[scope],
+                snapshot_time,
+                zeros=False,
+                sizes=sizes,
+            )
     return res
 
 
@@ -217,13 +247,35 @@ def count_unit(snapshot: Snapshot, *, backend: Backend = "auto") -> UnitCounts:
     Raises:
         ValueError: a range of the snapshot is not made of whole hours.
     """
+    for rr in snapshot.ranges:
+        _check_hours(rr.range)
+    return _count(snapshot, BUCKET_SIZES, backend)
+
+
+def count_minutes(snapshot: Snapshot, *, backend: Backend = "auto") -> UnitCounts:
+    """The 1-minute buckets of every recordType over the snapshot's minute spans
+    (docs/design.md §4.8: the incremental path recounts minutes; coarser sizes are derived).
+
+    Raises:
+        ValueError: a span does not start and end on whole minutes.
+    """
+    for rr in snapshot.ranges:
+        r = rr.range
+        if r.start.second or r.start.microsecond or r.end <= r.start or (r.end - r.start) % _MINUTE:
+            raise ValueError(f"span is not whole minutes: {r}")
+    return _count(snapshot, (1,), backend)
+
+
+_MINUTE = timedelta(minutes=1)
+
+
+def _count(snapshot: Snapshot, sizes: tuple[int, ...], backend: Backend) -> UnitCounts:
     unit = snapshot.unit
     spec = SOURCE_MODELS[unit.key.model]
     desired: dict[BucketKey, BucketValue] = {}
     processed = missing = invalid = outside = one_minute = 0
     examples: list[str] = []
     for rr in snapshot.ranges:
-        _check_hours(rr.range)
         count = _count_scoped if spec.scopes else _count_plain
         res = count(
             spec,
@@ -233,6 +285,7 @@ def count_unit(snapshot: Snapshot, *, backend: Backend = "auto") -> UnitCounts:
             snapshot.snapshot_time,
             desired,
             backend,
+            sizes,
         )
         processed += res.processed
         missing += res.missing

@@ -47,6 +47,12 @@ class InvocationMetrics:
     # Records whose timestamp has a zone offset beyond the read margin (`zones`): a
     # recount can miss them; set METRICS_AGG_ZONE_MARGIN_MINUTES.
     offset_timestamps_beyond_margin: int = 0
+    # docs/design.md §4.8: source rows the list queries returned (cost follows the change).
+    source_rows_read: int = 0
+    # Hours a stream invocation recounted in full because their stored rows disagreed.
+    derivation_fallbacks: int = 0
+    # Buckets the scheduled reconcile found wrong and corrected (0 in a healthy system).
+    drift_repaired: int = 0
 
 
 _METRICS = (
@@ -57,6 +63,9 @@ _METRICS = (
     ("FailedUnits", "failed_units", "Count"),
     ("HttpRequests", "http_requests", "Count"),
     ("OffsetTimestampsBeyondMargin", "offset_timestamps_beyond_margin", "Count"),
+    ("SourceRowsRead", "source_rows_read", "Count"),
+    ("DerivationFallbacks", "derivation_fallbacks", "Count"),
+    ("DriftRepaired", "drift_repaired", "Count"),
 )
 
 

@@ -38,9 +38,11 @@ from datetime import datetime
 from typing import Any
 
 from metrics_agg.aggregator import emf
+from metrics_agg.aggregator._units import run_side_by_side
 from metrics_agg.aggregator.count import count_unit, cross_check
 from metrics_agg.aggregator.event_kinds import event_kind, recount_unit, scheduled_units
 from metrics_agg.aggregator.events import parse_batch
+from metrics_agg.aggregator.incremental import run_stream_unit
 from metrics_agg.aggregator.plan import plan_recount, plan_units
 from metrics_agg.aggregator.read import read_stored, read_unit
 from metrics_agg.aggregator.report import (
@@ -78,17 +80,28 @@ def run_unit(
     deadline: Deadline,
     clock: Callable[[], datetime] = utc_now,
     dry_run: bool = False,
+    incremental: bool = False,
+    reconcile: bool = False,
 ) -> UnitOutcome:
-    """Read, count and write one unit; I/O failures become a failed outcome, not a raise."""
+    """Read, count and write one unit; I/O failures become a failed outcome, not a raise.
+
+    ``incremental`` (stream units): recount the touched minutes and derive the coarser
+    buckets (`incremental`, docs/design.md §4.8); otherwise every size of every hour directly.
+    ``reconcile`` (the scheduled event): every bucket whose stored count or metadata the
+    direct recount corrects is reported as drift (``drift_repaired``, a ⚠ line).
+    """
     key = unit.key
-    _log.info(
-        "%s · %s: %d h in %d range(s) [%s]",
-        key.model,
-        key.account_id,
-        sum(r.hours for r in unit.ranges),
-        len(unit.ranges),
-        window_text(unit),
-    )
+    if incremental:
+        _log.info("%s · %s: incremental (touched minutes)", key.model, key.account_id)
+    else:
+        _log.info(
+            "%s · %s: %d h in %d range(s) [%s]",
+            key.model,
+            key.account_id,
+            sum(r.hours for r in unit.ranges),
+            len(unit.ranges),
+            window_text(unit),
+        )
     for hour in unit.skipped_hours:
         _log.warning(
             "      hour %s is beyond the recount limits: not recounted", format_bucket_time(hour)
@@ -96,6 +109,8 @@ def run_unit(
     t0 = time.monotonic()
     offsets: OffsetTimestamps | None = None
     try:
+        if incremental:
+            return run_stream_unit(client, unit, config=config, deadline=deadline, clock=clock)
         margin = config.zone_margin_minutes
         _log.info(
             "[1/3] Querying %s%s",
@@ -103,12 +118,12 @@ def run_unit(
             f" (ranges widened by a {margin}-min zone margin)" if margin else "",
         )
         # The stored buckets are read first: their hourly counts size the source reads
-        # (docs/design.md §7). Reading them before the snapshot time is taken is safe (DESIGN
-        # §4.5): every write is conditional on the stored updatedAt being no newer than
-        # the snapshot, the touched buckets are written whatever was stored, and a stale
-        # view only picks create vs update (a wrong pick is a conflict, resolved by
-        # retrying the other way) or skips an untouched bucket, which any later change to
-        # it makes some newer snapshot write anyway.
+        # (docs/design.md §7). Reading them before the snapshot time is taken is safe
+        # (docs/design.md §4.5): every write is conditional on the stored updatedAt being
+        # no newer than the snapshot, the touched buckets are written whatever was stored,
+        # and a stale view only picks create vs update (a wrong pick is a conflict, resolved
+        # by retrying the other way) or skips an untouched bucket, which any later change
+        # to it makes some newer snapshot write anyway.
         stored = read_stored(client, unit, deadline=deadline)
         snapshot = read_unit(
             client, unit, config=config, deadline=deadline, clock=clock, stored=stored
@@ -142,12 +157,23 @@ def run_unit(
             invalid=counts.invalid,
             missing=counts.missing,
             offsets=offsets,
+            records_read=snapshot.records_read,
         )
         if dry_run:
             writes = plan_writes(counts, stored)
             _log.info("[3/3] Dry run: %s bucket(s) would be written", fmt_count(len(writes)))
             return replace(base, buckets_planned=len(writes))
+        drift = diff_buckets(counts, stored) if reconcile else []
         out = write_changes(client, counts, config=config, deadline=deadline, stored=stored)
+        if drift:
+            _log.warning(
+                "      ⚠ DriftRepaired: %d bucket(s) corrected, e.g. %s",
+                len(drift),
+                "; ".join(
+                    f"{d.key.composite_key} {d.stored.count if d.stored else 0}->{d.truth.count}"
+                    for d in drift[:5]
+                ),
+            )
         _log.info(
             "[3/3] Wrote %s bucket(s) of %s compared: %d created, %d updated, "
             "%d superseded by a newer snapshot (%d round(s), %.2f s)",
@@ -159,7 +185,12 @@ def run_unit(
             out.rounds,
             time.monotonic() - t0,
         )
-        return replace(base, buckets_written=out.created + out.updated, superseded=out.superseded)
+        return replace(
+            base,
+            buckets_written=out.created + out.updated,
+            superseded=out.superseded,
+            drift_repaired=len(drift),
+        )
     except TransportError as exc:
         _log.error(
             "      ✗ %s · %s failed: %s: %s", key.model, key.account_id, type(exc).__name__, exc
@@ -180,9 +211,9 @@ def _run_units(
     config: Config,
     deadline: Deadline,
     clock: Callable[[], datetime],
+    kind: str = "recount",
 ) -> list[UnitOutcome]:
-    outcomes = []
-    for i, unit in enumerate(units, 1):
+    def one(i: int, unit: WorkUnit) -> UnitOutcome:
         if deadline.remaining() < MIN_UNIT_SECONDS:
             _log.warning(
                 "[%d/%d] %s · %s not started: deadline too close",
@@ -191,18 +222,24 @@ def _run_units(
                 unit.key.model,
                 unit.key.account_id,
             )
-            outcomes.append(
-                UnitOutcome(
-                    unit.key,
-                    ok=False,
-                    error="not started: deadline",
-                    sequence=unit.lowest_sequence,
-                )
+            return UnitOutcome(
+                unit.key,
+                ok=False,
+                error="not started: deadline",
+                sequence=unit.lowest_sequence,
             )
-            continue
         _log.info("── unit %d/%d", i, len(units))
-        outcomes.append(run_unit(client, unit, config=config, deadline=deadline, clock=clock))
-    return outcomes
+        return run_unit(
+            client,
+            unit,
+            config=config,
+            deadline=deadline,
+            clock=clock,
+            incremental=kind == "stream",
+            reconcile=kind == "scheduled",
+        )
+
+    return run_side_by_side(units, one, config.unit_parallelism)
 
 
 def handle_event(
@@ -273,7 +310,14 @@ def handle_event(
                 )
                 outcomes = [UnitOutcome(UnitKey("*", "*"), ok=False, error=str(exc))]
         if not outcomes:
-            outcomes = _run_units(active, units, config=config, deadline=deadline, clock=clock)
+            outcomes = _run_units(
+                active,
+                units,
+                config=config,
+                deadline=deadline,
+                clock=clock,
+                kind=kind,
+            )
             outcomes += undiscovered
             log_report(outcomes, time.monotonic() - t0, active.request_count - before)
         requests = active.request_count - before
@@ -292,6 +336,9 @@ def handle_event(
             failed_units=len(failed),
             http_requests=requests,
             offset_timestamps_beyond_margin=offsets,
+            source_rows_read=sum(o.records_read for o in outcomes),
+            derivation_fallbacks=sum(o.fallback_hours for o in outcomes),
+            drift_repaired=sum(o.drift_repaired for o in outcomes),
         ),
         to_stdout=config.emf_stdout,
         stack=config.emf_stack,
@@ -306,6 +353,7 @@ def handle_event(
                 "failedUnits": [f"{o.key.model}/{o.key.account_id}" for o in failed],
                 "recordsCounted": sum(o.records_counted for o in outcomes),
                 "bucketsWritten": sum(o.buckets_written for o in outcomes),
+                "driftRepaired": sum(o.drift_repaired for o in outcomes),
             }
         )
     return response

@@ -31,6 +31,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from metrics_agg.aggregator.plan import floor_hour
 from metrics_agg.aggregator.zones import scan_offsets
 from metrics_agg.config import Config
 from metrics_agg.deadline import Deadline
@@ -116,32 +117,49 @@ def _range_of(when: datetime | None, ranges: tuple[HourRange, ...]) -> int | Non
 def _hour_counts(
     unit: WorkUnit, r: HourRange, stored: Mapping[str, StoredBucket]
 ) -> tuple[int | None, ...]:
-    """What each hour of ``r`` held at the last write: its stored 60-minute base bucket."""
+    """What each hour of ``r`` held at the last write (None: unknown): its stored 60-minute
+    base bucket, or for a span shorter than its hours (docs/design.md §4.8, minute reads) the sum
+    of the stored 1-minute base buckets of the span's minutes in that hour."""
     spec = SOURCE_MODELS[unit.key.model]
+    account = unit.key.account_id
     out: list[int | None] = []
-    for h in range(r.hours):
-        key = BucketKey(unit.key.account_id, spec.record_type, r.start + timedelta(hours=h), 60)
-        sb = stored.get(key.composite_key)
-        out.append(sb.value.count if sb is not None else None)
+    first = floor_hour(r.start)
+    hour = first
+    while hour < r.end:
+        whole = BucketKey(account, spec.record_type, hour, 60)
+        sb = stored.get(whole.composite_key)
+        lo, hi = max(hour, r.start), min(hour + _HOUR, r.end)
+        if sb is None or (lo == hour and hi == hour + _HOUR):
+            out.append(sb.value.count if sb is not None else None)
+        else:
+            total = 0
+            minute = lo
+            while minute < hi:
+                one = stored.get(BucketKey(account, spec.record_type, minute, 1).composite_key)
+                total += one.value.count if one is not None else 0
+                minute += _MINUTE
+            out.append(total)
+        hour += _HOUR
     return tuple(out)
+
+
+_HOUR = timedelta(hours=1)
+_MINUTE = timedelta(minutes=1)
 
 
 def _fetch(
     client: GraphQLApi,
     unit: WorkUnit,
+    ranges: tuple[HourRange, ...],
     config: Config,
     deadline: Deadline,
     stored: Mapping[str, StoredBucket],
+    key_margin: int | None,
 ) -> list[tuple[int, list[dict[str, Any]]]]:
     spec = SOURCE_MODELS[unit.key.model]
-    tasks = [(ri, qi) for ri in range(len(unit.ranges)) for qi in range(len(spec.list_queries))]
+    tasks = [(ri, qi) for ri in range(len(ranges)) for qi in range(len(spec.list_queries))]
     reads = [
-        SourceRead(
-            qi,
-            unit.ranges[ri].start,
-            unit.ranges[ri].end,
-            _hour_counts(unit, unit.ranges[ri], stored),
-        )
+        SourceRead(qi, ranges[ri].start, ranges[ri].end, _hour_counts(unit, ranges[ri], stored))
         for ri, qi in tasks
     ]
     # One call for every (range, query): small reads share one request, big ones are
@@ -155,6 +173,7 @@ def _fetch(
         parallelism=config.read_parallelism,
         page_limit=config.page_limit,
         zone_margin_minutes=config.zone_margin_minutes,
+        sort_key_margin_minutes=key_margin,
     )
     return [(ri, records) for (ri, _), records in zip(tasks, results, strict=True)]
 
@@ -167,21 +186,27 @@ def read_unit(
     deadline: Deadline | None = None,
     clock: Callable[[], datetime] = utc_now,
     stored: Mapping[str, StoredBucket] | None = None,
+    spans: tuple[HourRange, ...] | None = None,
+    sort_key_margin_minutes: int | None = None,
 ) -> Snapshot:
     """Read every range of ``unit`` and merge the batch's images into one snapshot.
 
     ``stored`` (the unit's stored buckets, by composite key) only sizes the reads: the
     60-minute base buckets say how many records each hour held at the last write.
+    ``spans`` (sorted, disjoint, minute-aligned) replaces ``unit.ranges`` as what is read
+    (docs/design.md §4.8), with ``sort_key_margin_minutes`` passed to `api.list_source_reads`.
 
     Raises:
         ReadError: a list query failed after its retries (nothing of the unit is trusted).
         DeadlineExceeded: the deadline left no time for a read.
     """
     spec = SOURCE_MODELS[unit.key.model]
-    ranges = unit.ranges
+    ranges = unit.ranges if spans is None else spans
     # Taken before the first request: every write of this snapshot is conditional on it.
     snapshot_time = clock()
-    fetched = _fetch(client, unit, config, deadline or Deadline(), stored or {})
+    fetched = _fetch(
+        client, unit, ranges, config, deadline or Deadline(), stored or {}, sort_key_margin_minutes
+    )
     # docs/design.md §4.3: rows whose timestamp's zone offset exceeds the read margin are evidence
     # that a recount can miss records (`zones`); the pipeline reports them.
     offsets = scan_offsets(

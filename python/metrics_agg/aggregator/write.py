@@ -149,6 +149,7 @@ def write_changes(
     pending = plan_writes(counts, stored)
     compared = len(_targets(counts, stored))
     created = updated = superseded = rounds = 0
+    superseded_keys: set[str] = set()
     while pending:
         if rounds == MAX_ROUNDS:
             raise WriteError(
@@ -197,11 +198,17 @@ def write_changes(
                     retry.append(BucketWrite(w.key, w.value, w.snapshot_time, create=True))
                 elif stored_is_newer(now_stored.updated_at, w.snapshot_time):
                     superseded += 1  # docs/design.md §4.5: a newer snapshot already wrote it
+                    superseded_keys.add(w.key.composite_key)
                 else:
                     # Older as an instant (another writer's fraction width may sort it
                     # after ours): compare-and-swap on the exact stored string.
                     retry.append(replace(w, expected_updated_at=now_stored.updated_at))
         pending = retry
     return WriteOutcome(
-        compared=compared, created=created, updated=updated, superseded=superseded, rounds=rounds
+        compared=compared,
+        created=created,
+        updated=updated,
+        superseded=superseded,
+        rounds=rounds,
+        superseded_keys=frozenset(superseded_keys),
     )

@@ -46,10 +46,14 @@ def require_aware(*values: datetime) -> None:
             raise ValueError(f"expected an aware UTC datetime, got naive {value!r}")
 
 
-def _margin(zone_margin_minutes: int) -> int:
+def _margin(zone_margin_minutes: int, key_margin_minutes: int | None = None) -> int:
     if zone_margin_minutes < 0:
         raise ValueError(f"zone margin must be >= 0 minutes, got {zone_margin_minutes}")
-    return SORT_KEY_MARGIN // timedelta(minutes=1) + zone_margin_minutes
+    if key_margin_minutes is None:
+        key_margin_minutes = SORT_KEY_MARGIN // timedelta(minutes=1)
+    if key_margin_minutes < 0:
+        raise ValueError(f"sort-key margin must be >= 0 minutes, got {key_margin_minutes}")
+    return key_margin_minutes + zone_margin_minutes
 
 
 def _minute_prefix(minute: int) -> str:
@@ -135,6 +139,7 @@ def list_source_reads(
     parallelism: int | None = None,
     page_limit: int | None = None,
     zone_margin_minutes: int | None = None,
+    sort_key_margin_minutes: int | None = None,
 ) -> list[list[dict[str, Any]]]:
     """The records of every read (one list per read, in order), in as few requests as fit.
 
@@ -145,7 +150,11 @@ def list_source_reads(
     unknown size that turns out big is split after its first page (`_slices`). Ranges
     carry ``SORT_KEY_MARGIN`` plus the zone margin (default: the client's
     ``config.zone_margin_minutes``); its minutes are expected at the rate of the nearest
-    hour of the read. Sub-ranges are contiguous and disjoint (minute-prefix bounds), and
+    hour of the read. ``sort_key_margin_minutes`` replaces ``SORT_KEY_MARGIN``: the
+    incremental path (docs/design.md §4.8) reads single minutes with 0, which is exact because the
+    bounds are minute prefixes: every AWSDateTime of minute m (AppSync requires the ``T``
+    and a zone designator) sorts strictly between the prefixes of m and m + 1.
+    Sub-ranges are contiguous and disjoint (minute-prefix bounds), and
     records are de-duplicated by id within each read, so the wider range never counts a
     record twice; ranges of different reads may overlap, and the caller merges by id.
 
@@ -158,7 +167,7 @@ def list_source_reads(
     budget = max(1, parallelism if parallelism is not None else config.read_parallelism)
     limit = max(1, page_limit if page_limit is not None else config.page_limit)
     zone = zone_margin_minutes if zone_margin_minutes is not None else config.zone_margin_minutes
-    margin = _margin(zone)
+    margin = _margin(zone, sort_key_margin_minutes)
     slices: list[Slice] = []
     for group, read in enumerate(reads):
         if not 0 <= read.query_index < len(spec.list_queries):

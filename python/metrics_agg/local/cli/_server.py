@@ -74,11 +74,19 @@ def register(sub: Any) -> None:
         help="add N ms to every request, to model AppSync's latency",
     )
     serve.add_argument(
+        "--index-lag-ms",
+        type=float,
+        default=0.0,
+        metavar="N",
+        help="index queries see each write N ms late, as AppSync's eventually consistent "
+        "index reads may (default 0: off)",
+    )
+    serve.add_argument(
         "--batch-window",
         type=float,
         default=None,
         metavar="SECONDS",
-        help="override every table's batching window (default: docs/design.md §6, 15 s)",
+        help="override every table's batching window (default: 1 s, as the template)",
     )
     serve.add_argument(
         "--no-mapping",
@@ -153,6 +161,7 @@ def _serve(args: argparse.Namespace) -> int:
         port=args.port,
         api_key=args.api_key,
         latency_ms=args.latency_ms,
+        index_lag_ms=args.index_lag_ms,
         mapping=mapping,
         batch_window=args.batch_window,
     )
@@ -169,10 +178,12 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"  export PLEXUS_API_URL={stack.endpoint} PLEXUS_API_KEY={args.api_key}")
         if args.host not in ("127.0.0.1", "localhost", "::1"):
             print(f"  warning: bound to {args.host}, reachable beyond this machine")
-        window = "docs/design.md §6" if args.batch_window is None else f"{args.batch_window:g} s"
+        window = "1 s (default)" if args.batch_window is None else f"{args.batch_window:g} s"
         print(f"  event source mapping: {'on, batching window ' + window if mapping else 'off'}")
         if args.latency_ms:
             print(f"  added latency: {args.latency_ms:g} ms per request")
+        if args.index_lag_ms:
+            print(f"  index lag: queries see writes {args.index_lag_ms:g} ms late")
         print("  Ctrl-C to stop")
         sys.stdout.flush()
         while not stop.wait(0.5):

@@ -56,7 +56,7 @@ UNAUTHORIZED = orjson.dumps(
         ]
     }
 )
-_CACHE_SIZE = 512
+_CACHE_SIZE = 4096  # distinct documents: aliased shapes of many sizes (issue 9 load runs)
 
 # AppSync's AWSDateTime: extended ISO 8601, zone mandatory, offset `Z` or `±hh:mm[:ss]`.
 _AWS_DATETIME = re.compile(

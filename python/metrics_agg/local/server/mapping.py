@@ -1,7 +1,11 @@
 """The local event source mapping: stream records -> handler, as Lambda delivers them.
 
-Per table (docs/design.md §6): batches of up to `batch_size` records, or fewer once the oldest
-waiting record has waited `batch_window` seconds. `ReportBatchItemFailures` semantics:
+Per table (docs/design.md §6): batches of up to `batch_size` records, or fewer once the
+oldest waiting record has waited `batch_window` seconds (counted from its arrival, also
+when it arrived while a batch was in flight); one batch in flight per table (a
+ParallelizationFactor of 1), tables in parallel (one thread each), as Lambda delivers one
+shard. The defaults are the registry's (`ModelSpec.batching`), which are the template's
+(`<Model>BatchSize`, `<Model>BatchingWindowSeconds`). `ReportBatchItemFailures` semantics:
 the checkpoint moves to just before the lowest reported sequence number and delivery
 resumes there; a raising handler fails the whole batch. After `max_retries` retries of
 the same position the records go to the on-failure list (like the SQS destination) and
@@ -43,6 +47,10 @@ class _Poller:
         self.batch_size = batch_size
         self.window = window
         self.first_seen: float | None = None
+        # When the oldest record not yet in a delivered batch was appended (monotonic):
+        # the window counts from there, also for records that arrived while a batch of
+        # this table was in flight (they have been waiting since).
+        self.arrived: float | None = None
         self.in_flight = False
         self.attempts: dict[int, int] = {}
 
@@ -74,9 +82,13 @@ class EventSourceMapping:
             _Poller(m, size, window if batch_window is None else batch_window)
             for m, (size, window) in (batching or BATCHING).items()
         ]
+        self._by_table = {p.table: p for p in self._pollers}
         store.on_write(self.notify)
 
-    def notify(self) -> None:
+    def notify(self, table: str | None = None) -> None:
+        p = self._by_table.get(table) if table is not None else None
+        if p is not None and p.arrived is None:
+            p.arrived = time.monotonic()
         with self._wake:
             self._wake.notify_all()
 
@@ -151,11 +163,14 @@ class EventSourceMapping:
         if len(records) < p.batch_size:
             now = time.monotonic()
             if p.first_seen is None:
-                p.first_seen = now
+                p.first_seen = min(now, p.arrived) if p.arrived is not None else now
             if now - p.first_seen < p.window:
                 self._sleep(min(self.poll_interval, p.first_seen + p.window - now))
                 return True
         p.first_seen = None
+        # Records appended from here on arrive during the flight; if the batch was cut at
+        # its size, those left behind have been waiting at least since now.
+        p.arrived = time.monotonic() if len(records) >= p.batch_size else None
         p.in_flight = True
         try:
             self._deliver(p, position, records)

@@ -9,6 +9,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
 
@@ -46,8 +47,10 @@ class LocalStack:
         port: int = 0,
         api_key: str = "local-dev-key",
         latency_ms: float = 0,
+        index_lag_ms: float = 0,
         mapping: bool = True,
         batch_window: float | None = None,
+        batching: Mapping[str, tuple[int, float]] | None = None,
         handler: Handler | None = None,
         max_retries: int = 3,
     ) -> None:
@@ -56,9 +59,11 @@ class LocalStack:
         self.port = port
         self.api_key = api_key
         self.latency_ms = latency_ms
+        self.index_lag_ms = index_lag_ms
         self.faults = FaultPlan()
         self._use_mapping = mapping
         self._batch_window = batch_window
+        self._batching = batching
         self._handler = handler
         self._max_retries = max_retries
         self._store: Store | None = None
@@ -79,6 +84,7 @@ class LocalStack:
 
     def start(self, timeout: float = 10.0) -> None:
         self._store = Store(self.db_path)
+        self._store.index_lag = max(0.0, self.index_lag_ms / 1000.0)
         try:
             # An explicit IPPROTO_TCP: asyncio only sets TCP_NODELAY on accepted connections of
             # a socket it recognises as TCP, and without it every keep-alive request waits ~40 ms
@@ -129,6 +135,7 @@ class LocalStack:
                     self.store,
                     self._handler or self._default_handler,
                     batch_window=self._batch_window,
+                    batching=self._batching,
                     max_retries=self._max_retries,
                 )
                 self.mapping.start()

@@ -24,6 +24,7 @@ from typing import Any
 import orjson
 
 from metrics_agg.local.server import conditions, streams
+from metrics_agg.local.server._index_lag import IndexLag
 from metrics_agg.local.server._store_streams import (
     APPEND_STREAM_SQL,
     STREAM_SCHEMA,
@@ -67,7 +68,7 @@ def _dumps(item: Mapping[str, Any]) -> str:
     return orjson.dumps(item).decode()
 
 
-class Store(StreamTables):
+class Store(StreamTables, IndexLag):
     """SQLite (WAL) behind the local AppSync emulation. Thread-safe: one connection per thread.
 
     Raises (constructor):
@@ -81,10 +82,11 @@ class Store(StreamTables):
         self._all: list[tuple[threading.Thread, sqlite3.Connection]] = []
         self._lock = threading.Lock()
         self._closed = False
-        self._on_write: list[Callable[[], None]] = []
+        self._on_write: list[Callable[[str], None]] = []
         # Rows each index's Query/Scan pages read (before any filter), for measurements:
         # what DynamoDB would charge read capacity for.
         self.rows_read: Counter[str] = Counter()
+        self._init_lag()
         self._init_schema()
 
     # -- connections -----------------------------------------------------------------------
@@ -121,13 +123,14 @@ class Store(StreamTables):
             if owner is me or not owner.is_alive():
                 conn.close()
 
-    def on_write(self, callback: Callable[[], None]) -> None:
-        """Call `callback` after every committed stream append (the mapping's wake-up)."""
+    def on_write(self, callback: Callable[[str], None]) -> None:
+        """Call `callback(table name)` after every committed stream append (the mapping's
+        wake-up, and the arrival time its batching window counts from)."""
         self._on_write.append(callback)
 
-    def _notify(self) -> None:
+    def _notify(self, table: str) -> None:
         for cb in self._on_write:
-            cb()
+            cb(table)
 
     def _init_schema(self) -> None:
         with transaction(self._conn()) as conn:
@@ -201,8 +204,10 @@ class Store(StreamTables):
                     t.name, self.stream_label, {c: key[i] for i, c in enumerate(t.key)}, old, new
                 )
                 conn.execute(APPEND_STREAM_SQL, (t.name, orjson.dumps(record).decode()))
+        if self.index_lag > 0:
+            self._remember(t.name, tuple(key), old)
         if t.streamed:
-            self._notify()
+            self._notify(t.name)
         return old, new
 
     def create(self, model: str, item: Item, condition: Mapping[str, Any] | None = None) -> Item:
@@ -313,7 +318,13 @@ class Store(StreamTables):
                 break
         with self._lock:
             self.rows_read[index.name] += len(items)
-        return items, (last if full or len(items) == limit else None)
+        last = last if full or len(items) == limit else None
+        # The base table (`AggregatedMetrics`) is read consistently; its indexes may lag.
+        if self.index_lag > 0 and partition is not None and index.name != "AggregatedMetrics":
+            items = self._lagged(
+                index, partition, key_condition, descending, start_after, items, last, _derived
+            )
+        return items, last
 
     # -- bulk writes (seeding) ---------------------------------------------------------------
     def bulk_insert(self, model: str, items: Iterable[Item], *, stream: bool = True) -> int:
@@ -341,7 +352,7 @@ class Store(StreamTables):
             )
             conn.executemany(APPEND_STREAM_SQL, records)
         if records:
-            self._notify()
+            self._notify(t.name)
         return len(rows)
 
     # -- the truth, for tests and verification -----------------------------------------------
