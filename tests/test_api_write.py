@@ -90,6 +90,12 @@ def test_create_input_has_every_set_field_in_fixed_widths_and_no_nulls() -> None
         "createdAt": "2024-05-01T14:02:03.004000Z",
         "updatedAt": "2024-05-01T14:02:03.004000Z",
     }
+    # errorCount: only for models with error rules, then on creates and updates alike.
+    for create in (True, False):
+        w = write(5, 4, create=create)
+        errored = BucketWrite(w.key, BucketValue(4, True, None, 3), SNAP, create)
+        assert bucket_input(errored)["errorCount"] == 3
+        assert "errorCount" not in bucket_input(w)
 
 
 def test_update_input_resends_sort_key_fields_and_keeps_created_at() -> None:

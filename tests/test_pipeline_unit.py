@@ -344,7 +344,7 @@ def test_scheduled_with_explicit_accounts_finalizes(
     )
     assert out["status"] == "SUCCESS" and out["units"] == 7
     sb = fake.bucket("a", key.composite_key)
-    assert sb is not None and sb.value == BucketValue(1, True)
+    assert sb is not None and sb.value == BucketValue(1, True, None, 0)  # Task: errorCount
 
 
 def test_scheduled_discovers_pairs(fake: FakeApi, monkeypatch: pytest.MonkeyPatch) -> None:

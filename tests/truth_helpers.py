@@ -45,6 +45,32 @@ CATEGORY = {
 }
 FEEDBACK_TALLIES = ("changedCount", "unchangedCount", "invalidCount")
 
+
+def _code_at_least_400(value: object) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return value >= 400
+    return isinstance(value, str) and value.isascii() and value.isdigit() and int(value) >= 400
+
+
+# DESIGN §2, upstream's own failure conventions: which records count in errorCount.
+# Models absent here have no errorCount at all (unset, not 0).
+IS_ERROR = {
+    "Task": lambda r: r.get("status") == "FAILED",
+    "Evaluation": lambda r: r.get("status") == "FAILED",
+    "Procedure": lambda r: r.get("status") in ("FAILED", "ERROR"),
+    "ScoreResult": lambda r: _code_at_least_400(r.get("code")) or r.get("status") == "error",
+}
+ERROR_TYPES = {
+    "tasks",
+    "evaluations",
+    "procedures",
+    "scoreResults",
+    "predictionScoreResults",
+    "evaluationScoreResults",
+}
+
 Truth = dict[str, tuple[int, dict[str, int] | None]]
 
 
@@ -125,6 +151,25 @@ def truth(store: Store, account: str) -> Truth:
     }
 
 
+def error_truth(store: Store, account: str) -> dict[str, int]:
+    """compositeKey -> errorCount for every bucket holding an error (DESIGN §2 defaults)."""
+    errors: Counter[str] = Counter()
+    for model, is_error in IS_ERROR.items():
+        for record in store.all_records(model, account):
+            dt = instant(next((record[f] for f in TIMESTAMP[model] if record.get(f)), None))
+            if dt is None or not is_error(record):
+                continue
+            types = [BASE_TYPE[model]]
+            if model in CATEGORY:
+                name, mapping = CATEGORY[model]
+                if record.get(name) in mapping:
+                    types.append(mapping[record[name]])
+            for n in SIZES:
+                for t in types:
+                    errors[f"{t}#{bucket_start(dt, n)}#{n}"] += 1
+    return dict(errors)
+
+
 def truth_problems(
     store: Store, account: str, *, check_complete: bool
 ) -> tuple[dict[str, dict[str, Any]], list[str]]:
@@ -132,12 +177,20 @@ def truth_problems(
     (absent = 0), every non-empty truth bucket that is not stored and, with
     ``check_complete``, `complete` against "the bucket had ended when it was written"."""
     want = truth(store, account)
+    want_errors = error_truth(store, account)
     stored = {m["compositeKey"]: m for m in store.all_metrics(account)}
     problems = []
     for key, item in stored.items():
         count, metadata = want.get(key, (0, None))
         if item["count"] != count:
             problems.append(f"{key}: stored {item['count']}, truth {count}")
+        if item["recordType"] in ERROR_TYPES:
+            if item.get("errorCount") != want_errors.get(key, 0):
+                problems.append(
+                    f"{key}: errorCount {item.get('errorCount')}, truth {want_errors.get(key, 0)}"
+                )
+        elif "errorCount" in item:
+            problems.append(f"{key}: errorCount {item['errorCount']} on a model without errors")
         if item["recordType"].startswith("feedbackItems"):
             raw = item.get("metadata")
             have = json.loads(raw) if isinstance(raw, str) else (raw or {})

@@ -16,7 +16,11 @@ RawCount: TypeAlias = tuple[
     list[list[int]],  # counts: one list per size, one count per bucket
     list[tuple[str | None, list[list[int]]]],  # (category, counts), first-counted order
     list[object],  # the first `max_examples` invalid values
+    list[list[int]] | None,  # error counts like `counts`; None without `errors`
+    list[list[list[int]]],  # per category, in the same order, like its counts; [] without
 ]
+# (field, accepted str values, whole-number threshold or None): `models.ErrorRule` as data.
+ErrorRuleData: TypeAlias = tuple[str, Sequence[str], int | None]
 
 build_profile: Final[Literal["debug", "release"]]
 """Cargo profile of this build; benchmarks refuse ``"debug"``."""
@@ -59,6 +63,7 @@ def count_records(
     end_minute: int,
     sizes: Sequence[int],
     max_examples: int = 5,
+    errors: Sequence[ErrorRuleData] | None = None,
 ) -> RawCount:
     """Count records by their timestamp, like ``count_strings``.
 
@@ -66,6 +71,9 @@ def count_records(
     ``get`` method (called); any other item is invalid. Its timestamp is the value of
     the first of ``fields`` that is not absent, ``None`` or ``""``; none: missing. Its
     category is the ``category_field`` value when that is a ``str``, else ``None``.
+    With ``errors``, a processed record is also an error when, for any rule in order,
+    its field's value is a ``str`` equal to one of the values, or (with a threshold) an
+    ``int`` (not a ``bool``) or a ``str`` of ASCII digits whose number is >= it.
 
     Raises:
         ValueError: as ``count_strings``, or ``fields`` empty.

@@ -12,14 +12,17 @@ __all__ = [
     "ACCOUNT_IDS_ENV",
     "COUNTER_ENV",
     "EMF_ENV",
+    "ERRORS_ENV",
     "MAX_ZONE_MARGIN_MINUTES",
     "STACK_ENV",
     "ZONE_MARGIN_ENV",
     "Config",
     "CounterChoice",
     "counter_choice",
+    "parse_errors",
 ]
 
+import json
 import os
 import re
 from collections.abc import Mapping
@@ -27,6 +30,7 @@ from dataclasses import dataclass, field, replace
 from typing import Literal, TypeAlias
 
 from metrics_agg.errors import ConfigError
+from metrics_agg.models import ERROR_FIELDS, SOURCE_MODELS, ErrorRule, ErrorRules
 
 MAX_ZONE_MARGIN_MINUTES = 23 * 60 + 59  # the grammar's largest offset, ±23:59 (docs/design.md §3)
 ZONE_MARGIN_ENV = "METRICS_AGG_ZONE_MARGIN_MINUTES"
@@ -35,6 +39,7 @@ COUNTER_ENV = "METRICS_AGG_COUNTER"
 EMF_ENV = "METRICS_AGG_EMF"
 STACK_ENV = "METRICS_AGG_STACK"  # the template sets it to the stack name
 CounterChoice: TypeAlias = Literal["auto", "rust", "python"]
+ERRORS_ENV = "METRICS_AGG_ERRORS"
 _REGION_IN_HOST = re.compile(r"\.appsync-api\.([a-z0-9-]+)\.amazonaws\.com", re.ASCII)
 
 
@@ -74,6 +79,9 @@ class Config:
     emf_stdout: bool = False
     # The EMF `Stack` dimension: METRICS_AGG_STACK, else the function name, else "local".
     emf_stack: str = "local"
+    # errorCount rules per model (DESIGN §2); a model not named keeps `ModelSpec.errors`,
+    # () turns its errorCount off. From METRICS_AGG_ERRORS (`parse_errors`).
+    errors: Mapping[str, ErrorRules] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not 0 <= self.zone_margin_minutes <= MAX_ZONE_MARGIN_MINUTES:
@@ -81,6 +89,10 @@ class Config:
                 f"zone_margin_minutes ({ZONE_MARGIN_ENV}) must be 0..{MAX_ZONE_MARGIN_MINUTES} "
                 f"(a zone offset is at most ±23:59), got {self.zone_margin_minutes!r}"
             )
+
+    def error_rules(self) -> dict[str, ErrorRules]:
+        """Every model's error rules: the defaults with this config's overrides applied."""
+        return {name: self.errors.get(name, spec.errors) for name, spec in SOURCE_MODELS.items()}
 
     @property
     def auth_mode(self) -> str:
@@ -155,6 +167,9 @@ class Config:
         function = env.get("AWS_LAMBDA_FUNCTION_NAME")
         values["emf_stdout"] = bool(function) or env.get(EMF_ENV) == "1"
         values["emf_stack"] = env.get(STACK_ENV) or function or "local"
+        raw_errors = env.get(ERRORS_ENV)
+        if raw_errors:
+            values["errors"] = parse_errors(raw_errors)
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]
 
@@ -171,3 +186,57 @@ def counter_choice(environ: Mapping[str, str] | None = None) -> CounterChoice:
     if choice in choices:
         return choices[choice]
     raise ConfigError(f"{COUNTER_ENV} must be 'rust', 'python' or unset, got {choice!r}")
+
+
+def parse_errors(text: str) -> dict[str, ErrorRules]:
+    """METRICS_AGG_ERRORS: a JSON object of model -> list of rules (or null / [] for none).
+
+        {"Task": [{"field": "status", "values": ["FAILED", "CANCELLED"]}],
+         "ScoreResult": [{"field": "code", "atLeast": 500}],
+         "Procedure": []}
+
+    Raises:
+        ConfigError: not JSON, an unknown model, or a rule that is not
+            {"field": <a field the model's reads select>, "values": [str, ...] and/or
+            "atLeast": int}.
+    """
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{ERRORS_ENV} is not valid JSON ({exc.msg})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{ERRORS_ENV} must be a JSON object of model -> list of rules")
+    out: dict[str, ErrorRules] = {}
+    for model, rules in data.items():
+        if model not in SOURCE_MODELS:
+            raise ConfigError(
+                f"{ERRORS_ENV}: unknown model {model!r}; models: {', '.join(SOURCE_MODELS)}"
+            )
+        if rules is None:
+            rules = []
+        if not isinstance(rules, list):
+            raise ConfigError(f"{ERRORS_ENV}: {model} must map to a list of rules or null")
+        out[model] = tuple(_rule(model, rule) for rule in rules)
+    return out
+
+
+def _rule(model: str, rule: object) -> ErrorRule:
+    allowed = ERROR_FIELDS[model]
+    where = f"{ERRORS_ENV}: a {model} rule"
+    if not isinstance(rule, dict) or set(rule) - {"field", "values", "atLeast"}:
+        raise ConfigError(f'{where} must be {{"field", "values" and/or "atLeast"}}, got {rule!r}')
+    name, values, at_least = rule.get("field"), rule.get("values", []), rule.get("atLeast")
+    if name not in allowed:
+        raise ConfigError(
+            f"{where} tests {name!r}, which the aggregator does not read; "
+            f"{model} rules can test: {', '.join(allowed)}"
+        )
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        raise ConfigError(f'{where}: "values" must be a list of strings')
+    if at_least is not None and (
+        not isinstance(at_least, int) or isinstance(at_least, bool) or abs(at_least) >= 2**63
+    ):
+        raise ConfigError(f'{where}: "atLeast" must be a whole number')
+    if not values and at_least is None:
+        raise ConfigError(f'{where} needs "values" or "atLeast"')
+    return ErrorRule(str(name), tuple(values), at_least)

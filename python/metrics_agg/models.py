@@ -16,6 +16,7 @@ from __future__ import annotations
 
 __all__ = [
     "BUCKET_SIZES",
+    "ERROR_FIELDS",
     "FEEDBACK_RECORD_TYPES",
     "MODEL_OF_RECORD_TYPE",
     "SCOPE_OF",
@@ -26,6 +27,8 @@ __all__ = [
     "BucketValue",
     "BucketWrite",
     "CountResult",
+    "ErrorRule",
+    "ErrorRules",
     "HourRange",
     "ModelSpec",
     "OffsetTimestamps",
@@ -65,6 +68,28 @@ class ScopeSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class ErrorRule:
+    """One way a record counts as an error (`errorCount`, DESIGN §2): its `field` holds
+
+    - a `str` equal to one of `values` (exactly, case included), or
+    - with `at_least`, a whole number >= it: an `int` (not a bool), or a `str` of ASCII
+      digits only (ScoreResult.code is a string such as "500").
+
+    Anything else (absent, None, other types, "5xx", " 500") does not match. The Rust and
+    the Python counters evaluate these rules in their single pass over the records.
+    """
+
+    field: str
+    values: tuple[str, ...] = ()
+    at_least: int | None = None
+
+
+# A record is an error when any rule matches; () means the model has no error predicate
+# and its buckets carry no errorCount at all (unset, not 0).
+ErrorRules = tuple[ErrorRule, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class ModelSpec:
     """How one Amplify model is read and which recordTypes it feeds (docs/design.md §2)."""
 
@@ -86,6 +111,9 @@ class ModelSpec:
     # defaults must match it (docs/design.md §6). An invocation's cost follows the change
     # (§4.8), so batches are not throttled: a 1 s window keeps lag within seconds.
     batching: tuple[int, float] = (1000, 1.0)
+    # Upstream's own failure conventions (AnthusAI/Plexus dashboard/amplify/data/resource.ts
+    # and its task/procedure components); `Config.errors` overrides them per model.
+    errors: ErrorRules = ()
 
     @property
     def record_types(self) -> tuple[str, ...]:
@@ -132,9 +160,16 @@ SOURCE_MODELS: Mapping[str, ModelSpec] = {
             "scoreResults",
             "type",
             {"prediction": "predictionScoreResults", "evaluation": "evaluationScoreResults"},
+            # An HTTP-like response code ("500") or the sync status "error".
+            errors=(ErrorRule("code", at_least=400), ErrorRule("status", ("error",))),
         ),
         ModelSpec(
-            "Task", ("listTaskByAccountIdAndUpdatedAt",), ("updatedAt",), ("updatedAt",), "tasks"
+            "Task",
+            ("listTaskByAccountIdAndUpdatedAt",),
+            ("updatedAt",),
+            ("updatedAt",),
+            "tasks",
+            errors=(ErrorRule("status", ("FAILED",)),),
         ),
         ModelSpec(
             "Evaluation",
@@ -142,6 +177,7 @@ SOURCE_MODELS: Mapping[str, ModelSpec] = {
             ("updatedAt",),
             ("updatedAt",),
             "evaluations",
+            errors=(ErrorRule("status", ("FAILED",)),),
         ),
         ModelSpec(
             "Procedure",
@@ -149,6 +185,7 @@ SOURCE_MODELS: Mapping[str, ModelSpec] = {
             ("updatedAt",),
             ("updatedAt",),
             "procedures",
+            errors=(ErrorRule("status", ("FAILED", "ERROR")),),
         ),
         ModelSpec(
             "ChatSession",
@@ -186,6 +223,20 @@ SCOPE_OF: Mapping[str, ScopeSpec] = {
 }
 
 
+# The fields error rules may test, per model: the string fields the source reads select
+# (graphql/documents/list_source_records.graphql) besides timestamps and ids. A rule on
+# any other field would never see a value, so `Config` refuses it.
+ERROR_FIELDS: Mapping[str, tuple[str, ...]] = {
+    "Item": ("createdByType",),
+    "ScoreResult": ("code", "status", "type"),
+    "Task": ("status",),
+    "Evaluation": ("status",),
+    "Procedure": ("status",),
+    "ChatSession": ("status",),
+    "FeedbackItem": ("initialAnswerValue", "finalAnswerValue"),
+}
+
+
 def model_for_table(table_name: str) -> ModelSpec | None:
     """Exact match on the prefix before the first '-' (`Item-abc-NONE` -> Item)."""
     return SOURCE_MODELS.get(table_name.split("-", 1)[0])
@@ -208,6 +259,12 @@ class CountResult:
     category_counts: Mapping[str | None, Mapping[int, list[int]]]
     # A few invalid inputs (repr-truncated) for the log; never the whole batch.
     invalid_examples: tuple[str, ...] = ()
+    # With error rules (`count_records(errors=...)`): the processed records that are
+    # errors, shaped like `counts` / `category_counts`; None / {} without rules.
+    error_counts: Mapping[int, list[int]] | None = None
+    category_error_counts: Mapping[str | None, Mapping[int, list[int]]] = field(
+        default_factory=dict
+    )
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -242,6 +299,8 @@ class BucketValue:
     complete: bool
     # Feedback buckets: {"changedCount", "unchangedCount", "invalidCount"}; else None.
     metadata: Mapping[str, int] | None = None
+    # Records matching the model's error rules; None: the model has none (left unset).
+    error_count: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -421,6 +480,7 @@ class UnitCounts:
     outside_window: int
     one_minute_total: int  # sum of the 1-minute buckets of the main recordType (cross-check)
     invalid_examples: tuple[str, ...] = ()
+    errors: bool = False  # the model has error rules: every bucket written carries errorCount
 
 
 @dataclass(frozen=True, slots=True)

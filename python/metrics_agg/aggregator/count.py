@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from metrics_agg.counter.api import Backend, count_buckets, count_records
+from metrics_agg.counter.api import Backend, count_buckets, count_records, is_error
 from metrics_agg.models import (
     BUCKET_SIZES,
     SCOPE_OF,
@@ -33,6 +33,7 @@ from metrics_agg.models import (
     BucketKey,
     BucketValue,
     CountResult,
+    ErrorRules,
     HourRange,
     ModelSpec,
     Snapshot,
@@ -83,10 +84,12 @@ def _emit(
     *,
     zeros: bool,
     sizes: tuple[int, ...] = BUCKET_SIZES,
+    errors: Mapping[int, Sequence[int]] | None = None,
 ) -> None:
     record_type, sc, score = scope
     for size in sizes:
         row = counts[size]
+        error_row = None if errors is None else errors[size]
         for i, n in enumerate(row):
             if not n and not zeros:
                 continue
@@ -98,7 +101,10 @@ def _emit(
                     for key, cls in zip(FEEDBACK_METADATA_KEYS, _CLASSES, strict=True)
                 }
             desired[BucketKey(account, record_type, start, size, sc, score)] = BucketValue(
-                n, _complete(start, size, snapshot_time), metadata
+                n,
+                _complete(start, size, snapshot_time),
+                metadata,
+                None if error_row is None else error_row[i],
             )
 
 
@@ -114,6 +120,7 @@ def _count_plain(
     account: str,
     snapshot_time: datetime,
     desired: dict[BucketKey, BucketValue],
+    rules: ErrorRules,
     backend: Backend = "auto",
     sizes: tuple[int, ...] = BUCKET_SIZES,
 ) -> CountResult:
@@ -125,6 +132,7 @@ def _count_plain(
         fields=spec.timestamp_fields,
         category_field=spec.category_field,
         backend=backend,
+        errors=rules or None,
     )
     _emit(
         desired,
@@ -136,9 +144,11 @@ def _count_plain(
         snapshot_time,
         zeros=True,
         sizes=sizes,
+        errors=res.error_counts,
     )
     for label, record_type in spec.category_record_types.items():
         counts = res.category_counts.get(label) or _zeros(r, sizes)
+        errors = (res.category_error_counts.get(label) or _zeros(r, sizes)) if rules else None
         _emit(
             desired,
             account,
@@ -149,6 +159,7 @@ def _count_plain(
             snapshot_time,
             zeros=True,
             sizes=sizes,
+            errors=errors,
         )
     return res
 
@@ -168,12 +179,15 @@ def _count_scoped(
     account: str,
     snapshot_time: datetime,
     desired: dict[BucketKey, BucketValue],
+    rules: ErrorRules,
     backend: Backend = "auto",
     sizes: tuple[int, ...] = BUCKET_SIZES,
 ) -> CountResult:
     timestamps: list[object] = []
     labels: list[str | None] = []
-    label_of: dict[tuple[str | None, str | None, str], str] = {}
+    # (scorecardId, scoreId, class, is an error) -> label: the counter's one pass splits
+    # the records by everything a scope's count, metadata and errorCount need.
+    label_of: dict[tuple[str | None, str | None, str, bool], str] = {}
     for rec in records:
         ts: object = None
         for name in spec.timestamp_fields:  # effective = editedAt or updatedAt or createdAt
@@ -186,6 +200,7 @@ def _count_scoped(
             sc if isinstance(sc, str) and sc else None,
             score if isinstance(score, str) and score else None,
             feedback_class(rec),
+            bool(rules) and is_error(rec, rules),
         )
         label = label_of.get(triple)
         if label is None:
@@ -196,8 +211,9 @@ def _count_scoped(
     # Sum the per-label counts into every scope's total and per-class metadata.
     totals: dict[_Scope, dict[int, list[int]]] = {}
     classes: dict[_Scope, dict[str, dict[int, list[int]]]] = {}
+    errors: dict[_Scope, dict[int, list[int]]] = {}
     all_scope: _Scope = (spec.scopes[0].record_type, None, None)
-    for (sc, score, cls), label in label_of.items():
+    for (sc, score, cls, err), label in label_of.items():
         counts = res.category_counts.get(label)
         if counts is None:
             continue  # every record of this label was outside the window or invalid
@@ -206,6 +222,12 @@ def _count_scoped(
             key = scope if not SCOPE_OF[scope[0]].by_score else _score_scope(totals, scope)
             _add(totals.setdefault(key, _zeros(r, sizes)), counts)
             _add(classes.setdefault(key, {}).setdefault(cls, _zeros(r, sizes)), counts)
+            if err:
+                _add(errors.setdefault(key, _zeros(r, sizes)), counts)
+
+    def errors_of(scope: _Scope) -> Mapping[int, Sequence[int]] | None:
+        return (errors.get(scope) or _zeros(r, sizes)) if rules else None
+
     _emit(
         desired,
         account,
@@ -216,6 +238,7 @@ def _count_scoped(
         snapshot_time,
         zeros=True,
         sizes=sizes,
+        errors=errors_of(all_scope),
     )
     for scope, counts in totals.items():
         if scope != all_scope:
@@ -229,6 +252,7 @@ def _count_scoped(
                 snapshot_time,
                 zeros=False,
                 sizes=sizes,
+                errors=errors_of(scope),
             )
     return res
 
@@ -241,18 +265,31 @@ def _score_scope(totals: Mapping[_Scope, object], scope: _Scope) -> _Scope:
     return scope
 
 
-def count_unit(snapshot: Snapshot, *, backend: Backend = "auto") -> UnitCounts:
+def count_unit(
+    snapshot: Snapshot,
+    *,
+    backend: Backend = "auto",
+    errors: Mapping[str, ErrorRules] | None = None,
+) -> UnitCounts:
     """Count every recordType of the unit's model, one counter pass per hour range.
+
+    ``errors``: error rules per model (`Config.errors`); a model absent from it uses its
+    default (`ModelSpec.errors`). With rules, every bucket gets an ``error_count``.
 
     Raises:
         ValueError: a range of the snapshot is not made of whole hours.
     """
     for rr in snapshot.ranges:
         _check_hours(rr.range)
-    return _count(snapshot, BUCKET_SIZES, backend)
+    return _count(snapshot, BUCKET_SIZES, backend, errors)
 
 
-def count_minutes(snapshot: Snapshot, *, backend: Backend = "auto") -> UnitCounts:
+def count_minutes(
+    snapshot: Snapshot,
+    *,
+    backend: Backend = "auto",
+    errors: Mapping[str, ErrorRules] | None = None,
+) -> UnitCounts:
     """The 1-minute buckets of every recordType over the snapshot's minute spans
     (docs/design.md §4.8: the incremental path recounts minutes; coarser sizes are derived).
 
@@ -263,15 +300,21 @@ def count_minutes(snapshot: Snapshot, *, backend: Backend = "auto") -> UnitCount
         r = rr.range
         if r.start.second or r.start.microsecond or r.end <= r.start or (r.end - r.start) % _MINUTE:
             raise ValueError(f"span is not whole minutes: {r}")
-    return _count(snapshot, (1,), backend)
+    return _count(snapshot, (1,), backend, errors)
 
 
 _MINUTE = timedelta(minutes=1)
 
 
-def _count(snapshot: Snapshot, sizes: tuple[int, ...], backend: Backend) -> UnitCounts:
+def _count(
+    snapshot: Snapshot,
+    sizes: tuple[int, ...],
+    backend: Backend,
+    errors: Mapping[str, ErrorRules] | None,
+) -> UnitCounts:
     unit = snapshot.unit
     spec = SOURCE_MODELS[unit.key.model]
+    rules = spec.errors if errors is None else errors.get(spec.name, spec.errors)
     desired: dict[BucketKey, BucketValue] = {}
     processed = missing = invalid = outside = one_minute = 0
     examples: list[str] = []
@@ -284,6 +327,7 @@ def _count(snapshot: Snapshot, sizes: tuple[int, ...], backend: Backend) -> Unit
             unit.key.account_id,
             snapshot.snapshot_time,
             desired,
+            rules,
             backend,
             sizes,
         )
@@ -303,6 +347,7 @@ def _count(snapshot: Snapshot, sizes: tuple[int, ...], backend: Backend) -> Unit
         outside_window=outside,
         one_minute_total=one_minute,
         invalid_examples=tuple(examples),
+        errors=bool(rules),
     )
 
 

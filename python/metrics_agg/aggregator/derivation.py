@@ -51,11 +51,13 @@ def derive_coarse(
     always: Iterable[BucketKey],
     recount_hours: Iterable[datetime],
     read_time: datetime,
+    errors: bool = False,
 ) -> tuple[dict[BucketKey, BucketValue], dict[str, StoredBucket]]:
     """(desired coarse values, the stored coarse rows they replace), by series sums.
 
     ``rows``: stored rows (every size) of ``hours``, own writes overlaid. ``complete`` is
-    ``bucket end <= read_time``, the time the writes carry as `updatedAt`.
+    ``bucket end <= read_time``, the time the writes carry as `updatedAt`. ``errors``: the
+    model has error rules, so errorCount is summed like the count.
     """
     hour_set = {epoch_minute(h) for h in hours}
     ones: dict[str, dict[int, BucketValue]] = defaultdict(dict)
@@ -92,12 +94,12 @@ def derive_coarse(
         first = epoch_minute(key.start)
         minutes = ones.get(scope_of(key), {})
         children = [minutes[m] for m in range(first, first + key.minutes) if m in minutes]
-        count, meta = sum_values(key.record_type, children)
+        count, meta, error_count = sum_values(key.record_type, children, errors=errors)
         stored = coarse.get(ck)
         if stored is None and not count and ck not in always_keys and key not in unit.touched:
             continue  # readers take a missing bucket as 0: never create an untouched zero
         end = key.start + timedelta(minutes=key.minutes)
-        desired[key] = BucketValue(count, end <= read_time, meta)
+        desired[key] = BucketValue(count, end <= read_time, meta, error_count)
         if stored is not None:
             replaced[ck] = stored
     return desired, replaced

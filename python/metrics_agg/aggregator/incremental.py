@@ -79,7 +79,9 @@ def run_stream_unit(
         return UnitOutcome(key, ok=True)
     pause("stored-read")
     stored = read_stored(client, unit, deadline=deadline, ranges=hour_ranges(touched_hours))
-    inv = invalidate(unit, stored)
+    # errorCount is derived like the count where the model has error rules (issue 13).
+    with_errors = bool(config.error_rules()[key.model])
+    inv = invalidate(unit, stored, errors=with_errors)
     for hour, reason in sorted(inv.reasons.items()):
         _log.warning(
             "      ⚠ fallback: hour %s recounted directly: %s", format_bucket_time(hour), reason
@@ -116,7 +118,7 @@ def run_stream_unit(
         spans=spans,
         sort_key_margin_minutes=0,
     )
-    counts = count_minutes(snapshot, backend=config.counter_backend)
+    counts = count_minutes(snapshot, backend=config.counter_backend, errors=config.errors)
     _log.info(
         "[2/3] Counting: %s rows read, %s records in the minutes (%d merged, %d removed "
         "from the batch); Cross-check: %s in 1-min buckets vs %s records %s",
@@ -152,6 +154,7 @@ def run_stream_unit(
         always=always,
         recount_hours=inv.recount_hours,
         read_time=read_time,
+        errors=with_errors,
     )
     coarse_counts = UnitCounts(
         unit=WorkUnit(key=key, ranges=ranges, touched=frozenset(always)),
@@ -162,6 +165,7 @@ def run_stream_unit(
         invalid=0,
         outside_window=0,
         one_minute_total=0,
+        errors=with_errors,
     )
     pause("coarse-writes")
     second = write_changes(client, coarse_counts, config=config, deadline=deadline, stored=replaced)

@@ -12,9 +12,10 @@ rows that already disagree would only carry the disagreement forward. The check,
   deployment by something that wrote no rows, has none: its untouched minutes were never
   counted into 1-minute rows);
 - for every scope with a stored row in the hour (recordType, and scorecard/score for
-  feedback): the 60-minute row equals the sum of its 1-minute rows (count and feedback
-  metadata; a missing row is 0), and so does every 5- and 15-minute row over a touched
-  minute.
+  feedback): the 60-minute row equals the sum of its 1-minute rows (count, feedback
+  metadata and, for a model with error rules, errorCount; a missing row is 0), and so does
+  every 5- and 15-minute row over a touched minute. With error rules, a row without
+  errorCount (written before the rules applied) fails the check: its errors are unknown.
 
 `complete` is not compared: it lags by design until the scheduled reconcile.
 """
@@ -99,10 +100,12 @@ def coarse_parents(key: BucketKey) -> list[BucketKey]:
 
 
 def sum_values(
-    record_type: str, values: Iterable[BucketValue]
-) -> tuple[int, dict[str, int] | None]:
-    """Count and (feedback) metadata of a set of 1-minute values; a missing key is 0."""
+    record_type: str, values: Iterable[BucketValue], *, errors: bool = False
+) -> tuple[int, dict[str, int] | None, int | None]:
+    """Count, (feedback) metadata and, with ``errors``, errorCount of a set of 1-minute
+    values; a missing key is 0."""
     total = 0
+    error_total: int | None = 0 if errors else None
     meta: dict[str, int] | None = (
         {"changedCount": 0, "unchangedCount": 0, "invalidCount": 0}
         if record_type in FEEDBACK_RECORD_TYPES
@@ -113,14 +116,20 @@ def sum_values(
         if meta is not None:
             for k in meta:
                 meta[k] += int((v.metadata or {}).get(k, 0))
-    return total, meta
+        if error_total is not None:
+            error_total += v.error_count or 0
+    return total, meta, error_total
 
 
-def _agrees(record_type: str, stored: BucketValue | None, children: list[BucketValue]) -> bool:
-    count, meta = sum_values(record_type, children)
+def _agrees(
+    record_type: str, stored: BucketValue | None, children: list[BucketValue], errors: bool
+) -> bool:
+    if errors and any(c.error_count is None for c in children):
+        return False  # a row from before the error rules: its errors are unknown
+    count, meta, error_total = sum_values(record_type, children, errors=errors)
     if stored is None:
         return count == 0
-    if stored.count != count:
+    if stored.count != count or (errors and stored.error_count != error_total):
         return False
     if meta is None:
         return True
@@ -129,7 +138,7 @@ def _agrees(record_type: str, stored: BucketValue | None, children: list[BucketV
 
 
 def _check_hour(
-    unit: WorkUnit, hour: datetime, rows: list[StoredBucket], touched: set[int]
+    unit: WorkUnit, hour: datetime, rows: list[StoredBucket], touched: set[int], errors: bool
 ) -> str | None:
     spec = SOURCE_MODELS[unit.key.model]
     base = BucketKey(unit.key.account_id, spec.record_type, hour, 60).composite_key
@@ -149,9 +158,15 @@ def _check_hour(
             for start in bucket_starts:
                 stored = sizes.get(size, {}).get(start)
                 children = [ones[m].value for m in range(start, start + size) if m in ones]
-                if not _agrees(record_type, stored.value if stored else None, children):
+                if not _agrees(record_type, stored.value if stored else None, children, errors):
                     have = stored.value.count if stored else 0
                     total = sum(c.count for c in children)
+                    if have == total and errors:
+                        return (
+                            f"{scope}: stored {size}-minute row at "
+                            f"{from_epoch_minute(start):%H:%M} disagrees with its 1-minute rows "
+                            "on errorCount (or they carry none yet)"
+                        )
                     return (
                         f"{scope}: stored {size}-minute row at {from_epoch_minute(start):%H:%M} "
                         f"says {have}, its 1-minute rows sum to {total}"
@@ -159,11 +174,14 @@ def _check_hour(
     return None
 
 
-def invalidate(unit: WorkUnit, stored: Mapping[str, StoredBucket]) -> Invalidation:
+def invalidate(
+    unit: WorkUnit, stored: Mapping[str, StoredBucket], *, errors: bool = False
+) -> Invalidation:
     """Touched minutes of ``unit`` and the self-check of their hours on ``stored`` (pure).
 
     ``stored``: the unit's stored rows of every size over the touched hours, read before
-    this invocation wrote anything.
+    this invocation wrote anything. ``errors``: the model has error rules (errorCount is
+    checked too).
     """
     touched = frozenset(epoch_minute(k.start) for k in unit.touched if k.minutes == 1)
     per_hour: dict[int, set[int]] = defaultdict(set)
@@ -177,7 +195,7 @@ def invalidate(unit: WorkUnit, stored: Mapping[str, StoredBucket]) -> Invalidati
     reasons: dict[datetime, str] = {}
     for first in sorted(per_hour):
         hour = from_epoch_minute(first)
-        reason = _check_hour(unit, hour, rows.get(first, []), per_hour[first])
+        reason = _check_hour(unit, hour, rows.get(first, []), per_hour[first], errors)
         if reason is None:
             derive.append(hour)
         else:

@@ -139,7 +139,7 @@ def run_unit(
         _log.info(
             "[2/3] Counting %s records", fmt_count(sum(len(r.records) for r in snapshot.ranges))
         )
-        counts = count_unit(snapshot, backend=config.counter_backend)
+        counts = count_unit(snapshot, backend=config.counter_backend, errors=config.errors)
         checked = cross_check(counts)
         log_counts(counts, checked)
         if not checked:
@@ -420,7 +420,7 @@ def verify(
             stored = read_stored(active, unit, deadline=deadline)
             snapshot = read_unit(active, unit, config=config, deadline=deadline, stored=stored)
             found.append(snapshot.offsets)
-            counts = count_unit(snapshot, backend=config.counter_backend)
+            counts = count_unit(snapshot, backend=config.counter_backend, errors=config.errors)
             mismatches.extend(diff_buckets(counts, stored, check_complete=check_complete))
             checked += len({k.composite_key for k in counts.desired} | set(stored))
             counted += counts.processed

@@ -1,8 +1,9 @@
 """Desired vs stored -> conditional writes (docs/design.md §4.5).
 
 What is written, per bucket (matched on the composite key):
-- stored, and count, complete or metadata differ, or the bucket is *touched* (it holds an
-  old or new timestamp of a batch record: docs/design.md §4.5's always-write rule) -> update;
+- stored, and count, complete, metadata or errorCount differ, or the bucket is *touched*
+  (it holds an old or new timestamp of a batch record: docs/design.md §4.5's always-write
+  rule) -> update;
 - stored but absent from the desired set (a feedback scope that became empty) -> its
   zero value, by the same rule;
 - not stored: created when its count is non-zero, or when it is touched. A zero bucket
@@ -55,10 +56,10 @@ MAX_ROUNDS = 4
 _ZERO_METADATA = {"changedCount": 0, "unchangedCount": 0, "invalidCount": 0}
 
 
-def _zero(key: BucketKey, snapshot_time: datetime) -> BucketValue:
+def _zero(key: BucketKey, snapshot_time: datetime, *, errors: bool) -> BucketValue:
     meta = dict(_ZERO_METADATA) if key.record_type in FEEDBACK_RECORD_TYPES else None
     end = key.start + timedelta(minutes=key.minutes)
-    return BucketValue(0, end <= snapshot_time, meta)
+    return BucketValue(0, end <= snapshot_time, meta, 0 if errors else None)
 
 
 def _differs(stored: BucketValue, desired: BucketValue) -> tuple[str, ...]:
@@ -71,6 +72,9 @@ def _differs(stored: BucketValue, desired: BucketValue) -> tuple[str, ...]:
         (stored.metadata is None) != (desired.metadata is None)
     ):
         fields.append("metadata")
+    # A model without error rules leaves errorCount alone (another writer may own it).
+    if desired.error_count is not None and stored.error_count != desired.error_count:
+        fields.append("errorCount")
     return tuple(fields)
 
 
@@ -82,11 +86,11 @@ def _targets(
     out = {key.composite_key: (key, value) for key, value in counts.desired.items()}
     for ck, sb in stored.items():
         if ck not in out:
-            out[ck] = (sb.key, _zero(sb.key, snapshot_time))
+            out[ck] = (sb.key, _zero(sb.key, snapshot_time, errors=counts.errors))
     for key in counts.unit.touched:
         ck = key.composite_key
         if ck not in out:
-            out[ck] = (key, _zero(key, snapshot_time))
+            out[ck] = (key, _zero(key, snapshot_time, errors=counts.errors))
     return out
 
 

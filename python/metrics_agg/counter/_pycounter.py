@@ -10,11 +10,18 @@ full grammar. Both caches are bounded and only ever hold fully validated entries
 
 from __future__ import annotations
 
-__all__ = ["RawCount", "build_profile", "count_records", "count_strings"]
+__all__ = [
+    "ErrorRuleData",
+    "RawCount",
+    "build_profile",
+    "count_records",
+    "count_strings",
+    "is_error",
+]
 
 import enum
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import date
 from typing import Final, TypeAlias
 
@@ -28,7 +35,11 @@ RawCount: TypeAlias = tuple[
     list[list[int]],  # counts, one list per size
     list[tuple[str | None, list[list[int]]]],  # (category, counts) in first-counted order
     list[object],  # the first few invalid values
+    list[list[int]] | None,  # error counts like `counts`; None without error rules
+    list[list[list[int]]],  # per category (same order) like its counts; [] without rules
 ]
+# (field, accepted str values, whole-number threshold or None): `models.ErrorRule` as data.
+ErrorRuleData: TypeAlias = tuple[str, Collection[str], int | None]
 
 build_profile: Final = "python"
 
@@ -217,7 +228,8 @@ def count_strings(
         if len(timestamps) != n or missing + invalid + outside + sum(minutes) != n:
             raise _changed_size("timestamps")
         processed = n - missing - invalid - outside
-        return processed, missing, invalid, outside, _sum_sizes(minutes, checked), [], examples
+        totals = _sum_sizes(minutes, checked)
+        return processed, missing, invalid, outside, totals, [], examples, None, []
 
     per_label: dict[str | None, list[int]] = {}
     for text, label in zip(timestamps, categories):  # noqa: B905 (sizes checked after)
@@ -257,6 +269,13 @@ def count_strings(
     return _finish(processed, missing, invalid, outside, per_label, span, checked, examples)
 
 
+def _totals(per_label: dict[str | None, list[int]], span: int) -> list[int]:
+    totals = [0] * span
+    for counts in per_label.values():
+        totals = [a + b for a, b in zip(totals, counts, strict=True)]
+    return totals
+
+
 def _finish(
     processed: int,
     missing: int,
@@ -266,12 +285,57 @@ def _finish(
     span: int,
     sizes: list[int],
     examples: list[object],
+    errors: dict[str | None, list[int]] | None = None,
 ) -> RawCount:
-    totals = [0] * span
-    for counts in per_label.values():
-        totals = [a + b for a, b in zip(totals, counts, strict=True)]
+    totals = _sum_sizes(_totals(per_label, span), sizes)
     categories = [(label, _sum_sizes(counts, sizes)) for label, counts in per_label.items()]
-    return processed, missing, invalid, outside, _sum_sizes(totals, sizes), categories, examples
+    if errors is None:
+        return processed, missing, invalid, outside, totals, categories, examples, None, []
+    error_totals = _sum_sizes(_totals(errors, span), sizes)
+    per_category = [_sum_sizes(errors[label], sizes) for label in per_label]
+    return (
+        processed,
+        missing,
+        invalid,
+        outside,
+        totals,
+        categories,
+        examples,
+        error_totals,
+        per_category,
+    )
+
+
+def is_error(record: object, rules: Sequence[ErrorRuleData]) -> bool:
+    """Whether a (mapping) record matches any error rule (`models.ErrorRule` semantics).
+
+    Types are read with ``type()``, as the extension reads them (``__class__`` cannot
+    disguise a value), and a ``str`` subclass by its characters.
+    """
+    kind = type(record)
+    if kind is dict:
+        getter = record.get  # type: ignore[attr-defined]
+    else:
+        getter = dict.get.__get__(record) if issubclass(kind, dict) else record.get  # type: ignore[attr-defined]
+    for field, values, at_least in rules:
+        value = getter(field)
+        if value is None:
+            continue
+        kind = type(value)
+        if kind is str or issubclass(kind, str):
+            text = str.__str__(value)
+            if text in values or (
+                at_least is not None and text.isascii() and text.isdigit() and int(text) >= at_least
+            ):
+                return True
+        elif (
+            at_least is not None
+            and issubclass(kind, int)
+            and not issubclass(kind, bool)
+            and value >= at_least
+        ):
+            return True
+    return False
 
 
 def _record_value(record: object, fields: list[str]) -> tuple[object, bool]:
@@ -307,9 +371,11 @@ def count_records(
     end_minute: int,
     sizes: Sequence[int],
     max_examples: int = 5,
+    errors: Sequence[ErrorRuleData] | None = None,
 ) -> RawCount:
     """Count records (dicts, or objects with a mapping ``get``) by their first timestamp
-    field whose value is not absent, ``None`` or ``""``."""
+    field whose value is not absent, ``None`` or ``""``; with ``errors``, also those of
+    them that match a rule, in the same pass."""
     checked = _check(start_minute, end_minute, sizes)
     span = end_minute - start_minute
     names = list(fields)
@@ -321,6 +387,8 @@ def count_records(
     heads, rests = _heads.get, _rests.get
     per_label: dict[str | None, list[int]] = {}
     n = len(records)
+    rules = [(str(f), frozenset(v), a) for f, v, a in errors] if errors is not None else []
+    error_cells: dict[str | None, list[int]] | None = {} if errors is not None else None
     for record in records:
         # Fast path: a plain dict whose first field is a string of the common shape.
         minute = None
@@ -365,14 +433,20 @@ def count_records(
         if counts is None:
             _room(span, sum(k is not None for k in per_label) + 2)
             counts = per_label[key] = [0] * span
+            if error_cells is not None:
+                error_cells[key] = [0] * span
         counts[index] += 1
+        if error_cells is not None and is_error(record, rules):
+            error_cells[key][index] += 1
     # A mapping's `get` or a key's `__eq__` may change the list: an iteration that ended
     # early or late did not count n records, so raise as the extension does.
     counted = sum(map(sum, per_label.values()))
     if len(records) != n or missing + invalid + outside + counted != n:
         raise _changed_size("records")
     processed = n - missing - invalid - outside
-    result = _finish(processed, missing, invalid, outside, per_label, span, checked, examples)
+    result = _finish(
+        processed, missing, invalid, outside, per_label, span, checked, examples, error_cells
+    )
     if category_field is None:
-        return (*result[:5], [], result[6])
+        return (*result[:5], [], result[6], result[7], [])
     return result

@@ -7,7 +7,14 @@ lists the loop returns, so the two backends share everything but the loop itself
 
 from __future__ import annotations
 
-__all__ = ["Backend", "count_buckets", "count_records", "counter_backend", "window_minutes"]
+__all__ = [
+    "Backend",
+    "count_buckets",
+    "count_records",
+    "counter_backend",
+    "is_error",
+    "window_minutes",
+]
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
@@ -17,7 +24,7 @@ from typing import Literal, Protocol, TypeAlias
 from metrics_agg.config import COUNTER_ENV, counter_choice
 from metrics_agg.counter import _pycounter
 from metrics_agg.errors import BackendUnavailableError
-from metrics_agg.models import BUCKET_SIZES, CountResult
+from metrics_agg.models import BUCKET_SIZES, CountResult, ErrorRule
 from metrics_agg.timestamps import EPOCH, parse_instant
 
 try:
@@ -154,7 +161,9 @@ def _result(
     *,
     with_categories: bool,
 ) -> CountResult:
-    processed, missing, invalid, outside, counts, categories, examples = raw
+    if len(raw) == 7:  # TODO(issue 13): the extension returns the error counts too
+        raw = (*raw, None, [])
+    processed, missing, invalid, outside, counts, categories, examples, errs, cat_errs = raw
     shown = tuple(_example(value) for value in examples)
     if invalid:
         logger.warning(
@@ -179,6 +188,13 @@ def _result(
         if with_categories
         else {},
         invalid_examples=shown,
+        error_counts=None if errs is None else dict(zip(sizes, errs, strict=True)),
+        category_error_counts={
+            label: dict(zip(sizes, per_size, strict=True))
+            for (label, _), per_size in zip(categories, cat_errs, strict=True)
+        }
+        if with_categories and errs is not None
+        else {},
     )
 
 
@@ -229,16 +245,20 @@ def count_records(
     category_field: str | None = None,
     sizes: Sequence[int] = BUCKET_SIZES,
     backend: Backend = "auto",
+    errors: Sequence[ErrorRule] | None = None,
 ) -> CountResult:
     """Count records by timestamp field, straight from the list (no intermediate lists).
 
     A record's timestamp is the value of the first of ``fields`` that is present and not
     ``None`` or ``""`` (none: missing); its category is its ``category_field`` value when
     that is a ``str``. Records that are not mappings are invalid. Otherwise exactly as
-    ``count_buckets``.
+    ``count_buckets``. With ``errors`` (``ErrorRule``s, any of which makes a record an
+    error), ``error_counts`` and ``category_error_counts`` count the processed records
+    that are errors, in the same pass.
 
     Raises:
-        ValueError: as ``count_buckets``, or ``fields`` empty.
+        ValueError: as ``count_buckets``, ``fields`` empty, or an error rule's threshold
+            outside the 64-bit range.
         BackendUnavailableError: ``backend="rust"`` without the compiled extension.
     """
     start, end, start_minute, end_minute, checked = window_minutes(window_start, window_end, sizes)
@@ -250,6 +270,7 @@ def count_records(
     if category_field is not None and not isinstance(category_field, str):
         raise TypeError("category_field must be a field name or None")
     loops = _loops(backend)
+    rules = None if errors is None else [_rule_data(rule) for rule in errors]
     raw = loops.count_records(
         _as_list(records, "records"),
         fields=names,
@@ -258,5 +279,35 @@ def count_records(
         end_minute=end_minute,
         sizes=checked,
         max_examples=_MAX_EXAMPLES,
+        **({} if rules is None else {"errors": rules}),
     )
     return _result(raw, start, end, checked, with_categories=category_field is not None)
+
+
+_I64 = range(-(2**63), 2**63)
+
+
+def _rule_data(rule: ErrorRule) -> _pycounter.ErrorRuleData:
+    """An ``ErrorRule`` as the loops take it: ``(field, values, at_least)``."""
+    if not isinstance(rule, ErrorRule):
+        raise TypeError(f"errors must be ErrorRule values, got {type(rule).__name__}")
+    if rule.at_least is not None and rule.at_least not in _I64:
+        raise ValueError(f"error rule threshold {rule.at_least} is outside the 64-bit range")
+    for text in (rule.field, *rule.values):
+        if not isinstance(text, str) or not _encodable(text):
+            raise ValueError(f"error rule field and values must be text, got {text!r}")
+    return rule.field, list(rule.values), rule.at_least
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates: no value read from a record equals it
+        return False
+    return True
+
+
+def is_error(record: Mapping[str, object], rules: Sequence[ErrorRule]) -> bool:
+    """Whether one record matches any of ``rules`` (what ``count_records`` counts as an
+    error), for callers that build their own labels (the feedback scopes)."""
+    return _pycounter.is_error(record, [_rule_data(rule) for rule in rules])

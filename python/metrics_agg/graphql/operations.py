@@ -52,6 +52,8 @@ def query_list_score_result_by_account_id_and_updated_at():
     _op_list_score_result_by_account_id_and_updated_at_items.created_at()
     _op_list_score_result_by_account_id_and_updated_at_items.updated_at()
     _op_list_score_result_by_account_id_and_updated_at_items.type()
+    _op_list_score_result_by_account_id_and_updated_at_items.code()
+    _op_list_score_result_by_account_id_and_updated_at_items.status()
     _op_list_score_result_by_account_id_and_updated_at.next_token()
     return _op
 
@@ -64,6 +66,7 @@ def query_list_task_by_account_id_and_updated_at():
     _op_list_task_by_account_id_and_updated_at_items.account_id()
     _op_list_task_by_account_id_and_updated_at_items.created_at()
     _op_list_task_by_account_id_and_updated_at_items.updated_at()
+    _op_list_task_by_account_id_and_updated_at_items.status()
     _op_list_task_by_account_id_and_updated_at.next_token()
     return _op
 
@@ -76,6 +79,7 @@ def query_list_evaluation_by_account_id_and_updated_at():
     _op_list_evaluation_by_account_id_and_updated_at_items.account_id()
     _op_list_evaluation_by_account_id_and_updated_at_items.created_at()
     _op_list_evaluation_by_account_id_and_updated_at_items.updated_at()
+    _op_list_evaluation_by_account_id_and_updated_at_items.status()
     _op_list_evaluation_by_account_id_and_updated_at.next_token()
     return _op
 
@@ -88,6 +92,7 @@ def query_list_procedure_by_account_id_and_updated_at():
     _op_list_procedure_by_account_id_and_updated_at_items.account_id()
     _op_list_procedure_by_account_id_and_updated_at_items.created_at()
     _op_list_procedure_by_account_id_and_updated_at_items.updated_at()
+    _op_list_procedure_by_account_id_and_updated_at_items.status()
     _op_list_procedure_by_account_id_and_updated_at.next_token()
     return _op
 
@@ -100,6 +105,7 @@ def query_list_chat_session_by_account_id_and_updated_at():
     _op_list_chat_session_by_account_id_and_updated_at_items.account_id()
     _op_list_chat_session_by_account_id_and_updated_at_items.created_at()
     _op_list_chat_session_by_account_id_and_updated_at_items.updated_at()
+    _op_list_chat_session_by_account_id_and_updated_at_items.status()
     _op_list_chat_session_by_account_id_and_updated_at.next_token()
     return _op
 
@@ -153,6 +159,7 @@ def query_list_aggregated_metrics_by_account_id_and_record_type_and_time_range_s
     _op_list_aggregated_metrics_by_account_id_and_record_type_and_time_range_start_items.time_range_end()
     _op_list_aggregated_metrics_by_account_id_and_record_type_and_time_range_start_items.number_of_minutes()
     _op_list_aggregated_metrics_by_account_id_and_record_type_and_time_range_start_items.count()
+    _op_list_aggregated_metrics_by_account_id_and_record_type_and_time_range_start_items.error_count()
     _op_list_aggregated_metrics_by_account_id_and_record_type_and_time_range_start_items.complete()
     _op_list_aggregated_metrics_by_account_id_and_record_type_and_time_range_start_items.metadata()
     _op_list_aggregated_metrics_by_account_id_and_record_type_and_time_range_start_items.created_at()

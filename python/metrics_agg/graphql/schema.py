@@ -177,7 +177,7 @@ class CreateProcedureInput(sgqlc.types.Input):
 
 class CreateScoreResultInput(sgqlc.types.Input):
     __schema__ = schema
-    __field_names__ = ('id', 'account_id', 'item_id', 'scorecard_id', 'score_id', 'evaluation_id', 'value', 'type', 'code', 'created_at', 'updated_at')
+    __field_names__ = ('id', 'account_id', 'item_id', 'scorecard_id', 'score_id', 'evaluation_id', 'value', 'type', 'code', 'status', 'created_at', 'updated_at')
     id = sgqlc.types.Field(ID, graphql_name='id')
     account_id = sgqlc.types.Field(sgqlc.types.non_null(String), graphql_name='accountId')
     item_id = sgqlc.types.Field(String, graphql_name='itemId')
@@ -187,6 +187,7 @@ class CreateScoreResultInput(sgqlc.types.Input):
     value = sgqlc.types.Field(String, graphql_name='value')
     type = sgqlc.types.Field(String, graphql_name='type')
     code = sgqlc.types.Field(String, graphql_name='code')
+    status = sgqlc.types.Field(String, graphql_name='status')
     created_at = sgqlc.types.Field(AWSDateTime, graphql_name='createdAt')
     updated_at = sgqlc.types.Field(AWSDateTime, graphql_name='updatedAt')
 
@@ -632,7 +633,7 @@ class ModelProcedureFilterInput(sgqlc.types.Input):
 
 class ModelScoreResultConditionInput(sgqlc.types.Input):
     __schema__ = schema
-    __field_names__ = ('account_id', 'item_id', 'scorecard_id', 'score_id', 'evaluation_id', 'value', 'type', 'code', 'created_at', 'updated_at', 'and_', 'or_', 'not_')
+    __field_names__ = ('account_id', 'item_id', 'scorecard_id', 'score_id', 'evaluation_id', 'value', 'type', 'code', 'status', 'created_at', 'updated_at', 'and_', 'or_', 'not_')
     account_id = sgqlc.types.Field('ModelStringInput', graphql_name='accountId')
     item_id = sgqlc.types.Field('ModelStringInput', graphql_name='itemId')
     scorecard_id = sgqlc.types.Field('ModelStringInput', graphql_name='scorecardId')
@@ -641,6 +642,7 @@ class ModelScoreResultConditionInput(sgqlc.types.Input):
     value = sgqlc.types.Field('ModelStringInput', graphql_name='value')
     type = sgqlc.types.Field('ModelStringInput', graphql_name='type')
     code = sgqlc.types.Field('ModelStringInput', graphql_name='code')
+    status = sgqlc.types.Field('ModelStringInput', graphql_name='status')
     created_at = sgqlc.types.Field('ModelStringInput', graphql_name='createdAt')
     updated_at = sgqlc.types.Field('ModelStringInput', graphql_name='updatedAt')
     and_ = sgqlc.types.Field(sgqlc.types.list_of('ModelScoreResultConditionInput'), graphql_name='and')
@@ -650,7 +652,7 @@ class ModelScoreResultConditionInput(sgqlc.types.Input):
 
 class ModelScoreResultFilterInput(sgqlc.types.Input):
     __schema__ = schema
-    __field_names__ = ('id', 'account_id', 'item_id', 'scorecard_id', 'score_id', 'evaluation_id', 'value', 'type', 'code', 'created_at', 'updated_at', 'and_', 'or_', 'not_')
+    __field_names__ = ('id', 'account_id', 'item_id', 'scorecard_id', 'score_id', 'evaluation_id', 'value', 'type', 'code', 'status', 'created_at', 'updated_at', 'and_', 'or_', 'not_')
     id = sgqlc.types.Field(ModelIDInput, graphql_name='id')
     account_id = sgqlc.types.Field('ModelStringInput', graphql_name='accountId')
     item_id = sgqlc.types.Field('ModelStringInput', graphql_name='itemId')
@@ -660,6 +662,7 @@ class ModelScoreResultFilterInput(sgqlc.types.Input):
     value = sgqlc.types.Field('ModelStringInput', graphql_name='value')
     type = sgqlc.types.Field('ModelStringInput', graphql_name='type')
     code = sgqlc.types.Field('ModelStringInput', graphql_name='code')
+    status = sgqlc.types.Field('ModelStringInput', graphql_name='status')
     created_at = sgqlc.types.Field('ModelStringInput', graphql_name='createdAt')
     updated_at = sgqlc.types.Field('ModelStringInput', graphql_name='updatedAt')
     and_ = sgqlc.types.Field(sgqlc.types.list_of('ModelScoreResultFilterInput'), graphql_name='and')
@@ -845,7 +848,7 @@ class UpdateProcedureInput(sgqlc.types.Input):
 
 class UpdateScoreResultInput(sgqlc.types.Input):
     __schema__ = schema
-    __field_names__ = ('id', 'account_id', 'item_id', 'scorecard_id', 'score_id', 'evaluation_id', 'value', 'type', 'code', 'created_at', 'updated_at')
+    __field_names__ = ('id', 'account_id', 'item_id', 'scorecard_id', 'score_id', 'evaluation_id', 'value', 'type', 'code', 'status', 'created_at', 'updated_at')
     id = sgqlc.types.Field(sgqlc.types.non_null(ID), graphql_name='id')
     account_id = sgqlc.types.Field(String, graphql_name='accountId')
     item_id = sgqlc.types.Field(String, graphql_name='itemId')
@@ -855,6 +858,7 @@ class UpdateScoreResultInput(sgqlc.types.Input):
     value = sgqlc.types.Field(String, graphql_name='value')
     type = sgqlc.types.Field(String, graphql_name='type')
     code = sgqlc.types.Field(String, graphql_name='code')
+    status = sgqlc.types.Field(String, graphql_name='status')
     created_at = sgqlc.types.Field(AWSDateTime, graphql_name='createdAt')
     updated_at = sgqlc.types.Field(AWSDateTime, graphql_name='updatedAt')
 
@@ -1349,7 +1353,7 @@ class Query(sgqlc.types.Type):
 
 class ScoreResult(sgqlc.types.Type):
     __schema__ = schema
-    __field_names__ = ('id', 'account_id', 'item_id', 'scorecard_id', 'score_id', 'evaluation_id', 'value', 'type', 'code', 'created_at', 'updated_at')
+    __field_names__ = ('id', 'account_id', 'item_id', 'scorecard_id', 'score_id', 'evaluation_id', 'value', 'type', 'code', 'status', 'created_at', 'updated_at')
     id = sgqlc.types.Field(sgqlc.types.non_null(ID), graphql_name='id')
     account_id = sgqlc.types.Field(sgqlc.types.non_null(String), graphql_name='accountId')
     item_id = sgqlc.types.Field(String, graphql_name='itemId')
@@ -1359,6 +1363,7 @@ class ScoreResult(sgqlc.types.Type):
     value = sgqlc.types.Field(String, graphql_name='value')
     type = sgqlc.types.Field(String, graphql_name='type')
     code = sgqlc.types.Field(String, graphql_name='code')
+    status = sgqlc.types.Field(String, graphql_name='status')
     created_at = sgqlc.types.Field(sgqlc.types.non_null(AWSDateTime), graphql_name='createdAt')
     updated_at = sgqlc.types.Field(sgqlc.types.non_null(AWSDateTime), graphql_name='updatedAt')
 

@@ -183,6 +183,7 @@ def decode_stored_bucket(row: Mapping[str, Any]) -> StoredBucket | None:
     scorecard_id = row.get("scorecardId") if with_card else None
     score_id = row.get("scoreId") if with_score else None
     created_at = row.get("createdAt")
+    error_count = row.get("errorCount")
     return StoredBucket(
         key=BucketKey(
             account_id,
@@ -192,7 +193,14 @@ def decode_stored_bucket(row: Mapping[str, Any]) -> StoredBucket | None:
             scorecard_id if isinstance(scorecard_id, str) else None,
             score_id if isinstance(score_id, str) else None,
         ),
-        value=BucketValue(count, bool(row.get("complete")), _decode_metadata(row.get("metadata"))),
+        value=BucketValue(
+            count,
+            bool(row.get("complete")),
+            _decode_metadata(row.get("metadata")),
+            error_count
+            if isinstance(error_count, int) and not isinstance(error_count, bool)
+            else None,
+        ),
         updated_at=updated_at,
         created_at=created_at if isinstance(created_at, str) else None,
     )

@@ -79,12 +79,12 @@ def bucket_input(write: BucketWrite) -> dict[str, Any]:
     """The mutation input of one write (docs/design.md §2 field contract, §4.5 fixed widths).
 
     Fields this system never sets (cost, decisionCount, externalAiApiCount,
-    cachedAiApiCount, errorCount; metadata and the scope ids when the bucket has none) are
-    left out, not sent as null: a create stores a null as a NULL attribute (larger rows, and
-    the dashboard reads one 1 MB page), and an update would remove what another writer
-    set. Updates resend every field of the composite sort keys (recordType, timeRangeStart,
-    and scorecardId/scoreId where set) and keep the stored createdAt unless the write names
-    one.
+    cachedAiApiCount; errorCount for a model without error rules; metadata and the scope
+    ids when the bucket has none) are left out, not sent as null: a create stores a null as
+    a NULL attribute (larger rows, and the dashboard reads one 1 MB page), and an update
+    would remove what another writer set. Updates resend every field of the composite sort
+    keys (recordType, timeRangeStart, and scorecardId/scoreId where set) and keep the stored
+    createdAt unless the write names one.
     """
     key, value = write.key, write.value
     fields: dict[str, Any] = {
@@ -104,6 +104,8 @@ def bucket_input(write: BucketWrite) -> dict[str, Any]:
         fields["scoreId"] = key.score_id
     if value.metadata is not None:
         fields["metadata"] = orjson.dumps(dict(value.metadata)).decode()
+    if value.error_count is not None:
+        fields["errorCount"] = value.error_count
     if write.create:
         fields["createdAt"] = format_write_time(write.created_at or write.snapshot_time)
     elif write.created_at is not None:

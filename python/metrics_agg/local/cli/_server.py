@@ -22,6 +22,13 @@ so AggregatedMetrics stays current.
 Point the other commands at it:
   export PLEXUS_API_URL=http://127.0.0.1:8765/graphql PLEXUS_API_KEY=local-dev-key
 
+A read-only dashboard is at http://127.0.0.1:8765/ : per recordType, the last hours of
+buckets in 1/5/15/60-minute charts with their error counts, read the way the Plexus
+dashboard reads them, and the event source mapping's activity; it updates live. It asks
+for the API key and sends it only as the x-api-key header. To watch a demo fill it:
+  metrics-agg serve --db ./demo-data/demo.sqlite3 --no-mapping &
+  metrics-agg demo --keep ./demo-data --records 5000
+
 examples:
   metrics-agg serve --db ./local.sqlite
   metrics-agg serve --db ./local.sqlite --latency-ms 50 --batch-window 1
@@ -176,6 +183,7 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         print(f"metrics-agg local AppSync on {stack.endpoint}  (db: {args.db})")
         print(f"  export PLEXUS_API_URL={stack.endpoint} PLEXUS_API_KEY={args.api_key}")
+        print(f"  dashboard: {stack.endpoint.removesuffix('graphql')}  (asks for the API key)")
         if args.host not in ("127.0.0.1", "localhost", "::1"):
             print(f"  warning: bound to {args.host}, reachable beyond this machine")
         window = "1 s (default)" if args.batch_window is None else f"{args.batch_window:g} s"

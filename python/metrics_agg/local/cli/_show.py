@@ -87,6 +87,7 @@ def _bucket_json(b: StoredBucket) -> dict[str, Any]:
         "count": b.value.count,
         "complete": b.value.complete,
         "metadata": dict(b.value.metadata) if b.value.metadata is not None else None,
+        "errorCount": b.value.error_count,
         "updatedAt": b.updated_at,
     }
 
@@ -145,6 +146,8 @@ def render_show(
     scoped = scope is not None and (scope.by_scorecard or scope.by_score)
     is_feedback = record_type in FEEDBACK_RECORD_TYPES
     by_key = {(b.key.minutes, b.key.start, _scope(b)): b for b in stored}
+    # Models with error rules carry errorCount on every bucket; others never do.
+    with_errors = any(b.value.error_count is not None for b in stored)
     lines = [
         f"{record_type} · account {account} · {start:%Y-%m-%d %H:%M} {arrow} {now:%H:%M} UTC"
         if not ascii_only
@@ -160,34 +163,34 @@ def render_show(
             for s in starts
         ]
         n_stored = sum(1 for k in by_key if k[0] == size)
-        summary.append(
-            (
-                f"{size} min",
-                fmt_count(n_stored),
-                fmt_count(sum(series)),
-                fmt_count(max(series, default=0)),
-                sparkline(series, width=spark_width, ascii_only=ascii_only),
+        row = [
+            f"{size} min",
+            fmt_count(n_stored),
+            fmt_count(sum(series)),
+            fmt_count(max(series, default=0)),
+        ]
+        if with_errors:
+            errors = sum(
+                b.value.error_count or 0
+                for k, b in by_key.items()
+                if k[0] == size and start <= k[1] < last
             )
-        )
-    lines.append(
-        format_table(
-            [
-                Column("size", ">"),
-                Column("stored", ">"),
-                Column("total", ">"),
-                Column("peak", ">"),
-                Column(f"trend (oldest {arrow} newest)"),
-            ],
-            summary,
-            stream=out,
-        )
-    )
+            row.append(fmt_count(errors))
+        summary.append((*row, sparkline(series, width=spark_width, ascii_only=ascii_only)))
+    head = [Column("size", ">"), Column("stored", ">"), Column("total", ">"), Column("peak", ">")]
+    if with_errors:
+        head.append(Column("errors", ">"))
+    head.append(Column(f"trend (oldest {arrow} newest)"))
+    lines.append(format_table(head, summary, stream=out))
     size = table_minutes or _pick_table_minutes(start, last, sizes)
     lines += ["", f"{size}-minute buckets"]
     columns = [Column("start (UTC)")]
     if scoped:
         columns.append(Column("score" if scope is not None and scope.by_score else "scorecard"))
-    columns += [Column("count", ">"), Column("complete", "^")]
+    columns += [Column("count", ">")]
+    if with_errors:
+        columns.append(Column("errors", ">"))
+    columns.append(Column("complete", "^"))
     if is_feedback:
         columns += [Column("changed", ">"), Column("unchanged", ">"), Column("invalid", ">")]
     columns.append(Column("updated (UTC)"))
@@ -205,12 +208,16 @@ def render_show(
         if scoped:
             row.append(key[2])
         if b is None:
-            row += [dash, ""]
+            row += [dash, ""] + [""] * with_errors
             if is_feedback:
                 row += ["", "", ""]
             row.append("not stored")
         else:
-            row += [fmt_count(b.value.count), check if b.value.complete else ""]
+            row.append(fmt_count(b.value.count))
+            if with_errors:
+                held = b.value.error_count
+                row.append(dash if held is None else fmt_count(held))
+            row.append(check if b.value.complete else "")
             if is_feedback:
                 meta = b.value.metadata or {}
                 row += [

@@ -282,12 +282,14 @@ def _show(say: _Printer, stack: Any, account: str, now: datetime, span: timedelt
             index = int((b.key.start - first_minute).total_seconds() // 60)
             if b.key.minutes == 1 and 0 <= index < minutes:
                 series[index] += b.value.count
-        hourly = sum(b.value.count for b in mine if b.key.minutes == 60)
+        hourly = [b for b in mine if b.key.minutes == 60]
+        errors = [b.value.error_count for b in hourly if b.value.error_count is not None]
         rows.append(
             (
                 rt,
                 fmt_count(len(mine)),
-                fmt_count(hourly),
+                fmt_count(sum(b.value.count for b in hourly)),
+                fmt_count(sum(errors)) if errors else "—" if say.unicode else "-",
                 sparkline(series, ascii_only=not say.unicode),
             )
         )
@@ -297,6 +299,7 @@ def _show(say: _Printer, stack: Any, account: str, now: datetime, span: timedelt
                 Column("recordType"),
                 Column("buckets", ">"),
                 Column("records", ">"),
+                Column("errors", ">"),
                 Column(f"per minute, {first_minute:%H:%M}–{now:%H:%M}"),
             ],
             rows,
@@ -304,7 +307,7 @@ def _show(say: _Printer, stack: Any, account: str, now: datetime, span: timedelt
             indent="      ",
         )
     )
-    for rt, size in (("items", 1), ("feedbackItemsByScore", 5)):
+    for rt, size in (("items", 1), ("tasks", 5), ("feedbackItemsByScore", 5)):
         mine = [b for b in stored if b.key.record_type == rt]
         say()
         text = render_show(

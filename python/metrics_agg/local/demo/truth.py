@@ -13,7 +13,7 @@ __all__ = ["Mismatch", "TruthBucket", "compare_with_tables", "direct_counts"]
 
 import json
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -28,6 +28,26 @@ _FEEDBACK_TALLIES = ("changedCount", "unchangedCount", "invalidCount")
 class TruthBucket:
     count: int
     metadata: Mapping[str, int] | None = None
+    errors: int | None = None  # errorCount; None for models without error conventions
+
+
+def _code_error(value: object) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return value >= 400
+    return isinstance(value, str) and value.isascii() and value.isdigit() and int(value) >= 400
+
+
+# DESIGN §2: upstream's failure conventions, written out here rather than taken from
+# `models.ErrorRule`, so the demo checks the counters' rule evaluation too.
+_IS_ERROR: dict[str, Callable[[Mapping[str, Any]], bool]] = {
+    "Task": lambda r: r.get("status") == "FAILED",
+    "Evaluation": lambda r: r.get("status") == "FAILED",
+    "Procedure": lambda r: r.get("status") in ("FAILED", "ERROR"),
+    "ScoreResult": lambda r: _code_error(r.get("code")) or r.get("status") == "error",
+}
+_ERROR_TYPES = frozenset(rt for model in _IS_ERROR for rt in SOURCE_MODELS[model].record_types)
 
 
 def _instant(value: object) -> datetime | None:
@@ -67,6 +87,7 @@ def direct_counts(
     score with changed/unchanged/invalid tallies.
     """
     counts: Counter[str] = Counter()
+    errors: Counter[str] = Counter()
     meta: dict[str, Counter[str]] = {}
     for model, records in records_by_model.items():
         spec = SOURCE_MODELS[model]
@@ -105,17 +126,24 @@ def direct_counts(
                 category = record.get(spec.category_field)
                 if isinstance(category, str) and category in spec.category_record_types:
                     types.append(spec.category_record_types[category])
+            is_error = _IS_ERROR.get(model)
+            failed = is_error is not None and is_error(record)
             for minutes in SIZES:
                 label = _bucket_label(dt, minutes)
                 for record_type in types:
                     counts[f"{record_type}#{label}#{minutes}"] += 1
+                    if failed:
+                        errors[f"{record_type}#{label}#{minutes}"] += 1
     out: dict[str, TruthBucket] = {}
     for key, n in counts.items():
         tally = meta.get(key)
         metadata = None
         if tally is not None:
             metadata = {k: tally.get(k, 0) for k in _FEEDBACK_TALLIES}
-        out[key] = TruthBucket(n, metadata)
+        record_type = key.split("#", 1)[0]
+        out[key] = TruthBucket(
+            n, metadata, errors.get(key, 0) if record_type in _ERROR_TYPES else None
+        )
     return out
 
 
@@ -140,7 +168,8 @@ def compare_with_tables(
     stored_metrics: Iterable[Mapping[str, Any]], truth: Mapping[str, TruthBucket]
 ) -> tuple[int, list[Mismatch]]:
     """(buckets checked, mismatches): every stored bucket against the truth (absent = 0),
-    and every non-empty truth bucket that is not stored. `complete` must equal "the
+    errorCount included (absent for models without error conventions), and every
+    non-empty truth bucket that is not stored. `complete` must equal "the
     bucket had ended when the snapshot that wrote it (`updatedAt`) was taken"."""
     mismatches: list[Mismatch] = []
     seen: set[str] = set()
@@ -149,11 +178,14 @@ def compare_with_tables(
         key = str(item["compositeKey"])
         seen.add(key)
         checked += 1
-        want = truth.get(key, TruthBucket(0))
+        record_type = str(item.get("recordType", ""))
+        want = truth.get(key, TruthBucket(0, None, 0 if record_type in _ERROR_TYPES else None))
         count = int(item["count"])
         reasons = []
         if count != want.count:
             reasons.append("count")
+        if item.get("errorCount") != want.errors:
+            reasons.append("errorCount")
         if str(item.get("recordType", "")).startswith("feedbackItems"):
             have_meta = _stored_metadata(item.get("metadata")) or {}
             want_meta = dict(want.metadata or {})

@@ -22,6 +22,14 @@ _SCORECARDS = {
 }
 
 
+# Status mixes, upstream's values (errorCount counts FAILED, and a procedure's ERROR).
+_STATUSES: dict[str, dict[str, int]] = {
+    "Task": {"COMPLETED": 80, "RUNNING": 10, "FAILED": 10},
+    "Evaluation": {"COMPLETED": 80, "RUNNING": 12, "FAILED": 8},
+    "Procedure": {"COMPLETE": 75, "RUNNING": 10, "FAILED": 8, "ERROR": 7},
+}
+
+
 def _random_id(rng: random.Random) -> str:
     return str(uuid.UUID(int=rng.getrandbits(128)))
 
@@ -96,12 +104,18 @@ def plan_writes(
             plan.mix[f"Item:{kind or 'other'}"] += 1
         elif model == "ScoreResult":
             kind = rng.choices(["prediction", "evaluation"], weights=[60, 40])[0]
+            # Upstream's failure marks (errorCount): an HTTP-like code, or status "error".
+            code = rng.choices(["200", "500", "404"], weights=[92, 5, 3])[0]
+            status = rng.choices(["synced", "error"], weights=[97, 3])[0]
             record |= {
                 "createdAt": ts,
                 "updatedAt": ts,
                 "type": kind,
                 "value": rng.choice(["yes", "no"]),
+                "code": code,
+                "status": status,
             }
+            plan.mix["ScoreResult:error"] += code != "200" or status == "error"
         elif model == "FeedbackItem":
             scorecard = rng.choice(list(_SCORECARDS))
             score = rng.choice(_SCORECARDS[scorecard])
@@ -129,8 +143,10 @@ def plan_writes(
             plan.mix[f"FeedbackItem:{outcome}"] += 1
         else:
             record |= {"createdAt": ts, "updatedAt": ts}
-            if model == "Task":
-                record["status"] = "COMPLETED"
+            statuses = _STATUSES.get(model)
+            if statuses is not None:
+                record["status"] = rng.choices(list(statuses), weights=list(statuses.values()))[0]
+                plan.mix[f"{model}:error"] += record["status"] in ("FAILED", "ERROR")
         plan.mix[model] += 1
         plan.writes.append((model, record))
     return plan
@@ -147,10 +163,13 @@ def mix_line(mix: Counter[str]) -> str:
     )
     parts = [
         f"Item {mix['Item']} ({items})",
-        f"ScoreResult {mix['ScoreResult']}",
+        f"ScoreResult {mix['ScoreResult']} ({mix['ScoreResult:error']} errors)",
         f"FeedbackItem {mix['FeedbackItem']} ({feedback})",
     ]
-    parts += [f"{m} {mix[m]}" for m in ("Task", "ChatSession", "Evaluation", "Procedure") if mix[m]]
+    for m in ("Task", "ChatSession", "Evaluation", "Procedure"):
+        if mix[m]:
+            errors = f" ({mix[m + ':error']} failed)" if m != "ChatSession" else ""
+            parts.append(f"{m} {mix[m]}{errors}")
     return " · ".join(parts)
 
 
@@ -159,7 +178,8 @@ def write_edge_cases(
 ) -> str:
     """The records that make counting hard, written after the mix (docs/design.md §4)."""
     ms = timedelta(milliseconds=1)
-    # A task created, then updated: its updatedAt moves it 5 minutes later (MODIFY).
+    # A task created RUNNING, then FAILED: it moves 5 minutes later (MODIFY) and into
+    # the error counts.
     task_id = _random_id(rng)
     first = _aws_time(now - timedelta(minutes=8), rng)
     api_write(
@@ -180,7 +200,7 @@ def write_edge_cases(
         "Task",
         {
             "id": task_id,
-            "status": "COMPLETED",
+            "status": "FAILED",
             "updatedAt": _aws_time(now - timedelta(minutes=3), rng),
         },
     )
@@ -231,7 +251,7 @@ def write_edge_cases(
         },
     )
     return (
-        "1 task moved 5 min later (update), 1 item deleted, 1 answer changed, "
+        "1 task RUNNING -> FAILED 5 min later (update), 1 item deleted, 1 answer changed, "
         f"1 item 3 h late ({late[11:16]} UTC), 1 invalid createdAt (2024-02-30, written "
         "to the table directly as legacy data)"
     )

@@ -36,6 +36,7 @@ from graphql import (
 )
 
 from metrics_agg.local.server._fastlist import FastListExecutionContext
+from metrics_agg.local.server.dashboard import DashboardRoutes
 from metrics_agg.local.server.faults import Fault, FaultPlan
 from metrics_agg.local.server.resolvers import AppSyncError, Resolvers
 from metrics_agg.local.server.store import Store
@@ -160,7 +161,7 @@ def _format_error(err: GraphQLError) -> dict[str, Any]:
 
 
 class LocalAppSync:
-    """ASGI app for POST /graphql with AppSync's auth and error behaviour."""
+    """ASGI app for POST /graphql with AppSync's auth and error behaviour (+ the local page)."""
 
     def __init__(
         self,
@@ -172,6 +173,7 @@ class LocalAppSync:
     ) -> None:
         self.schema = build_schema(store)
         self.api_key = api_key.encode()
+        self.dashboard = DashboardRoutes(store, self.api_key)
         self.latency = max(0.0, latency_ms / 1000.0)
         self.faults = faults if faults is not None else FaultPlan()
         self._docs: OrderedDict[str, tuple[DocumentNode | None, list[GraphQLError]]] = OrderedDict()
@@ -200,7 +202,9 @@ class LocalAppSync:
         if scope["type"] != "http":
             return
         if scope["path"].rstrip("/") != "/graphql":
-            await _respond(send, 404, b'{"errors":[{"message":"Not Found: POST /graphql"}]}')
+            headers = {k.decode("latin-1").lower(): v for k, v in scope["headers"]}
+            if not await self.dashboard(scope["path"], scope["method"], headers, send):
+                await _respond(send, 404, b'{"errors":[{"message":"Not Found: POST /graphql"}]}')
             return
         if scope["method"] != "POST":
             await _respond(send, 405, b'{"errors":[{"message":"Use POST /graphql"}]}')

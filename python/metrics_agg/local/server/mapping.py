@@ -195,6 +195,14 @@ class EventSourceMapping:
             log.warning("%s: handler raised on %d records: %s", p.table, len(records), error)
         else:
             failed_from, error = _lowest_failure(response, seqs)
+        written = min(float(r["dynamodb"].get("ApproximateCreationDateTime", 0)) for r in records)
+        self.store.record_delivery(
+            p.table,
+            len(records),
+            failed=failed_from is not None,
+            lag=max(0.0, time.time() - written) if written else None,
+            error=error or None,
+        )
         if failed_from is None:
             self.store.set_checkpoint(p.table, seqs[-1])
             p.attempts.clear()

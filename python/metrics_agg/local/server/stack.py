@@ -15,14 +15,14 @@ from typing import Any
 
 import uvicorn
 
-from metrics_agg.config import COUNTER_ENV, EMF_ENV, ZONE_MARGIN_ENV, Config
+from metrics_agg.config import COUNTER_ENV, EMF_ENV, ERRORS_ENV, ZONE_MARGIN_ENV, Config
 from metrics_agg.local.server.app import LocalAppSync
 from metrics_agg.local.server.faults import FaultPlan
 from metrics_agg.local.server.mapping import EventSourceMapping, Handler
 from metrics_agg.local.server.store import Store
 
 log = logging.getLogger("metrics_agg.local.server")
-_FROM_ENVIRONMENT = (ZONE_MARGIN_ENV, COUNTER_ENV, EMF_ENV)
+_FROM_ENVIRONMENT = (ZONE_MARGIN_ENV, COUNTER_ENV, EMF_ENV, ERRORS_ENV)
 
 
 class LocalStack:
@@ -201,8 +201,9 @@ class LocalStack:
     def config(self, **overrides: Any) -> Config:
         """A Config pointing at this stack (keyword overrides as in `Config`).
 
-        The zone margin, the counter backend and the EMF switch come from the environment
-        (METRICS_AGG_ZONE_MARGIN_MINUTES, METRICS_AGG_COUNTER, METRICS_AGG_EMF), as in Lambda,
+        The zone margin, the counter backend, the EMF switch and the error rules come from
+        the environment (METRICS_AGG_ZONE_MARGIN_MINUTES, METRICS_AGG_COUNTER, METRICS_AGG_EMF,
+        METRICS_AGG_ERRORS), as in Lambda,
         so the local mapping (`serve`, `demo`) behaves the way a deployment would; the
         tuning knobs keep their defaults.
         """

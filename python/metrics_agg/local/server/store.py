@@ -371,3 +371,11 @@ class Store(StreamTables, IndexLag):
 
     def all_metrics(self, account_id: str | None = None) -> list[Item]:
         return self.all_records("AggregatedMetrics", account_id)
+
+    def metric_accounts(self) -> list[str]:
+        """Every accountId that has AggregatedMetrics records (the dashboard's account list)."""
+        t = TABLES["AggregatedMetrics"]
+        rows = self._conn().execute(
+            f"SELECT DISTINCT accountId FROM {_q(t.name)} ORDER BY accountId"
+        )
+        return [str(r[0]) for r in rows]
