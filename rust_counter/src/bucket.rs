@@ -83,6 +83,11 @@ pub struct Tally {
     pub category_counts: Vec<Vec<Vec<u64>>>,
     /// Input positions of the first few invalid items.
     pub invalid_examples: Vec<usize>,
+    /// With error counting on ([`Counter::count_errors`]): the processed inputs that
+    /// were errors, like `counts`; `None` when it is off.
+    pub error_counts: Option<Vec<Vec<u64>>>,
+    /// Like `category_counts` (same labels, same order) for the errors; empty when off.
+    pub category_error_counts: Vec<Vec<Vec<u64>>>,
 }
 
 /// A counter for one window. Category 0 is "no category"; callers map labels to indexes.
@@ -94,6 +99,8 @@ pub struct Counter {
     sizes: Vec<usize>,
     /// `per_label[label][minute - start]`.
     per_label: Vec<Vec<u64>>,
+    /// `errors[label][minute - start]` while error counting is on, else `None`.
+    errors: Option<Vec<Vec<u64>>>,
     /// Order in which labels were first counted (index into `per_label`).
     label_order: Vec<usize>,
     seen: Vec<bool>,
@@ -181,6 +188,7 @@ impl Counter {
             minutes,
             sizes: checked,
             per_label: vec![vec![0; minutes]],
+            errors: None,
             label_order: Vec::new(),
             seen: vec![false],
             processed: 0,
@@ -198,15 +206,42 @@ impl Counter {
     /// [`CountError::TooLarge`] when the per-label arrays would exceed the memory bound.
     pub fn ensure_label(&mut self, label: usize) -> Result<(), CountError> {
         while self.per_label.len() <= label {
-            let cells = (self.per_label.len() + 1).saturating_mul(self.minutes);
-            if i64::try_from(cells).map_or(true, |c| c > MAX_CELLS) {
-                return Err(CountError::TooLarge {
-                    minutes: i64::try_from(self.minutes).unwrap_or(i64::MAX),
-                    labels: self.per_label.len() + 1,
-                });
-            }
+            self.check_cells(self.per_label.len() + 1)?;
             self.per_label.push(vec![0; self.minutes]);
+            if let Some(errors) = &mut self.errors {
+                errors.push(vec![0; self.minutes]);
+            }
             self.seen.push(false);
+        }
+        Ok(())
+    }
+
+    /// [`CountError::TooLarge`] unless `labels` labels (twice as many arrays with error
+    /// counting on) stay within the memory bound.
+    fn check_cells(&self, labels: usize) -> Result<(), CountError> {
+        let arrays = labels.saturating_mul(if self.errors.is_some() { 2 } else { 1 });
+        let cells = arrays.saturating_mul(self.minutes);
+        if i64::try_from(cells).map_or(true, |c| c > MAX_CELLS) {
+            return Err(CountError::TooLarge {
+                minutes: i64::try_from(self.minutes).unwrap_or(i64::MAX),
+                labels,
+            });
+        }
+        Ok(())
+    }
+
+    /// Also count errors ([`Counter::count_error_at`]), per label like the counts.
+    ///
+    /// # Errors
+    /// [`CountError::TooLarge`] when the error arrays would exceed the memory bound.
+    pub fn count_errors(&mut self) -> Result<(), CountError> {
+        if self.errors.is_none() {
+            self.errors = Some(Vec::new());
+            if let Err(error) = self.check_cells(self.per_label.len()) {
+                self.errors = None;
+                return Err(error);
+            }
+            self.errors = Some(vec![vec![0; self.minutes]; self.per_label.len()]);
         }
         Ok(())
     }
@@ -266,6 +301,20 @@ impl Counter {
         }
     }
 
+    /// Count the input just counted at (`index`, `label`) as an error too. A no-op
+    /// unless [`Counter::count_errors`] turned error counting on.
+    #[inline]
+    pub fn count_error_at(&mut self, index: usize, label: usize) {
+        if let Some(cell) = self
+            .errors
+            .as_mut()
+            .and_then(|errors| errors.get_mut(label))
+            .and_then(|l| l.get_mut(index))
+        {
+            *cell += 1;
+        }
+    }
+
     /// Classify and count text without a category.
     #[inline]
     pub fn add(&mut self, text: &[u8], position: usize) -> Outcome {
@@ -297,13 +346,19 @@ impl Counter {
     /// they were first counted; `labels()` of the caller maps them back).
     #[must_use]
     pub fn finish(self, with_categories: bool) -> (Tally, Vec<usize>) {
-        let mut totals = vec![0u64; self.minutes];
-        for label in &self.per_label {
-            for (total, &count) in totals.iter_mut().zip(label) {
-                *total += count;
-            }
-        }
-        let counts = self.sum_sizes(&totals);
+        let counts = self.sum_sizes(&sum_labels(&self.per_label, self.minutes));
+        let error_counts = self
+            .errors
+            .as_ref()
+            .map(|errors| self.sum_sizes(&sum_labels(errors, self.minutes)));
+        let category_error_counts = match &self.errors {
+            Some(errors) if with_categories => self
+                .label_order
+                .iter()
+                .map(|&label| self.sum_sizes(&errors[label]))
+                .collect(),
+            _ => Vec::new(),
+        };
         let (category_counts, order) = if with_categories {
             let per = self
                 .label_order
@@ -322,9 +377,36 @@ impl Counter {
             counts,
             category_counts,
             invalid_examples: self.examples,
+            error_counts,
+            category_error_counts,
         };
         (tally, order)
     }
+}
+
+/// Per-minute totals over every label.
+fn sum_labels(per_label: &[Vec<u64>], minutes: usize) -> Vec<u64> {
+    let mut totals = vec![0u64; minutes];
+    for label in per_label {
+        for (total, &count) in totals.iter_mut().zip(label) {
+            *total += count;
+        }
+    }
+    totals
+}
+
+/// Whether `text` is a whole number of ASCII digits (nothing else) that is at least
+/// `threshold`: an error rule's test of a code such as `"500"` (`models.ErrorRule`).
+/// Values beyond `u64` saturate, which keeps the comparison exact for any `i64` threshold.
+#[must_use]
+pub fn digits_at_least(text: &[u8], threshold: i64) -> bool {
+    if text.is_empty() || !text.iter().all(u8::is_ascii_digit) {
+        return false;
+    }
+    let value = text.iter().fold(0u64, |acc, &digit| {
+        acc.saturating_mul(10).saturating_add(u64::from(digit - b'0'))
+    });
+    i128::from(value) >= i128::from(threshold)
 }
 
 /// Dense label indexes for byte-string labels (index 0 is reserved for "no category").
@@ -474,6 +556,66 @@ mod tests {
             message.contains("not aligned to the 60-minute"),
             "{message}"
         );
+    }
+
+    #[test]
+    fn digit_codes() {
+        assert!(digits_at_least(b"500", 400));
+        assert!(digits_at_least(b"400", 400));
+        assert!(digits_at_least(b"0400", 400));
+        assert!(!digits_at_least(b"399", 400));
+        assert!(digits_at_least(b"99999999999999999999999999", i64::MAX));
+        assert!(digits_at_least(b"0", -1));
+        for text in [&b""[..], b"5xx", b" 500", b"500 ", b"-500", b"+500", b"5.0"] {
+            assert!(!digits_at_least(text, 0), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn errors_per_label_and_size() {
+        let mut counter = Counter::new(START, START + 15, &[5, 15], 5).unwrap();
+        counter.count_errors().unwrap();
+        counter.ensure_label(1).unwrap();
+        // (minute, label, is an error)
+        for (minute, label, error) in [(1, 0, true), (2, 1, true), (7, 1, false), (14, 0, true)] {
+            counter.count_at(minute, label);
+            if error {
+                counter.count_error_at(minute, label);
+            }
+        }
+        let (tally, order) = counter.finish(true);
+        assert_eq!(order, vec![0, 1]);
+        assert_eq!(tally.counts, vec![vec![2, 1, 1], vec![4]]);
+        assert_eq!(tally.error_counts, Some(vec![vec![2, 0, 1], vec![3]]));
+        assert_eq!(
+            tally.category_error_counts,
+            vec![vec![vec![1, 0, 1], vec![2]], vec![vec![1, 0, 0], vec![1]]]
+        );
+        // Off by default: no error arrays, and count_error_at does nothing.
+        let mut off = Counter::new(START, START + 15, &[15], 5).unwrap();
+        off.count_at(3, 0);
+        off.count_error_at(3, 0);
+        let (tally, _) = off.finish(true);
+        assert_eq!(tally.error_counts, None);
+        assert!(tally.category_error_counts.is_empty());
+    }
+
+    #[test]
+    fn error_arrays_count_against_the_memory_bound() {
+        // The bound is checked before anything is allocated: pretend a long window.
+        let mut counter = Counter::new(0, 60, &[1], 5).unwrap();
+        counter.minutes = 1 << 27; // MAX_CELLS: the counts alone just fit
+        assert!(matches!(
+            counter.count_errors(),
+            Err(CountError::TooLarge { labels: 1, .. })
+        ));
+        assert!(counter.errors.is_none());
+        counter.minutes = 1 << 26; // one label's counts and errors fit, two labels do not
+        counter.errors = Some(Vec::new());
+        assert!(matches!(
+            counter.ensure_label(1),
+            Err(CountError::TooLarge { labels: 2, .. })
+        ));
     }
 
     #[test]

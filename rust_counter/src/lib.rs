@@ -22,11 +22,12 @@ mod bindings {
     #[cfg(feature = "bench")]
     use crate::bucket::count_strs;
     use crate::bucket::{CountError, Counter, Tally};
-    use crate::records::{self, RecordFields};
+    use crate::records::{self, ErrorRule, RecordFields};
     use crate::source::{self, Counted, Failure};
 
     /// `(processed, missing, invalid, outside_window, counts, category_counts,
-    /// invalid_examples)`, the shape `_rust_counter.pyi` declares.
+    /// invalid_examples, error_counts, category_error_counts)`, the shape
+    /// `_rust_counter.pyi` declares.
     type RawCount = (
         u64,
         u64,
@@ -35,7 +36,11 @@ mod bindings {
         Vec<Vec<u64>>,
         Vec<(Option<Py<PyAny>>, Vec<Vec<u64>>)>,
         Vec<Py<PyAny>>,
+        Option<Vec<Vec<u64>>>,
+        Vec<Vec<Vec<u64>>>,
     );
+    /// `(field, accepted values, threshold)`: `models.ErrorRule` as data.
+    type ErrorRuleData = (String, Vec<String>, Option<i64>);
 
     fn to_py_error(error: CountError) -> PyErr {
         match error {
@@ -56,6 +61,8 @@ mod bindings {
             outside_window,
             counts,
             category_counts,
+            error_counts,
+            category_error_counts,
             ..
         } = tally;
         let categories = keys.into_iter().zip(category_counts).collect();
@@ -67,6 +74,8 @@ mod bindings {
             counts,
             categories,
             examples,
+            error_counts,
+            category_error_counts,
         ))
     }
 
@@ -88,7 +97,7 @@ mod bindings {
 
     /// Count a list of records by their first present timestamp field.
     #[pyfunction]
-    #[pyo3(signature = (records, /, *, fields, category_field, start_minute, end_minute, sizes, max_examples=5))]
+    #[pyo3(signature = (records, /, *, fields, category_field, start_minute, end_minute, sizes, max_examples=5, errors=None))]
     #[allow(clippy::too_many_arguments)]
     fn count_records(
         records: &Bound<'_, PyList>,
@@ -98,6 +107,7 @@ mod bindings {
         end_minute: i64,
         sizes: Vec<i64>,
         max_examples: usize,
+        errors: Option<Vec<ErrorRuleData>>,
     ) -> PyResult<RawCount> {
         let py = records.py();
         if fields.is_empty() {
@@ -105,12 +115,28 @@ mod bindings {
                 "at least one timestamp field is required",
             ));
         }
-        let counter =
+        let mut counter =
             Counter::new(start_minute, end_minute, &sizes, max_examples).map_err(to_py_error)?;
+        if errors.is_some() {
+            counter.count_errors().map_err(to_py_error)?;
+        }
         // Interned keys hash once and usually match the dict's keys by identity.
         let fields = RecordFields {
             fields: fields.iter().map(|f| PyString::intern(py, f)).collect(),
             category: category_field.map(|f| PyString::intern(py, &f)),
+            errors: errors.map(|rules| {
+                rules
+                    .into_iter()
+                    .map(|(field, values, at_least)| ErrorRule {
+                        field: PyString::intern(py, &field),
+                        values: values
+                            .into_iter()
+                            .map(|v| v.into_bytes().into_boxed_slice())
+                            .collect(),
+                        at_least,
+                    })
+                    .collect()
+            }),
         };
         raw(records::count_records(records, &fields, counter))
     }

@@ -18,9 +18,9 @@
 use pyo3::ffi;
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList, PyString};
+use pyo3::types::{PyBool, PyDict, PyInt, PyList, PyString};
 
-use crate::bucket::{Classified, Counter};
+use crate::bucket::{digits_at_least, Classified, Counter};
 use crate::source::{list_item, same_size, value, Categories, Counted, Examples, Failure, Value};
 
 /// `CPython` minor versions (3.x) whose `PyDict_Next` the position hint was checked
@@ -40,6 +40,36 @@ pub struct RecordFields<'py> {
     /// `""` decides the record.
     pub fields: Vec<Bound<'py, PyString>>,
     pub category: Option<Bound<'py, PyString>>,
+    /// Error rules (`models.ErrorRule`), any of which makes a counted record an error;
+    /// `None`: errors are not counted.
+    pub errors: Option<Vec<ErrorRule<'py>>>,
+}
+
+/// One way a record counts as an error: its `field` holds a `str` equal to one of
+/// `values`, or, with `at_least`, a whole number >= it (an `int` that is not a `bool`,
+/// or a `str` of ASCII digits only).
+pub struct ErrorRule<'py> {
+    pub field: Bound<'py, PyString>,
+    pub values: Vec<Box<[u8]>>,
+    pub at_least: Option<i64>,
+}
+
+impl ErrorRule<'_> {
+    /// Whether `found` (the field's value) matches. Comparing an `int` is Python's own
+    /// `>=`, which may run an `int` subclass's method: the value is an owned reference.
+    fn matches(&self, found: &Bound<'_, PyAny>) -> PyResult<bool> {
+        match value(found) {
+            Value::Text(text) => Ok(self.values.iter().any(|v| v.as_ref() == text)
+                || self.at_least.is_some_and(|n| digits_at_least(text, n))),
+            Value::Nothing | Value::Unencodable => Ok(false),
+            Value::Other => match self.at_least {
+                Some(n) if found.is_instance_of::<PyInt>() && !found.is_instance_of::<PyBool>() => {
+                    found.ge(n)
+                }
+                _ => Ok(false),
+            },
+        }
+    }
 }
 
 /// Key objects other than the field's own that are known to equal it (kept per field).
@@ -228,6 +258,22 @@ impl<'py> Record<'_, 'py> {
     }
 }
 
+/// Whether a counted record matches any error rule (looked up in order, first match wins,
+/// like the pure-Python loop).
+fn is_error<'py>(
+    record: &Record<'_, 'py>,
+    rules: &mut [(DictKey<'py>, &ErrorRule<'py>)],
+) -> PyResult<bool> {
+    for (key, rule) in rules.iter_mut() {
+        if let Some(found) = record.get(key)? {
+            if rule.matches(&found)? {
+                return Ok(true);
+            }
+        }
+    }
+    Ok(false)
+}
+
 /// Count a list of records (dicts, or any objects with a mapping `get`).
 ///
 /// Per dict record: one item reference, one lookup per timestamp field tried, one for the
@@ -246,6 +292,12 @@ pub fn count_records(
         .map(|f| DictKey::new(f, hints))
         .collect();
     let mut category = fields.category.as_ref().map(|f| DictKey::new(f, hints));
+    let mut rules: Option<Vec<(DictKey, &ErrorRule)>> = fields.errors.as_ref().map(|rules| {
+        rules
+            .iter()
+            .map(|rule| (DictKey::new(&rule.field, hints), rule))
+            .collect()
+    });
     let mut labels = Categories::new(py);
     let mut examples = Examples {
         max: counter.max_examples(),
@@ -287,6 +339,11 @@ pub fn count_records(
             None => 0,
         };
         counter.count_at(index, label);
+        if let Some(rules) = &mut rules {
+            if is_error(&record, rules)? {
+                counter.count_error_at(index, label);
+            }
+        }
     }
     same_size(records, n, "records")?;
     let (tally, order) = counter.finish(fields.category.is_some());

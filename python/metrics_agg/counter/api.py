@@ -161,8 +161,6 @@ def _result(
     *,
     with_categories: bool,
 ) -> CountResult:
-    if len(raw) == 7:  # TODO(issue 13): the extension returns the error counts too
-        raw = (*raw, None, [])
     processed, missing, invalid, outside, counts, categories, examples, errs, cat_errs = raw
     shown = tuple(_example(value) for value in examples)
     if invalid:
@@ -279,7 +277,7 @@ def count_records(
         end_minute=end_minute,
         sizes=checked,
         max_examples=_MAX_EXAMPLES,
-        **({} if rules is None else {"errors": rules}),
+        errors=rules,
     )
     return _result(raw, start, end, checked, with_categories=category_field is not None)
 
