@@ -94,8 +94,9 @@ def test_status_reports_accounts_record_types_and_activity(
     assert types[:3] == ["items", "predictionItems", "evaluationItems"]
     assert "feedbackItems" in types and "feedbackItemsByScore" not in types
     tables = {t["model"]: t for t in data["tables"]}
-    assert tables["Item"]["invocations"] == 3 and tables["Item"]["records"] == 25
-    assert tables["Task"]["invocations"] == 3 and tables["Task"]["records"] == 3
+    assert tables["Item"]["invocations"] >= 1 and tables["Item"]["records"] == 25
+    assert tables["Task"]["invocations"] >= 1 and tables["Task"]["records"] == 3
+    assert sum(t["invocations"] for t in tables.values()) == len(delivered)
     assert tables["Item"]["pending"] == 0 and tables["Item"]["failed"] == 0
     assert tables["Item"]["last_lag"] is not None and tables["Item"]["last_lag"] >= 0
     assert tables["ChatSession"]["invocations"] == 0 and tables["ChatSession"]["last_at"] is None

@@ -7,7 +7,7 @@ from DESIGN §2 alone (not from `models.ErrorRule`)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +18,21 @@ from hypothesis import strategies as st
 from fixtures_counter import require_rust
 from metrics_agg import count_records
 from metrics_agg.aggregator import pipeline
+from metrics_agg.aggregator.derivation import derive_coarse
+from metrics_agg.aggregator.invalidation import invalidate
 from metrics_agg.config import Config, parse_errors
 from metrics_agg.errors import ConfigError
 from metrics_agg.local.server import LocalClient, LocalStack
-from metrics_agg.models import SOURCE_MODELS, ErrorRule
+from metrics_agg.models import (
+    SOURCE_MODELS,
+    BucketKey,
+    BucketValue,
+    ErrorRule,
+    HourRange,
+    StoredBucket,
+    UnitKey,
+    WorkUnit,
+)
 from truth_helpers import Stream, assert_matches_truth, bucket_start, iso, recent_now
 
 ACCOUNT = "acct-errors"
@@ -381,3 +392,52 @@ def test_overridden_rules_end_to_end(stack: LocalStack, api: LocalClient) -> Non
         config=config,
     )
     assert report.mismatches == ()
+
+
+# --------------------------------------------------------------------------- derived sizes
+
+H = datetime(2024, 5, 1, 10, tzinfo=UTC)
+
+
+def _row(minute: int, size: int, count: int, errors: int | None) -> StoredBucket:
+    key = BucketKey("a", "tasks", H + timedelta(minutes=minute), size)
+    return StoredBucket(key, BucketValue(count, False, None, errors), "2024-05-01T10:30:00.000000Z")
+
+
+def _unit(minute: int) -> WorkUnit:
+    touched = frozenset({BucketKey("a", "tasks", H + timedelta(minutes=minute), 1)})
+    return WorkUnit(UnitKey("Task", "a"), (HourRange(H, H + timedelta(hours=1)),), (), touched)
+
+
+def _stored(*rows: StoredBucket) -> dict[str, StoredBucket]:
+    return {r.key.composite_key: r for r in rows}
+
+
+def test_the_hour_self_check_covers_error_counts() -> None:
+    agreeing = _stored(
+        _row(0, 60, 3, 1), _row(0, 15, 3, 1), _row(0, 5, 3, 1), _row(1, 1, 2, 1), _row(2, 1, 1, 0)
+    )
+    assert invalidate(_unit(1), agreeing, errors=True).derive_hours == (H,)
+    # The 60-minute row's errorCount disagrees with its minutes: recount the hour.
+    wrong = {**agreeing, **_stored(_row(0, 60, 3, 2))}
+    inv = invalidate(_unit(1), wrong, errors=True)
+    assert inv.recount_hours == (H,) and "errorCount" in inv.reasons[H]
+    # Rows written before the rules (no errorCount): their errors are unknown, recount.
+    before = _stored(_row(0, 60, 3, None), _row(0, 15, 3, None), _row(0, 5, 3, None))
+    before |= _stored(_row(1, 1, 2, None), _row(2, 1, 1, None))
+    assert invalidate(_unit(1), before, errors=True).recount_hours == (H,)
+    assert invalidate(_unit(1), before, errors=False).derive_hours == (H,)
+
+
+def test_derived_buckets_sum_error_counts() -> None:
+    rows = _stored(_row(1, 1, 2, 1), _row(2, 1, 1, 0), _row(7, 1, 4, 3))
+    always = {BucketKey("a", "tasks", H, 60), BucketKey("a", "tasks", H, 5)}
+    desired, _ = derive_coarse(
+        _unit(1), rows, hours=[H], always=always, recount_hours=[], read_time=H, errors=True
+    )
+    assert desired[BucketKey("a", "tasks", H, 60)] == BucketValue(7, False, None, 4)
+    assert desired[BucketKey("a", "tasks", H, 5)] == BucketValue(3, False, None, 1)
+    plain, _ = derive_coarse(
+        _unit(1), rows, hours=[H], always=always, recount_hours=[], read_time=H
+    )
+    assert plain[BucketKey("a", "tasks", H, 60)].error_count is None
