@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export METRICS_AGG_REQUIRE_RUST=1
 COUNTER_TESTS=(tests/test_counter_hostile.py tests/test_counting_contract.py
-    tests/test_parity.py tests/test_counting_units.py)
+    tests/test_parity.py tests/test_counting_units.py tests/test_error_rules.py)
 step() { printf '\n=== %s ===\n' "$*"; }
 
 step "counter tests under PYTHONMALLOC=debug (both backends)"
@@ -25,7 +25,7 @@ fi
 PYTHONMALLOC=malloc valgrind --quiet --error-exitcode=99 --leak-check=no \
     --suppressions=.ci/valgrind-python.supp \
     .venv/bin/python -m pytest -q -p no:cacheprovider -k rust \
-    tests/test_counter_hostile.py tests/test_counting_contract.py
+    tests/test_counter_hostile.py tests/test_counting_contract.py tests/test_error_rules.py
 
 step "counter tests on CPython 3.12 and 3.13 against one abi3 wheel"
 work="$(mktemp -d)"
