@@ -185,3 +185,29 @@ def test_missing_local_extra(tmp_path: Path, argv: list[str]) -> None:
     assert "Traceback" not in err and len(err.splitlines()) == 1, err
     assert "pip install 'metrics-agg[local]'" in err
     assert not (tmp_path / "x.sqlite").exists()  # nothing was started or written
+
+
+def test_serve_never_prints_a_key_of_the_users_own(tmp_path: Path) -> None:
+    """The export hint shows the well-known development key only; a chosen key is a secret."""
+    secret = "s3cret-key-of-my-own"
+    db = str(tmp_path / "a.sqlite3")
+    argv = ["serve", "--db", db, "--port", "0", "--no-mapping", "--api-key", secret]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "metrics_agg", *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines: list[str] = []
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            if "Ctrl-C" in line:
+                break
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    out = "".join(lines)
+    assert "PLEXUS_API_KEY=<your --api-key>" in out, out + err
+    assert secret not in out + err

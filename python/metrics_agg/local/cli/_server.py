@@ -12,6 +12,8 @@ import threading
 import time
 from typing import Any
 
+_DEFAULT_KEY = "local-dev-key"
+
 _SERVE_EPILOG = """\
 The endpoint speaks the Amplify-generated AppSync API of schema.graphql (API key in the
 x-api-key header). Every create/update/delete of a source model appends a DynamoDB stream
@@ -70,8 +72,8 @@ def register(sub: Any) -> None:
     serve.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 = any)")
     serve.add_argument(
         "--api-key",
-        default="local-dev-key",
-        help="API key clients must send in x-api-key (default local-dev-key)",
+        default=_DEFAULT_KEY,
+        help=f"API key clients must send in x-api-key (default {_DEFAULT_KEY})",
     )
     serve.add_argument(
         "--latency-ms",
@@ -182,7 +184,10 @@ def _serve(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         print(f"metrics-agg local AppSync on {stack.endpoint}  (db: {args.db})")
-        print(f"  export PLEXUS_API_URL={stack.endpoint} PLEXUS_API_KEY={args.api_key}")
+        # Only the well-known development key is echoed: a key of the user's own is a secret,
+        # and a terminal's output ends up in logs and screenshots.
+        key = args.api_key if args.api_key == _DEFAULT_KEY else "<your --api-key>"
+        print(f"  export PLEXUS_API_URL={stack.endpoint} PLEXUS_API_KEY={key}")
         print(f"  dashboard: {stack.endpoint.removesuffix('graphql')}  (asks for the API key)")
         if args.host not in ("127.0.0.1", "localhost", "::1"):
             print(f"  warning: bound to {args.host}, reachable beyond this machine")
