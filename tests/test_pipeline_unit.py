@@ -225,8 +225,39 @@ def test_human_log_and_emf(
         "SourceRowsRead",
         "DerivationFallbacks",
         "DriftRepaired",
+        "FreshnessSeconds",
     }
+    # NOW (12:30) minus the batch's oldest ApproximateCreationDateTime (12:10:00).
+    assert doc["FreshnessSeconds"] == 1200.0
     assert doc["DerivationFallbacks"] == 2  # acct-1 and acct-2: first aggregation of 12:00
+
+
+def test_freshness_is_the_oldest_record_and_only_for_streams(
+    fake: FakeApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lines: list[dict[str, Any]] = []
+    monkeypatch.setattr(emf, "emit", lambda m: lines.append(json.loads(emf.render(m))))
+    ev = event("item_insert")
+    ev["Records"][1]["dynamodb"]["ApproximateCreationDateTime"] = 1714565400 - 300
+    del ev["Records"][0]["dynamodb"]["ApproximateCreationDateTime"]
+    ev["Records"].append({"eventSource": "aws:dynamodb", "dynamodb": {}})  # malformed
+    run(ev)
+    run(
+        {
+            "recount": {
+                "accountId": "acct-1",
+                "model": "Item",
+                "start": "2024-05-01T11:00Z",
+                "end": "2024-05-01T12:00Z",
+            }
+        }
+    )
+    stream, recount = lines
+    assert stream["FreshnessSeconds"] == 1500.0
+    assert "FreshnessSeconds" not in recount
+    assert "FreshnessSeconds" not in {
+        m["Name"] for m in recount["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+    }
 
 
 def test_partial_log(fake: FakeApi, caplog: pytest.LogCaptureFixture) -> None:

@@ -40,7 +40,13 @@ def _statements(r: Rendered) -> list[tuple[str, dict[str, Any]]]:
 
 
 def _mappings(r: Rendered) -> dict[str, dict[str, Any]]:
-    return {k: v for k, v in r.resources.items() if v["Type"] == "AWS::Lambda::EventSourceMapping"}
+    """The stream mappings (the backfill queue's SQS mapping is always there, issue 12)."""
+    assert r.resources["BackfillMapping"]["Type"] == "AWS::Lambda::EventSourceMapping"
+    return {
+        k: v
+        for k, v in r.resources.items()
+        if v["Type"] == "AWS::Lambda::EventSourceMapping" and k != "BackfillMapping"
+    }
 
 
 STREAM_SETS = {

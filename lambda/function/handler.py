@@ -1,8 +1,9 @@
 """AWS Lambda entry point (SAM `Handler: handler.handler`): adapts, decides nothing.
 
-Stream batches, the 5-minute schedule and `{"recount": {...}}` events all go to
-`metrics_agg.aggregator.pipeline.handle_event` (docs/design.md §4), which returns the response dict:
-`{"batchItemFailures": [...]}` for streams (ReportBatchItemFailures), a summary otherwise.
+Stream batches, backfill-queue (SQS) batches, the 5-minute schedule and `{"recount": {...}}`
+events all go to `metrics_agg.aggregator.pipeline.handle_event` (docs/design.md §4), which
+returns the typed response: `{"batchItemFailures": [...]}` for streams and SQS
+(ReportBatchItemFailures), a summary otherwise.
 Configuration is read once per cold start; the deadline comes from the Lambda context so
 the pipeline stops and reports before Lambda's timeout.
 """
@@ -13,12 +14,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from metrics_agg.aggregator.lambda_support import configure_logging, load_config
-from metrics_agg.aggregator.pipeline import handle_event
+from metrics_agg.aggregator.pipeline import InvocationResponse, handle_event
 from metrics_agg.deadline import Deadline
 
 configure_logging()
 CONFIG = load_config()
 
 
-def handler(event: Mapping[str, Any], context: object) -> dict[str, Any]:
+def handler(event: Mapping[str, Any], context: object) -> InvocationResponse:
     return handle_event(event, config=CONFIG, deadline=Deadline.from_lambda_context(context))

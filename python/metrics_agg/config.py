@@ -10,10 +10,12 @@ from __future__ import annotations
 
 __all__ = [
     "ACCOUNT_IDS_ENV",
+    "BACKFILL_QUEUE_ENV",
     "COUNTER_ENV",
     "EMF_ENV",
     "ERRORS_ENV",
     "MAX_ZONE_MARGIN_MINUTES",
+    "PROGRESS_QUEUE_ENV",
     "STACK_ENV",
     "ZONE_MARGIN_ENV",
     "Config",
@@ -40,6 +42,8 @@ EMF_ENV = "METRICS_AGG_EMF"
 STACK_ENV = "METRICS_AGG_STACK"  # the template sets it to the stack name
 CounterChoice: TypeAlias = Literal["auto", "rust", "python"]
 ERRORS_ENV = "METRICS_AGG_ERRORS"
+PROGRESS_QUEUE_ENV = "METRICS_AGG_BACKFILL_PROGRESS_URL"
+BACKFILL_QUEUE_ENV = "METRICS_AGG_BACKFILL_QUEUE_URL"
 _REGION_IN_HOST = re.compile(r"\.appsync-api\.([a-z0-9-]+)\.amazonaws\.com", re.ASCII)
 
 
@@ -82,6 +86,10 @@ class Config:
     # errorCount rules per model (DESIGN §2); a model not named keeps `ModelSpec.errors`,
     # () turns its errorCount off. From METRICS_AGG_ERRORS (`parse_errors`).
     errors: Mapping[str, ErrorRules] = field(default_factory=dict)
+    # Where backfill units report their end (`backfill.progress`); None: not reported.
+    progress_queue_url: str | None = None
+    # Where `metrics-agg backfill` sends its units (the CLI only; the stack's output).
+    backfill_queue_url: str | None = None
 
     def __post_init__(self) -> None:
         if not 0 <= self.zone_margin_minutes <= MAX_ZONE_MARGIN_MINUTES:
@@ -145,6 +153,8 @@ class Config:
             "api_key": env.get("PLEXUS_API_KEY") or env.get("GRAPHQL_API_KEY") or None,
             "region": env.get("METRICS_AGG_REGION") or None,
             "default_region": env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None,
+            "progress_queue_url": env.get(PROGRESS_QUEUE_ENV) or None,
+            "backfill_queue_url": env.get(BACKFILL_QUEUE_ENV) or None,
         }
         for name, var in (
             ("max_hours_back", "METRICS_AGG_MAX_HOURS_BACK"),

@@ -6,7 +6,8 @@
     └── TransportError              an I/O call failed after its retries
         ├── ReadError               a query (list page, stored buckets) failed
         ├── WriteError              a mutation request failed as a whole
-        └── DeadlineExceeded        the caller's deadline left no time to (re)try
+        ├── DeadlineExceeded        the caller's deadline left no time to (re)try
+        └── QueueError              an SQS call (backfill queue, progress) failed
 
 Wrong use of the counting API (unaligned window, bad sizes) raises ``ValueError``;
 bad *data* is never raised: it is counted (see ``CountResult``) and logged.
@@ -20,6 +21,7 @@ __all__ = [
     "DeadlineExceeded",
     "GraphQLErrorInfo",
     "MetricsAggError",
+    "QueueError",
     "ReadError",
     "TransportError",
     "WriteError",
@@ -84,3 +86,7 @@ class WriteError(TransportError):
 
 class DeadlineExceeded(TransportError):
     """No time was left before the caller's deadline to start or retry a call."""
+
+
+class QueueError(TransportError):
+    """An SQS call (backfill units, their progress reports) failed after botocore's retries."""

@@ -388,6 +388,9 @@ class Batch:
     invalid_timestamps: int = 0  # images whose timestamp is present but not of the grammar
     # Per model: records with an image whose timestamp's zone offset exceeds the margin.
     offsets: tuple[OffsetTimestamps, ...] = ()
+    # The oldest `ApproximateCreationDateTime` of the batch (any record, even one skipped):
+    # what `FreshnessSeconds` measures from. None when no record carries one.
+    oldest_created: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True, order=True)

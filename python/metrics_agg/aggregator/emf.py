@@ -15,6 +15,7 @@ __all__ = [
     "NAMESPACE",
     "InvocationMetrics",
     "emit",
+    "metric_names",
     "render",
 ]
 
@@ -37,7 +38,7 @@ _log = logging.getLogger("metrics_agg")
 class InvocationMetrics:
     """The figures of one invocation."""
 
-    event_kind: str  # "stream" | "scheduled" | "recount"
+    event_kind: str  # "stream" | "scheduled" | "recount" | "sqs"
     records_counted: int
     buckets_written: int
     invalid_timestamps: int
@@ -53,6 +54,10 @@ class InvocationMetrics:
     derivation_fallbacks: int = 0
     # Buckets the scheduled reconcile found wrong and corrected (0 in a healthy system).
     drift_repaired: int = 0
+    # Stream invocations: now minus the oldest ApproximateCreationDateTime of the batch,
+    # taken once its buckets were written (docs/design.md §7's freshness, as a figure). Left out of
+    # the line when None (other event kinds), so it never averages in zeros.
+    freshness_seconds: float | None = None
 
 
 _METRICS = (
@@ -66,13 +71,20 @@ _METRICS = (
     ("SourceRowsRead", "source_rows_read", "Count"),
     ("DerivationFallbacks", "derivation_fallbacks", "Count"),
     ("DriftRepaired", "drift_repaired", "Count"),
+    ("FreshnessSeconds", "freshness_seconds", "Seconds"),
 )
+
+
+def metric_names() -> tuple[str, ...]:
+    """Every metric name this module can emit (the dashboard's test reads it)."""
+    return tuple(name for name, _, _ in _METRICS)
 
 
 def render(
     metrics: InvocationMetrics, *, stack: str = "local", timestamp_ms: int | None = None
 ) -> str:
-    """The EMF JSON line (no trailing newline)."""
+    """The EMF JSON line (no trailing newline); metrics whose value is None are left out."""
+    present = [m for m in _METRICS if getattr(metrics, m[1]) is not None]
     doc: dict[str, object] = {
         "_aws": {
             "Timestamp": int(time.time() * 1000) if timestamp_ms is None else timestamp_ms,
@@ -80,14 +92,14 @@ def render(
                 {
                     "Namespace": NAMESPACE,
                     "Dimensions": [list(d) for d in DIMENSIONS],
-                    "Metrics": [{"Name": name, "Unit": unit} for name, _, unit in _METRICS],
+                    "Metrics": [{"Name": name, "Unit": unit} for name, _, unit in present],
                 }
             ],
         },
         "Stack": stack,
         "EventKind": metrics.event_kind,
     }
-    for name, attr, _ in _METRICS:
+    for name, attr, _ in present:
         value = getattr(metrics, attr)
         doc[name] = round(value, 3) if isinstance(value, float) else value
     return json.dumps(doc, separators=(",", ":"))

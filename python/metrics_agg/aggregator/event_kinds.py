@@ -83,16 +83,23 @@ def scheduled_units(
 
 
 def event_kind(event: Mapping[str, Any]) -> str:
+    """``stream``, ``sqs`` (the backfill queue), ``recount`` or ``scheduled``.
+
+    Raises:
+        ValueError: none of those; the message lists the shapes expected.
+    """
     if "Records" in event:
-        return "stream"
+        from metrics_agg.aggregator.queue_events import is_queue_event
+
+        return "sqs" if is_queue_event(event) else "stream"
     if "recount" in event:
         return "recount"
     if event.get("source") == "aws.events" or event.get("detail-type") == "Scheduled Event":
         return "scheduled"
     raise ValueError(
         "unrecognised event: expected a DynamoDB stream batch ({'Records': [...]}), "
-        "an EventBridge 'Scheduled Event', or {'recount': {'accountId', 'model', "
-        "'start', 'end'}}"
+        "an SQS batch of recount events, an EventBridge 'Scheduled Event', or "
+        "{'recount': {'accountId', 'model', 'start', 'end'}}"
     )
 
 

@@ -16,8 +16,9 @@ from __future__ import annotations
 __all__ = ["decode_attribute", "decode_image", "parse_batch", "table_from_arn"]
 
 import logging
+import math
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from metrics_agg.aggregator.zones import merge_offsets, scan_offsets
@@ -194,6 +195,15 @@ def _offsets(change: StreamChange, margin_minutes: int) -> OffsetTimestamps | No
     return OffsetTimestamps(change.model, frozenset({change.record_id}), found.max_offset_minutes)
 
 
+def _created_at(record: Mapping[str, Any]) -> float | None:
+    """`dynamodb.ApproximateCreationDateTime` (epoch seconds, a JSON number), if usable."""
+    ddb = record.get("dynamodb")
+    value = ddb.get("ApproximateCreationDateTime") if isinstance(ddb, Mapping) else None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) and value > 0 else None
+
+
 def parse_batch(event: Mapping[str, Any], *, zone_margin_minutes: int = 0) -> Batch:
     """A DynamoDB stream event (`{"Records": [...]}`) -> `Batch`.
 
@@ -210,12 +220,16 @@ def parse_batch(event: Mapping[str, Any], *, zone_margin_minutes: int = 0) -> Ba
     changes: list[StreamChange] = []
     unknown: dict[str, int] = {}
     malformed = invalid = 0
+    created: list[float] = []
     for record in records:
         if not isinstance(record, Mapping):
             malformed += 1
             if malformed <= _MAX_LOGGED:
                 _log.warning("skipped malformed stream record: not an object")
             continue
+        at = _created_at(record)
+        if at is not None:
+            created.append(at)
         table = table_from_arn(record.get("eventSourceARN"))
         if table is None:
             malformed += 1
@@ -251,4 +265,5 @@ def parse_batch(event: Mapping[str, Any], *, zone_margin_minutes: int = 0) -> Ba
         malformed=malformed,
         invalid_timestamps=invalid,
         offsets=merge_offsets(_offsets(c, zone_margin_minutes) for c in changes),
+        oldest_created=datetime.fromtimestamp(min(created), UTC) if created else None,
     )

@@ -15,7 +15,11 @@ The Lambda handler, the CLI and the local stream mapping all call `handle_event`
   (docs/design.md §4.5), so an active pair always has such a row. Accounts discovery could
   not finish within its share of the deadline are reported as failed units, not dropped;
 - a recount event ``{"recount": {"accountId", "model", "start", "end"}}`` backfills
-  ``[start, end)`` aligned outward to hours.
+  ``[start, end)`` aligned outward to hours;
+- an SQS batch of such recount events (the backfill queue's mapping, `queue_events`) runs
+  each as a unit and returns ``{"batchItemFailures": [...]}`` with the message ids of the
+  units that failed (SQS retries them, then redrives them to the dead-letter queue); a
+  unit that belongs to a `metrics-agg backfill` run reports its end to the progress queue.
 
 A unit is one (model, account). A failed read or write of a unit (any `TransportError`)
 means nothing of it is trusted: its lowest sequence number is reported (docs/design.md §4.6).
@@ -28,14 +32,22 @@ The human log (docs/design.md §4.7) goes to the ``metrics_agg`` logger at INFO;
 
 from __future__ import annotations
 
-__all__ = ["MIN_UNIT_SECONDS", "handle_event", "recount", "run_unit", "verify"]
+__all__ = [
+    "MIN_UNIT_SECONDS",
+    "BatchItemFailure",
+    "InvocationResponse",
+    "handle_event",
+    "recount",
+    "run_unit",
+    "verify",
+]
 
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict
 
 from metrics_agg.aggregator import emf
 from metrics_agg.aggregator._units import run_side_by_side
@@ -44,6 +56,7 @@ from metrics_agg.aggregator.event_kinds import event_kind, recount_unit, schedul
 from metrics_agg.aggregator.events import parse_batch
 from metrics_agg.aggregator.incremental import run_stream_unit
 from metrics_agg.aggregator.plan import plan_recount, plan_units
+from metrics_agg.aggregator.queue_events import QueuedRecount, parse_queue_event
 from metrics_agg.aggregator.read import read_stored, read_unit
 from metrics_agg.aggregator.report import (
     fmt_count,
@@ -70,6 +83,27 @@ from metrics_agg.timestamps import format_bucket_time, utc_now
 
 _log = logging.getLogger("metrics_agg")
 MIN_UNIT_SECONDS = 2.0  # a unit needs a few requests; starting one later would overrun
+
+
+class BatchItemFailure(TypedDict):
+    itemIdentifier: str  # a stream record's SequenceNumber, or an SQS messageId
+
+
+class _BatchResponse(TypedDict):
+    batchItemFailures: list[BatchItemFailure]
+
+
+class InvocationResponse(_BatchResponse, total=False):
+    """What `handle_event` returns. Lambda reads only ``batchItemFailures`` of a stream or
+    SQS response (ReportBatchItemFailures); the summary is for scheduled and recount
+    events, whose caller reads it."""
+
+    status: str  # "SUCCESS" | "PARTIAL"
+    units: int
+    failedUnits: list[str]
+    recordsCounted: int
+    bucketsWritten: int
+    driftRepaired: int  # buckets the scheduled reconcile corrected (docs/design.md §4.8)
 
 
 def run_unit(
@@ -242,6 +276,71 @@ def _run_units(
     return run_side_by_side(units, one, config.unit_parallelism)
 
 
+def _run_queued(
+    client: GraphQLApi,
+    queued: Sequence[QueuedRecount],
+    *,
+    config: Config,
+    deadline: Deadline,
+    clock: Callable[[], datetime],
+) -> tuple[list[UnitOutcome], list[str]]:
+    """Each SQS message's unit in turn: (outcomes, message ids that failed).
+
+    Units of a backfill run report their end to the progress queue (`backfill.progress`)
+    whether they succeeded or not; the CLI reads those reports for its progress bar.
+    """
+    from metrics_agg.backfill.progress import UnitReport, send_report
+
+    outcomes: list[UnitOutcome] = []
+    failed: list[str] = []
+    reports: list[UnitReport] = []
+    for q in queued:
+        if q.unit is None:
+            outcomes.append(UnitOutcome(UnitKey("?", "?"), ok=False, error=q.error))
+            failed.append(q.message_id)
+            continue
+        work = plan_recount(q.unit.model, q.unit.account_id, q.unit.start, q.unit.end)
+        t0 = time.monotonic()
+        (outcome,) = _run_units(client, [work], config=config, deadline=deadline, clock=clock)
+        outcomes.append(outcome)
+        if not outcome.ok:
+            failed.append(q.message_id)
+        if q.run_id is not None:
+            reports.append(
+                UnitReport(
+                    run=q.run_id,
+                    unit=q.unit.unit_id,
+                    ok=outcome.ok,
+                    attempt=q.receive_count,
+                    records=outcome.records_counted,
+                    buckets=outcome.buckets_written,
+                    seconds=round(time.monotonic() - t0, 3),
+                    error=outcome.error,
+                )
+            )
+    if reports and config.progress_queue_url:
+        send_report(config.progress_queue_url, reports)
+    return outcomes, failed
+
+
+def _response(
+    kind: str, outcomes: Sequence[UnitOutcome], failed_items: Sequence[str]
+) -> InvocationResponse:
+    """The one place the response is built (docs/design.md §4.6)."""
+    items = sorted(set(failed_items), key=int) if kind == "stream" else list(failed_items)
+    response: InvocationResponse = {"batchItemFailures": [{"itemIdentifier": i} for i in items]}
+    if kind in ("stream", "sqs"):  # Lambda reads only batchItemFailures of these
+        return response
+    failed = [o for o in outcomes if not o.ok]
+    response["status"] = "PARTIAL" if failed else "SUCCESS"
+    response["units"] = len(outcomes)
+    response["failedUnits"] = [f"{o.key.model}/{o.key.account_id}" for o in failed]
+    response["recordsCounted"] = sum(o.records_counted for o in outcomes)
+    response["bucketsWritten"] = sum(o.buckets_written for o in outcomes)
+    response["driftRepaired"] = sum(o.drift_repaired for o in outcomes)
+    return response
+
+
 def handle_event(
     event: Mapping[str, Any],
     *,
@@ -249,11 +348,11 @@ def handle_event(
     deadline: Deadline | None = None,
     client: GraphQLApi | None = None,
     now: datetime | None = None,
-) -> dict[str, Any]:
+) -> InvocationResponse:
     """Run one invocation; ``now`` (tests) fixes both the wall clock and the snapshot time.
 
     Raises:
-        ValueError: the event is none of the three kinds, or a recount event is malformed.
+        ValueError: the event is none of the four kinds, or a recount event is malformed.
     """
     t0 = time.monotonic()
     kind = event_kind(event)
@@ -268,11 +367,14 @@ def handle_event(
     outcomes: list[UnitOutcome] = []
     units: list[WorkUnit] = []
     undiscovered: list[UnitOutcome] = []
+    failed_messages: list[str] = []
+    oldest_created: datetime | None = None
     try:
         if kind == "stream":
             batch = parse_batch(event, zone_margin_minutes=config.zone_margin_minutes)
             invalid_ts = batch.invalid_timestamps
             batch_offsets = batch.offsets
+            oldest_created = batch.oldest_created
             units = plan_units(batch, now=wall, max_hours_back=config.max_hours_back)
             names: dict[str, int] = {}
             for c in batch.changes:
@@ -294,6 +396,13 @@ def handle_event(
             )
         elif kind == "recount":
             units = [recount_unit(event["recount"])]
+        elif kind == "sqs":
+            queued = parse_queue_event(event)
+            _log.info("Backfill queue: %d message(s)", len(queued))
+            outcomes, failed_messages = _run_queued(
+                active, queued, config=config, deadline=deadline, clock=clock
+            )
+            log_report(outcomes, time.monotonic() - t0, active.request_count - before)
         else:
             try:
                 plan = scheduled_units(
@@ -326,6 +435,9 @@ def handle_event(
             active.close()
     offsets = warn_offsets(merge_offsets([*batch_offsets, *(o.offsets for o in outcomes)]), config)
     failed = [o for o in outcomes if not o.ok]
+    # Taken after the writes: how old the oldest change of the batch is once its buckets
+    # show it (failed units included: their buckets show it only after the retry).
+    freshness = None if oldest_created is None else (clock() - oldest_created).total_seconds()
     emf.emit(
         emf.InvocationMetrics(
             event_kind=kind,
@@ -339,24 +451,14 @@ def handle_event(
             source_rows_read=sum(o.records_read for o in outcomes),
             derivation_fallbacks=sum(o.fallback_hours for o in outcomes),
             drift_repaired=sum(o.drift_repaired for o in outcomes),
+            freshness_seconds=None if freshness is None else max(0.0, freshness),
         ),
         to_stdout=config.emf_stdout,
         stack=config.emf_stack,
     )
-    sequences = sorted({o.sequence for o in failed if o.sequence}, key=int)
-    response: dict[str, Any] = {"batchItemFailures": [{"itemIdentifier": s} for s in sequences]}
-    if kind != "stream":  # Lambda reads only batchItemFailures of a stream response
-        response.update(
-            {
-                "status": "PARTIAL" if failed else "SUCCESS",
-                "units": len(outcomes),
-                "failedUnits": [f"{o.key.model}/{o.key.account_id}" for o in failed],
-                "recordsCounted": sum(o.records_counted for o in outcomes),
-                "bucketsWritten": sum(o.buckets_written for o in outcomes),
-                "driftRepaired": sum(o.drift_repaired for o in outcomes),
-            }
-        )
-    return response
+    if kind == "sqs":
+        return _response(kind, outcomes, failed_messages)
+    return _response(kind, outcomes, [o.sequence for o in failed if o.sequence])
 
 
 def recount(

@@ -29,6 +29,7 @@ _COMMAND_MODULES = (
     "metrics_agg.local.cli._server",  # serve, seed
     "metrics_agg.local.cli._invoke",  # invoke
     "metrics_agg.local.cli._recount",  # recount, verify
+    "metrics_agg.local.cli._backfill",  # backfill
     "metrics_agg.local.cli._show",  # show
     "metrics_agg.local.cli._demo",  # demo
 )

@@ -98,6 +98,14 @@ def register(sub: Any) -> None:
         help="override every table's batching window (default: 1 s, as the template)",
     )
     serve.add_argument(
+        "--backfill-concurrency",
+        type=int,
+        default=5,
+        metavar="N",
+        help="units of `metrics-agg backfill` run at once (the SQS mapping's "
+        "MaximumConcurrency; default 5)",
+    )
+    serve.add_argument(
         "--no-mapping",
         action="store_true",
         help="serve the API without delivering stream records to the handler",
@@ -173,6 +181,7 @@ def _serve(args: argparse.Namespace) -> int:
         index_lag_ms=args.index_lag_ms,
         mapping=mapping,
         batch_window=args.batch_window,
+        backfill_concurrency=max(1, args.backfill_concurrency),
     )
     try:
         stack.start()
@@ -193,6 +202,11 @@ def _serve(args: argparse.Namespace) -> int:
             print(f"  warning: bound to {args.host}, reachable beyond this machine")
         window = "1 s (default)" if args.batch_window is None else f"{args.batch_window:g} s"
         print(f"  event source mapping: {'on, batching window ' + window if mapping else 'off'}")
+        if mapping:
+            print(
+                f"  backfill queue: {stack.queue_url('metrics-agg-backfill')} "
+                f"(up to {max(1, args.backfill_concurrency)} units at once)"
+            )
         if args.latency_ms:
             print(f"  added latency: {args.latency_ms:g} ms per request")
         if args.index_lag_ms:

@@ -38,6 +38,7 @@ from graphql import (
 from metrics_agg.local.server._fastlist import FastListExecutionContext
 from metrics_agg.local.server.dashboard import DashboardRoutes
 from metrics_agg.local.server.faults import Fault, FaultPlan
+from metrics_agg.local.server.queues import LocalQueues, SqsProtocolError, handle_sqs_request
 from metrics_agg.local.server.resolvers import AppSyncError, Resolvers
 from metrics_agg.local.server.store import Store
 
@@ -58,6 +59,7 @@ UNAUTHORIZED = orjson.dumps(
     }
 )
 _CACHE_SIZE = 4096  # distinct documents: aliased shapes of many sizes (issue 9 load runs)
+CONTENT_JSON = (b"content-type", b"application/json; charset=UTF-8")
 
 # AppSync's AWSDateTime: extended ISO 8601, zone mandatory, offset `Z` or `±hh:mm[:ss]`.
 _AWS_DATETIME = re.compile(
@@ -170,8 +172,10 @@ class LocalAppSync:
         api_key: str,
         latency_ms: float = 0,
         faults: FaultPlan | None = None,
+        queues: LocalQueues | None = None,
     ) -> None:
         self.schema = build_schema(store)
+        self.queues = queues
         self.api_key = api_key.encode()
         self.dashboard = DashboardRoutes(store, self.api_key)
         self.latency = max(0.0, latency_ms / 1000.0)
@@ -200,6 +204,14 @@ class LocalAppSync:
             await send({"type": "lifespan.shutdown.complete"})
             return
         if scope["type"] != "http":
+            return
+        target = dict(scope["headers"]).get(b"x-amz-target", b"")
+        if (
+            self.queues is not None
+            and target.startswith(b"AmazonSQS.")
+            and scope["method"] == "POST"
+        ):
+            await self._sqs(scope, receive, send, target[len(b"AmazonSQS.") :].decode("latin-1"))
             return
         if scope["path"].rstrip("/") != "/graphql":
             headers = {k.decode("latin-1").lower(): v for k, v in scope["headers"]}
@@ -270,6 +282,38 @@ class LocalAppSync:
         if result.errors:
             payload["errors"] = [_format_error(e) for e in result.errors]
         await _respond(send, 200, orjson.dumps(payload))
+
+    async def _sqs(self, scope: Scope, receive: Receive, send: Send, operation: str) -> None:
+        """SQS's JSON protocol (`queues`): the backfill's queues, as botocore calls them."""
+        assert self.queues is not None
+        body = bytearray()
+        while True:
+            msg = await receive()
+            body += msg.get("body", b"")
+            if not msg.get("more_body"):
+                break
+        host = dict(scope["headers"]).get(b"host", b"127.0.0.1").decode("latin-1")
+        kind = [(b"content-type", b"application/x-amz-json-1.0")]
+        try:
+            req = orjson.loads(body or b"{}")
+            if not isinstance(req, dict):
+                raise SqsProtocolError("InvalidParameterValue", "The request must be an object.")
+            wait = float(req.get("WaitTimeSeconds") or 0) if operation == "ReceiveMessage" else 0
+            until = asyncio.get_running_loop().time() + min(20.0, wait)
+            while True:
+                answer = handle_sqs_request(self.queues, operation, req, f"http://{host}")
+                if answer.get("Messages") or asyncio.get_running_loop().time() >= until:
+                    break
+                await asyncio.sleep(0.05)  # long polling: the queues are shared with threads
+        except orjson.JSONDecodeError:
+            error = {"__type": "com.amazonaws.sqs#InvalidParameterValue", "message": "bad JSON"}
+            await _respond(send, 400, orjson.dumps(error), kind)
+            return
+        except SqsProtocolError as exc:
+            error = {"__type": f"com.amazonaws.sqs#{exc.code}", "message": str(exc)}
+            await _respond(send, exc.status, orjson.dumps(error), kind)
+            return
+        await _respond(send, 200, orjson.dumps(answer), kind)
 
     async def _fail(self, fault: Fault, send: Send) -> bool:
         """Apply a request-level fault; False when the request should still be served."""
@@ -360,10 +404,11 @@ def _reset(send: Send) -> None:
 async def _respond(
     send: Send, status: int, body: bytes, extra: list[tuple[bytes, bytes]] | None = None
 ) -> None:
+    extra = extra or []
     headers = [
-        (b"content-type", b"application/json; charset=UTF-8"),
+        *([] if any(k == b"content-type" for k, _ in extra) else [CONTENT_JSON]),
         (b"content-length", str(len(body)).encode()),
-        *(extra or []),
+        *extra,
     ]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

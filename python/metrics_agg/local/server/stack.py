@@ -1,4 +1,10 @@
-"""LocalStack: the store, the GraphQL endpoint (uvicorn in a thread) and the mapping, together."""
+"""LocalStack: the store, the GraphQL endpoint (uvicorn in a thread) and the mappings, together.
+
+Besides the stream mapping it emulates the backfill's queues (`queues`): the backfill
+queue with its dead-letter queue and the progress queue, spoken over SQS's protocol on the
+same port, and an SQS mapping (`sqs_mapping`) onto the same handler with a bounded
+concurrency, as `template.yaml` deploys them.
+"""
 
 from __future__ import annotations
 
@@ -19,10 +25,17 @@ from metrics_agg.config import COUNTER_ENV, EMF_ENV, ERRORS_ENV, ZONE_MARGIN_ENV
 from metrics_agg.local.server.app import LocalAppSync
 from metrics_agg.local.server.faults import FaultPlan
 from metrics_agg.local.server.mapping import EventSourceMapping, Handler
+from metrics_agg.local.server.queues import LocalQueues
+from metrics_agg.local.server.sqs_mapping import SqsEventSourceMapping
 from metrics_agg.local.server.store import Store
 
 log = logging.getLogger("metrics_agg.local.server")
 _FROM_ENVIRONMENT = (ZONE_MARGIN_ENV, COUNTER_ENV, EMF_ENV, ERRORS_ENV)
+
+# The queue names `metrics-agg backfill --local` addresses (backfill.sqs.local_queue_url).
+BACKFILL_QUEUE = "metrics-agg-backfill"
+BACKFILL_DLQ = "metrics-agg-backfill-dlq"
+PROGRESS_QUEUE = "metrics-agg-backfill-progress"
 
 
 class LocalStack:
@@ -53,6 +66,9 @@ class LocalStack:
         batching: Mapping[str, tuple[int, float]] | None = None,
         handler: Handler | None = None,
         max_retries: int = 3,
+        backfill_concurrency: int = 5,
+        backfill_visibility_timeout: float = 5.0,
+        backfill_max_receives: int = 3,
     ) -> None:
         self.db_path = os.fspath(db_path)
         self.host = host
@@ -66,6 +82,17 @@ class LocalStack:
         self._batching = batching
         self._handler = handler
         self._max_retries = max_retries
+        self.queues = LocalQueues()
+        self.queues.create(BACKFILL_DLQ)
+        self.queues.create(
+            BACKFILL_QUEUE,
+            visibility_timeout=backfill_visibility_timeout,
+            dead_letter=BACKFILL_DLQ,
+            max_receives=backfill_max_receives,
+        )
+        self.queues.create(PROGRESS_QUEUE)
+        self._backfill_concurrency = backfill_concurrency
+        self.backfill: SqsEventSourceMapping | None = None
         self._store: Store | None = None
         self.mapping: EventSourceMapping | None = None
         self._server: uvicorn.Server | None = None
@@ -106,7 +133,11 @@ class LocalStack:
             self._sock = sock
             self.port = sock.getsockname()[1]
             app = LocalAppSync(
-                self.store, api_key=self.api_key, latency_ms=self.latency_ms, faults=self.faults
+                self.store,
+                api_key=self.api_key,
+                latency_ms=self.latency_ms,
+                faults=self.faults,
+                queues=self.queues,
             )
             config = uvicorn.Config(
                 app,
@@ -139,6 +170,13 @@ class LocalStack:
                     max_retries=self._max_retries,
                 )
                 self.mapping.start()
+                self.backfill = SqsEventSourceMapping(
+                    self.queues,
+                    BACKFILL_QUEUE,
+                    self._handler or self._default_handler,
+                    max_concurrency=self._backfill_concurrency,
+                )
+                self.backfill.start()
         except BaseException as exc:
             # The start failure is the error worth seeing; a stop that times out too is a note
             # on it, not a replacement for it.
@@ -156,10 +194,13 @@ class LocalStack:
         CPython 3.11's sqlite3, issue 10).
 
         Raises:
-            RuntimeError: a mapping or server thread did not end within `timeout` seconds
-                per step. Nothing after that step is stopped or closed, and the stack stays
+            RuntimeError: a mapping (stream or backfill queue) or server thread did not end
+                within `timeout` seconds per step. Nothing after that step is stopped or closed, and the stack stays
                 as it is, so `stop` can be called again once the thread has ended.
         """
+        if self.backfill is not None:
+            self.backfill.stop(timeout)
+            self.backfill = None
         if self.mapping is not None:
             self.mapping.stop(timeout)
             self.mapping = None
@@ -209,14 +250,29 @@ class LocalStack:
         """
         env = {k: os.environ[k] for k in _FROM_ENVIRONMENT if k in os.environ}
         env.update(PLEXUS_API_URL=self.endpoint, PLEXUS_API_KEY=self.api_key)
+        overrides.setdefault("progress_queue_url", self.queue_url(PROGRESS_QUEUE))
         return Config.from_env(env, **overrides)
 
+    def queue_url(self, name: str) -> str:
+        """The SQS URL of one of the stack's queues (botocore's endpoint is its host)."""
+        from metrics_agg.backfill.sqs import local_queue_url
+
+        return local_queue_url(self.endpoint, name)
+
     def wait_idle(self, timeout: float = 30.0) -> bool:
-        """True once every table's stream is delivered and no batch is in flight.
+        """True once every table's stream is delivered, no batch is in flight and the
+        backfill queue is empty.
 
         Without a mapping there is nothing to wait for: True at once.
         """
-        return True if self.mapping is None else self.mapping.wait_idle(timeout)
+        if self.mapping is not None and not self.mapping.wait_idle(timeout):
+            return False
+        deadline = time.monotonic() + timeout
+        while self.backfill is not None and not self.backfill.idle():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.02)
+        return True
 
     def _default_handler(self, event: dict[str, Any]) -> Any:
         from metrics_agg.aggregator import pipeline  # lazy: the pipeline is optional for the server
