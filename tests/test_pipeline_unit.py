@@ -236,7 +236,7 @@ def test_freshness_is_the_oldest_record_and_only_for_streams(
     fake: FakeApi, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     lines: list[dict[str, Any]] = []
-    monkeypatch.setattr(emf, "emit", lambda m: lines.append(json.loads(emf.render(m))))
+    monkeypatch.setattr(emf, "emit", lambda m, **_: lines.append(json.loads(emf.render(m))))
     ev = event("item_insert")
     ev["Records"][1]["dynamodb"]["ApproximateCreationDateTime"] = 1714565400 - 300
     del ev["Records"][0]["dynamodb"]["ApproximateCreationDateTime"]
