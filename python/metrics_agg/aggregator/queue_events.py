@@ -1,6 +1,6 @@
 """SQS event -> queued recount units (the backfill queue's mapping onto the function).
 
-Each SQS record's body is a recount event (DESIGN §4), usually one unit of a
+Each SQS record's body is a recount event (docs/design.md §4), usually one unit of a
 `metrics-agg backfill` run (`backfill.units`). A body that cannot be used is not skipped:
 it is reported failed, so SQS redrives it to the dead-letter queue after its last receive
 and nobody loses the request. Logs name the message id and the field, never the body.

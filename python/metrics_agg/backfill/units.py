@@ -3,7 +3,7 @@
 A backfill of a long range is cut into units small enough for one Lambda invocation and
 many enough to run in parallel. A unit is a whole UTC day, or, when the stored 60-minute
 buckets say that day holds more than ``max_unit_records`` records, each of its hours
-(DESIGN §4: a recount event backfills any window; this only decides how many). Days with
+(docs/design.md §4: a recount event backfills any window; this only decides how many). Days with
 no stored buckets are unknown volume and stay whole: on day one that is most of them.
 
 Units are a pure function of their inputs, so a rerun plans the same units with the same
@@ -122,7 +122,7 @@ def plan_backfill(
 
 
 def encode_message(unit: BackfillUnit, run_id: str) -> str:
-    """The SQS body: the recount event of DESIGN §4 plus the run it belongs to."""
+    """The SQS body: the recount event of docs/design.md §4 plus the run it belongs to."""
     return json.dumps(
         {
             "recount": {

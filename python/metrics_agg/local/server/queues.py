@@ -6,7 +6,7 @@ the visibility timeout and comes back unless deleted; every receive increments
 `ApproximateReceiveCount`; with a redrive policy, a message that was received
 `maxReceiveCount` times and comes back is moved to the dead-letter queue instead of being
 delivered again. Not kept: FIFO, delays, message attributes, durability across restarts
-(a stopped server forgets its queues; a backfill is resumable, DESIGN §4).
+(a stopped server forgets its queues; a backfill is resumable, docs/deployment.md "Day one").
 """
 
 from __future__ import annotations
