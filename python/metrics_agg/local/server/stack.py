@@ -195,8 +195,9 @@ class LocalStack:
 
         Raises:
             RuntimeError: a mapping (stream or backfill queue) or server thread did not end
-                within `timeout` seconds per step. Nothing after that step is stopped or closed, and the stack stays
-                as it is, so `stop` can be called again once the thread has ended.
+                within `timeout` seconds per step. Nothing after that step is stopped or
+                closed, and the stack stays as it is, so `stop` can be called again once the
+                thread has ended.
         """
         if self.backfill is not None:
             self.backfill.stop(timeout)
