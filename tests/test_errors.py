@@ -3,7 +3,7 @@ conventions and overrides), and the incremental path's self-check and derived si
 The rules inside the counters: test_error_rules.py.
 
 The end-to-end checks compare with `truth_helpers`, whose error predicates are written
-from DESIGN §2 alone (not from `models.ErrorRule`)."""
+from docs/design.md §2 alone (not from `models.ErrorRule`)."""
 
 from __future__ import annotations
 

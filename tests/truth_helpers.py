@@ -54,7 +54,7 @@ def _code_at_least_400(value: object) -> bool:
     return isinstance(value, str) and value.isascii() and value.isdigit() and int(value) >= 400
 
 
-# DESIGN §2, upstream's own failure conventions: which records count in errorCount.
+# docs/design.md §2, upstream's own failure conventions: which records count in errorCount.
 # Models absent here have no errorCount at all (unset, not 0).
 IS_ERROR = {
     "Task": lambda r: r.get("status") == "FAILED",
@@ -152,7 +152,7 @@ def truth(store: Store, account: str) -> Truth:
 
 
 def error_truth(store: Store, account: str) -> dict[str, int]:
-    """compositeKey -> errorCount for every bucket holding an error (DESIGN §2 defaults)."""
+    """compositeKey -> errorCount for every bucket holding an error (docs/design.md §2 defaults)."""
     errors: Counter[str] = Counter()
     for model, is_error in IS_ERROR.items():
         for record in store.all_records(model, account):

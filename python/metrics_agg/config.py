@@ -83,7 +83,7 @@ class Config:
     emf_stdout: bool = False
     # The EMF `Stack` dimension: METRICS_AGG_STACK, else the function name, else "local".
     emf_stack: str = "local"
-    # errorCount rules per model (DESIGN §2); a model not named keeps `ModelSpec.errors`,
+    # errorCount rules per model (docs/design.md §2); a model not named keeps `ModelSpec.errors`,
     # () turns its errorCount off. From METRICS_AGG_ERRORS (`parse_errors`).
     errors: Mapping[str, ErrorRules] = field(default_factory=dict)
     # Where backfill units report their end (`backfill.progress`); None: not reported.

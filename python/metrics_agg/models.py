@@ -69,7 +69,7 @@ class ScopeSpec:
 
 @dataclass(frozen=True, slots=True)
 class ErrorRule:
-    """One way a record counts as an error (`errorCount`, DESIGN §2): its `field` holds
+    """One way a record counts as an error (`errorCount`, docs/design.md §2): its `field` holds
 
     - a `str` equal to one of `values` (exactly, case included), or
     - with `at_least`, a whole number >= it: an `int` (not a bool), or a `str` of ASCII

@@ -39,7 +39,7 @@ def _code_error(value: object) -> bool:
     return isinstance(value, str) and value.isascii() and value.isdigit() and int(value) >= 400
 
 
-# DESIGN §2: upstream's failure conventions, written out here rather than taken from
+# docs/design.md §2: upstream's failure conventions, written out here rather than taken from
 # `models.ErrorRule`, so the demo checks the counters' rule evaluation too.
 _IS_ERROR: dict[str, Callable[[Mapping[str, Any]], bool]] = {
     "Task": lambda r: r.get("status") == "FAILED",
