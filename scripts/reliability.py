@@ -51,6 +51,14 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="every table's batching window (default: the template's, 1 s)",
     )
+    parser.add_argument(
+        "--busy",
+        type=int,
+        default=0,
+        metavar="N",
+        help="first fill the previous and current hour with N records per model and account "
+        "and recount them, so the load runs into busy hours",
+    )
     args = parser.parse_args(argv)
     seconds = args.load_seconds or (120.0 if args.long else 15.0)
     logging.basicConfig(level=logging.CRITICAL)  # the table is the output
@@ -94,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
                 accounts=args.accounts,
                 writers=args.writers,
                 pause=args.pause,
+                busy=args.busy,
                 **options,
             )
             print(report.summary())

@@ -35,6 +35,7 @@ from typing import Any
 from metrics_agg.aggregator import emf, pipeline
 from metrics_agg.deadline import Deadline
 from metrics_agg.local.server import LocalClient, LocalStack, Store
+from metrics_agg.local.server.seeding import seed_records
 from truth_helpers import TIMESTAMP, Stream, iso, recent_now, truth, truth_problems
 
 MODELS = tuple(TIMESTAMP)
@@ -579,11 +580,16 @@ def run_load(
     writers: int = 4,
     seed: int = 6,
     pause: float = 0.0,
+    busy: int = 0,
     **stack_options: Any,
 ) -> LoadReport:
     """Sustained writes through the API with the event source mapping on (the default
     batching unless ``stack_options`` say otherwise), then quiescence, then the scheduled
-    reconcile of every account (its DriftRepaired is reported)."""
+    reconcile of every account (its DriftRepaired is reported).
+
+    ``busy`` records per (model, account) are first put in the previous and current hour and
+    recounted, so the load runs into busy hours whose buckets exist (docs/design.md §7: cost
+    and freshness must not grow with the hours' volume)."""
     lag = _Lag()
     holder: dict[str, LocalStack] = {}
     stack = stack_factory(
@@ -598,6 +604,8 @@ def run_load(
     emf.emit = emit  # type: ignore[assignment]
     holder["stack"] = stack
     names = [f"acct-load-{i}" for i in range(accounts)]
+    if busy:
+        _fill_busy_hours(stack, names, busy, seed)
     totals = {"inserts": 0, "updates": 0, "deletes": 0, "late": 0}
     times: list[float] = []
     try:
@@ -657,6 +665,36 @@ def run_load(
         left_after_reconcile=len(left),
         left_in_reconcile_window=len(left_in_window),
     )
+
+
+def _fill_busy_hours(stack: LocalStack, names: Sequence[str], per_pair: int, seed: int) -> None:
+    """Seed ``per_pair`` records of every model for every account over the previous and
+    current hour (no stream records: they are history) and recount those hours directly."""
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    start = now.replace(minute=0) - timedelta(hours=1)
+    for a, account in enumerate(names):
+        for m, model in enumerate(MODELS):
+            seed_records(
+                stack.store,
+                model,
+                account,
+                per_pair,
+                start,
+                now,
+                seed=seed * 1000 + a * 10 + m,
+                stream=False,
+            )
+            event = {
+                "recount": {
+                    "accountId": account,
+                    "model": model,
+                    "start": iso(start),
+                    "end": iso(start + timedelta(hours=2)),
+                }
+            }
+            response = pipeline.handle_event(event, config=stack.config())
+            if response.get("status") != "SUCCESS":
+                raise RuntimeError(f"recount of the busy hours failed: {response}")
 
 
 def run_concurrent(
