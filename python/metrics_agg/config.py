@@ -14,8 +14,11 @@ __all__ = [
     "COUNTER_ENV",
     "EMF_ENV",
     "ERRORS_ENV",
+    "MAX_RECHECK_DELAY_SECONDS",
     "MAX_ZONE_MARGIN_MINUTES",
     "PROGRESS_QUEUE_ENV",
+    "RECHECK_DELAY_ENV",
+    "RECHECK_QUEUE_ENV",
     "STACK_ENV",
     "ZONE_MARGIN_ENV",
     "Config",
@@ -44,6 +47,9 @@ CounterChoice: TypeAlias = Literal["auto", "rust", "python"]
 ERRORS_ENV = "METRICS_AGG_ERRORS"
 PROGRESS_QUEUE_ENV = "METRICS_AGG_BACKFILL_PROGRESS_URL"
 BACKFILL_QUEUE_ENV = "METRICS_AGG_BACKFILL_QUEUE_URL"
+RECHECK_QUEUE_ENV = "METRICS_AGG_RECHECK_QUEUE_URL"
+RECHECK_DELAY_ENV = "METRICS_AGG_RECHECK_DELAY_SECONDS"
+MAX_RECHECK_DELAY_SECONDS = 900  # SQS's largest DelaySeconds
 _REGION_IN_HOST = re.compile(r"\.appsync-api\.([a-z0-9-]+)\.amazonaws\.com", re.ASCII)
 
 
@@ -90,8 +96,20 @@ class Config:
     progress_queue_url: str | None = None
     # Where `metrics-agg backfill` sends its units (the CLI only; the stack's output).
     backfill_queue_url: str | None = None
+    # docs/incremental.md "Rechecks": the SQS queue that takes delayed direct recounts of
+    # the hours a stream invocation touched outside the reconcile window; None: those hours
+    # are logged and counted (`RecheckHoursNotQueued`), not rechecked.
+    recheck_queue_url: str | None = None
+    # How long a recheck waits (SQS DelaySeconds): well above the index lag it must outlast.
+    recheck_delay_seconds: int = 120
 
     def __post_init__(self) -> None:
+        if not 0 <= self.recheck_delay_seconds <= MAX_RECHECK_DELAY_SECONDS:
+            raise ConfigError(
+                f"recheck_delay_seconds ({RECHECK_DELAY_ENV}) must be "
+                f"0..{MAX_RECHECK_DELAY_SECONDS} (SQS's DelaySeconds), "
+                f"got {self.recheck_delay_seconds!r}"
+            )
         if not 0 <= self.zone_margin_minutes <= MAX_ZONE_MARGIN_MINUTES:
             raise ConfigError(
                 f"zone_margin_minutes ({ZONE_MARGIN_ENV}) must be 0..{MAX_ZONE_MARGIN_MINUTES} "
@@ -138,8 +156,9 @@ class Config:
         """Read PLEXUS_API_URL|GRAPHQL_ENDPOINT and PLEXUS_API_KEY|GRAPHQL_API_KEY.
 
         Raises:
-            ConfigError: no endpoint is set, a numeric knob is not a number, or
-                METRICS_AGG_ZONE_MARGIN_MINUTES is outside 0..1439.
+            ConfigError: no endpoint is set, a numeric knob is not a number,
+                METRICS_AGG_ZONE_MARGIN_MINUTES is outside 0..1439 or
+                METRICS_AGG_RECHECK_DELAY_SECONDS outside 0..900.
         """
         env = os.environ if environ is None else environ
         endpoint = env.get("PLEXUS_API_URL") or env.get("GRAPHQL_ENDPOINT")
@@ -163,6 +182,7 @@ class Config:
             ("write_parallelism", "METRICS_AGG_WRITE_PARALLELISM"),
             ("mutations_per_request", "METRICS_AGG_MUTATIONS_PER_REQUEST"),
             ("zone_margin_minutes", ZONE_MARGIN_ENV),
+            ("recheck_delay_seconds", RECHECK_DELAY_ENV),
         ):
             raw = env.get(var)
             if raw:
@@ -177,6 +197,7 @@ class Config:
         function = env.get("AWS_LAMBDA_FUNCTION_NAME")
         values["emf_stdout"] = bool(function) or env.get(EMF_ENV) == "1"
         values["emf_stack"] = env.get(STACK_ENV) or function or "local"
+        values["recheck_queue_url"] = env.get(RECHECK_QUEUE_ENV) or None
         raw_errors = env.get(ERRORS_ENV)
         if raw_errors:
             values["errors"] = parse_errors(raw_errors)

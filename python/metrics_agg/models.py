@@ -547,3 +547,6 @@ class UnitOutcome:
     derived: int = 0  # 5/15/60-minute buckets written as sums of stored 1-minute rows
     # docs/design.md §4.8: buckets a direct recount found wrong (count or metadata; not `complete`).
     drift_repaired: int = 0
+    # Stream units: hours this unit recounted or derived that no scheduled reconcile is sure
+    # to reread (`aggregator.recheck`); the pipeline hands them over for a delayed recount.
+    recheck_hours: tuple[datetime, ...] = ()

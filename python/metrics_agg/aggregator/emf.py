@@ -58,6 +58,11 @@ class InvocationMetrics:
     # taken once its buckets were written (docs/design.md §7's freshness, as a figure). Left out of
     # the line when None (other event kinds), so it never averages in zeros.
     freshness_seconds: float | None = None
+    # Stream invocations: hours outside the reconcile window handed over for a delayed
+    # direct recount (`recheck`), and those that could not be (no queue configured, or the
+    # send failed): the latter stay unchecked until someone recounts them.
+    recheck_hours_queued: int = 0
+    recheck_hours_not_queued: int = 0
 
 
 _METRICS = (
@@ -72,6 +77,8 @@ _METRICS = (
     ("DerivationFallbacks", "derivation_fallbacks", "Count"),
     ("DriftRepaired", "drift_repaired", "Count"),
     ("FreshnessSeconds", "freshness_seconds", "Seconds"),
+    ("RecheckHoursQueued", "recheck_hours_queued", "Count"),
+    ("RecheckHoursNotQueued", "recheck_hours_not_queued", "Count"),
 )
 
 

@@ -39,6 +39,7 @@ from metrics_agg.aggregator.invalidation import (
     minute_spans,
 )
 from metrics_agg.aggregator.read import read_stored, read_unit
+from metrics_agg.aggregator.recheck import outside_reconcile
 from metrics_agg.aggregator.report import fmt_count
 from metrics_agg.aggregator.write import plan_writes, write_changes
 from metrics_agg.config import Config
@@ -170,6 +171,8 @@ def run_stream_unit(
     pause("coarse-writes")
     second = write_changes(client, coarse_counts, config=config, deadline=deadline, stored=replaced)
     written = first.created + first.updated + second.created + second.updated
+    # After every write: only a reconcile starting later (and after the lag) can repair it.
+    recheck = outside_reconcile(inv.hours, now=clock())
     _log.info(
         "[3/3] Wrote %d 1-minute and %d derived bucket(s) (%d superseded by a newer "
         "snapshot; %.2f s)",
@@ -190,4 +193,5 @@ def run_stream_unit(
         records_read=snapshot.records_read,
         fallback_hours=len(inv.recount_hours),
         derived=second.created + second.updated,
+        recheck_hours=recheck,
     )

@@ -58,6 +58,7 @@ from metrics_agg.aggregator.incremental import run_stream_unit
 from metrics_agg.aggregator.plan import plan_recount, plan_units
 from metrics_agg.aggregator.queue_events import QueuedRecount, parse_queue_event
 from metrics_agg.aggregator.read import read_stored, read_unit
+from metrics_agg.aggregator.recheck import RECHECK_REASON, RecheckHour, RecheckSink, hand_over
 from metrics_agg.aggregator.report import (
     fmt_count,
     log_counts,
@@ -246,6 +247,7 @@ def _run_units(
     deadline: Deadline,
     clock: Callable[[], datetime],
     kind: str = "recount",
+    reconcile: bool = False,
 ) -> list[UnitOutcome]:
     def one(i: int, unit: WorkUnit) -> UnitOutcome:
         if deadline.remaining() < MIN_UNIT_SECONDS:
@@ -270,7 +272,7 @@ def _run_units(
             deadline=deadline,
             clock=clock,
             incremental=kind == "stream",
-            reconcile=kind == "scheduled",
+            reconcile=reconcile,
         )
 
     return run_side_by_side(units, one, config.unit_parallelism)
@@ -348,8 +350,13 @@ def handle_event(
     deadline: Deadline | None = None,
     client: GraphQLApi | None = None,
     now: datetime | None = None,
+    recheck: RecheckSink | None = None,
 ) -> InvocationResponse:
     """Run one invocation; ``now`` (tests) fixes both the wall clock and the snapshot time.
+
+    ``recheck``: where a stream invocation hands over the hours outside the reconcile
+    window it touched (`recheck`); None: they are logged and counted as not rechecked.
+    A recount event marked ``"reason": "recheck"`` reports what it corrected as drift.
 
     Raises:
         ValueError: the event is none of the four kinds, or a recount event is malformed.
@@ -426,6 +433,8 @@ def handle_event(
                 deadline=deadline,
                 clock=clock,
                 kind=kind,
+                reconcile=kind == "scheduled"
+                or (kind == "recount" and event.get("reason") == RECHECK_REASON),
             )
             outcomes += undiscovered
             log_report(outcomes, time.monotonic() - t0, active.request_count - before)
@@ -438,6 +447,16 @@ def handle_event(
     # Taken after the writes: how old the oldest change of the batch is once its buckets
     # show it (failed units included: their buckets show it only after the retry).
     freshness = None if oldest_created is None else (clock() - oldest_created).total_seconds()
+    # A failed unit is retried by Lambda and hands its hours over then.
+    rechecks_queued, rechecks_not_queued = hand_over(
+        (
+            RecheckHour(o.key.model, o.key.account_id, h)
+            for o in outcomes
+            if o.ok
+            for h in o.recheck_hours
+        ),
+        recheck,
+    )
     emf.emit(
         emf.InvocationMetrics(
             event_kind=kind,
@@ -452,6 +471,8 @@ def handle_event(
             derivation_fallbacks=sum(o.fallback_hours for o in outcomes),
             drift_repaired=sum(o.drift_repaired for o in outcomes),
             freshness_seconds=None if freshness is None else max(0.0, freshness),
+            recheck_hours_queued=rechecks_queued,
+            recheck_hours_not_queued=rechecks_not_queued,
         ),
         to_stdout=config.emf_stdout,
         stack=config.emf_stack,
