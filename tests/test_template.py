@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 
+from metrics_agg.config import Config
+from metrics_agg.models import SOURCE_MODELS, ErrorRule
 from template_render import TEMPLATE, Rendered, load_template, local_artifacts, render
 
 ROOT = TEMPLATE.parent
@@ -209,3 +211,20 @@ def test_emf_stack_dimension_comes_from_the_stack_name() -> None:
 def test_renderer_rejects_unknown_parameters(tmp_path: Path) -> None:
     with pytest.raises(KeyError, match="NoSuchParameter"):
         render({**API, "NoSuchParameter": "x"})
+
+
+def test_error_rules_parameter_reaches_the_function_config() -> None:
+    """ErrorRules -> METRICS_AGG_ERRORS (issue 13): empty keeps upstream's rules, a JSON
+    value overrides the models it names, exactly as the function's Config reads it."""
+    base = {"PLEXUS_API_URL": "https://x.appsync-api.eu-west-1.amazonaws.com/graphql"}
+    env = render(API).properties("Function")["Environment"]["Variables"]
+    assert env["METRICS_AGG_ERRORS"] == ""
+    defaults = Config.from_env({**base, "METRICS_AGG_ERRORS": env["METRICS_AGG_ERRORS"]})
+    assert defaults.error_rules() == {m: s.errors for m, s in SOURCE_MODELS.items()}
+    rules = '{"Task": [{"field": "status", "values": ["FAILED", "CANCELLED"]}], "Procedure": []}'
+    env = render({**API, "ErrorRules": rules}).properties("Function")["Environment"]["Variables"]
+    assert env["METRICS_AGG_ERRORS"] == rules
+    got = Config.from_env({**base, "METRICS_AGG_ERRORS": env["METRICS_AGG_ERRORS"]})
+    assert got.error_rules()["Task"] == (ErrorRule("status", ("FAILED", "CANCELLED")),)
+    assert got.error_rules()["Procedure"] == ()
+    assert got.error_rules()["ScoreResult"] == SOURCE_MODELS["ScoreResult"].errors
