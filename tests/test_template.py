@@ -228,3 +228,29 @@ def test_error_rules_parameter_reaches_the_function_config() -> None:
     assert got.error_rules()["Task"] == (ErrorRule("status", ("FAILED", "CANCELLED")),)
     assert got.error_rules()["Procedure"] == ()
     assert got.error_rules()["ScoreResult"] == SOURCE_MODELS["ScoreResult"].errors
+
+
+@pytest.mark.parametrize("delay", [None, "900"])
+def test_rechecks_go_to_the_backfill_queue_with_a_delay(delay: str | None) -> None:
+    """Stream invocations queue their rechecks on the backfill queue (docs/incremental.md),
+    which the role may send to; the delay is a parameter within SQS's 0-900 s."""
+    r = render({**API, **({"RecheckDelaySeconds": delay} if delay else {})})
+    env = r.properties("Function")["Environment"]["Variables"]
+    assert env["METRICS_AGG_RECHECK_QUEUE_URL"] == {"Ref": "BackfillQueue"}
+    assert str(env["METRICS_AGG_RECHECK_DELAY_SECONDS"]) == (delay or "120")
+    param = load_template()["Parameters"]["RecheckDelaySeconds"]
+    assert (param["MinValue"], param["MaxValue"]) == (0, 900)
+    statements = r.resources["BackfillPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert any(
+        s["Action"] == "sqs:SendMessage"
+        and s["Resource"] == {"Fn::GetAtt": ["BackfillQueue", "Arn"]}
+        for s in statements
+    )
+    queued = Config.from_env(
+        {
+            "PLEXUS_API_URL": "https://x.appsync-api.eu-west-1.amazonaws.com/graphql",
+            "METRICS_AGG_RECHECK_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/1/q",
+            "METRICS_AGG_RECHECK_DELAY_SECONDS": str(env["METRICS_AGG_RECHECK_DELAY_SECONDS"]),
+        }
+    )
+    assert queued.recheck_delay_seconds == int(delay or 120)

@@ -58,7 +58,13 @@ from metrics_agg.aggregator.incremental import run_stream_unit
 from metrics_agg.aggregator.plan import plan_recount, plan_units
 from metrics_agg.aggregator.queue_events import QueuedRecount, parse_queue_event
 from metrics_agg.aggregator.read import read_stored, read_unit
-from metrics_agg.aggregator.recheck import RECHECK_REASON, RecheckHour, RecheckSink, hand_over
+from metrics_agg.aggregator.recheck import (
+    RECHECK_REASON,
+    RecheckHour,
+    RecheckSink,
+    hand_over,
+    sqs_sink,
+)
 from metrics_agg.aggregator.report import (
     fmt_count,
     log_counts,
@@ -303,7 +309,15 @@ def _run_queued(
             continue
         work = plan_recount(q.unit.model, q.unit.account_id, q.unit.start, q.unit.end)
         t0 = time.monotonic()
-        (outcome,) = _run_units(client, [work], config=config, deadline=deadline, clock=clock)
+        # A recheck (`recheck`) reports what it corrects as drift, as the reconcile does.
+        (outcome,) = _run_units(
+            client,
+            [work],
+            config=config,
+            deadline=deadline,
+            clock=clock,
+            reconcile=q.reason == RECHECK_REASON,
+        )
         outcomes.append(outcome)
         if not outcome.ok:
             failed.append(q.message_id)
@@ -355,7 +369,8 @@ def handle_event(
     """Run one invocation; ``now`` (tests) fixes both the wall clock and the snapshot time.
 
     ``recheck``: where a stream invocation hands over the hours outside the reconcile
-    window it touched (`recheck`); None: they are logged and counted as not rechecked.
+    window it touched (`recheck`); None: the SQS queue ``Config.recheck_queue_url``, and
+    without one they are logged and counted as not rechecked.
     A recount event marked ``"reason": "recheck"`` reports what it corrected as drift.
 
     Raises:
@@ -448,6 +463,8 @@ def handle_event(
     # show it (failed units included: their buckets show it only after the retry).
     freshness = None if oldest_created is None else (clock() - oldest_created).total_seconds()
     # A failed unit is retried by Lambda and hands its hours over then.
+    if recheck is None and config.recheck_queue_url:
+        recheck = sqs_sink(config.recheck_queue_url, config.recheck_delay_seconds)
     rechecks_queued, rechecks_not_queued = hand_over(
         (
             RecheckHour(o.key.model, o.key.account_id, h)

@@ -28,6 +28,7 @@ class QueuedRecount:
     receive_count: int  # ApproximateReceiveCount: 1 on the first delivery
     unit: BackfillUnit | None
     run_id: str | None = None
+    reason: str | None = None  # "recheck": a delayed recount a stream invocation handed over
     error: str | None = None
 
 
@@ -78,5 +79,7 @@ def parse_queue_event(event: Mapping[str, Any]) -> list[QueuedRecount]:
             )
             out.append(QueuedRecount(message_id, count, None, error=str(exc)))
             continue
-        out.append(QueuedRecount(message_id, count, message.unit, message.run_id))
+        out.append(
+            QueuedRecount(message_id, count, message.unit, message.run_id, reason=message.reason)
+        )
     return out

@@ -25,16 +25,19 @@ __all__ = [
     "hand_over",
     "outside_reconcile",
     "recheck_events",
+    "sqs_sink",
 ]
 
+import json
 import logging
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from metrics_agg.aggregator.plan import floor_hour
-from metrics_agg.errors import TransportError
+from metrics_agg.errors import QueueError, TransportError
 from metrics_agg.timestamps import format_bucket_time
 
 _log = logging.getLogger("metrics_agg")
@@ -67,6 +70,44 @@ class RecheckSink(Protocol):
             TransportError: the hours could not be queued (the caller logs and counts them;
                 the stream batch's own counts stand).
         """
+
+
+class _SqsSink:
+    """Recheck events to an SQS queue (the backfill queue) with DelaySeconds."""
+
+    def __init__(self, queue_url: str, delay_seconds: int) -> None:
+        self.queue_url = queue_url
+        self.delay_seconds = delay_seconds
+        self._client: Any = None
+        self._lock = threading.Lock()
+
+    def send(self, hours: Sequence[RecheckHour]) -> None:
+        from metrics_agg.backfill.sqs import QueueClient
+
+        with self._lock:  # one client per sink, kept across warm invocations
+            if self._client is None:
+                from botocore.exceptions import BotoCoreError
+
+                try:
+                    self._client = QueueClient.for_url(self.queue_url)
+                except BotoCoreError as exc:  # no region or credentials configuration
+                    raise QueueError(f"SQS client: {type(exc).__name__}: {exc}") from exc
+            client = self._client
+        bodies = [json.dumps(e, separators=(",", ":")) for e in recheck_events(hours)]
+        client.send(self.queue_url, bodies, delay_seconds=self.delay_seconds)
+
+
+_sinks: dict[tuple[str, int], _SqsSink] = {}
+_sinks_lock = threading.Lock()
+
+
+def sqs_sink(queue_url: str, delay_seconds: int) -> RecheckSink:
+    """The sink for ``queue_url`` (one per process: its botocore client is reused)."""
+    with _sinks_lock:
+        sink = _sinks.get((queue_url, delay_seconds))
+        if sink is None:
+            sink = _sinks[(queue_url, delay_seconds)] = _SqsSink(queue_url, delay_seconds)
+        return sink
 
 
 def outside_reconcile(hours: Iterable[datetime], *, now: datetime) -> tuple[datetime, ...]:

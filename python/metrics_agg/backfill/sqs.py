@@ -94,15 +94,22 @@ class QueueClient:
             raise QueueError(f"SQS {operation} failed: {type(exc).__name__}: {exc}") from exc
         return result
 
-    def send(self, queue_url: str, bodies: Sequence[str]) -> int:
+    def send(self, queue_url: str, bodies: Sequence[str], *, delay_seconds: int = 0) -> int:
         """Send every body (10 per request); a body SQS refuses fails the call.
+
+        ``delay_seconds`` (0-900, SQS's DelaySeconds): each message is received no sooner.
 
         Raises:
             QueueError: a request failed, or SQS refused an entry.
         """
         for i in range(0, len(bodies), _BATCH):
             chunk = bodies[i : i + _BATCH]
-            entries = [{"Id": str(j), "MessageBody": b} for j, b in enumerate(chunk)]
+            entries: list[dict[str, Any]] = [
+                {"Id": str(j), "MessageBody": b} for j, b in enumerate(chunk)
+            ]
+            if delay_seconds:
+                for e in entries:
+                    e["DelaySeconds"] = delay_seconds
             out = self._call("send_message_batch", QueueUrl=queue_url, Entries=entries)
             failed = out.get("Failed") or []
             if failed:

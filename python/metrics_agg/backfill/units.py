@@ -63,6 +63,8 @@ class UnitMessage:
 
     unit: BackfillUnit
     run_id: str | None  # None: a plain recount event, not part of a backfill run
+    # The event's ``"reason"``; "recheck" (`aggregator.recheck`): report corrections as drift.
+    reason: str | None = None
 
 
 def _days(start: datetime, end: datetime) -> Iterable[tuple[datetime, datetime]]:
@@ -164,7 +166,9 @@ def decode_message(body: str) -> UnitMessage:
         raise ValueError("recount event window is empty")
     info = doc.get("backfill")
     run = info.get("run") if isinstance(info, dict) else None
+    reason = doc.get("reason")
     return UnitMessage(
         BackfillUnit(fields["model"], fields["accountId"], start, end),
         run if isinstance(run, str) and run else None,
+        reason if isinstance(reason, str) and reason else None,
     )

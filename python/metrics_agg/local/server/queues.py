@@ -5,7 +5,9 @@ Semantics kept from SQS (what a backfill relies on): a received message is invis
 the visibility timeout and comes back unless deleted; every receive increments
 `ApproximateReceiveCount`; with a redrive policy, a message that was received
 `maxReceiveCount` times and comes back is moved to the dead-letter queue instead of being
-delivered again. Not kept: FIFO, delays, message attributes, durability across restarts
+delivered again; a message sent with `DelaySeconds` (0-900; the rechecks of
+docs/incremental.md) is received no sooner, and counts as delayed until then. Not kept:
+FIFO, a queue's default delay, message attributes, durability across restarts
 (a stopped server forgets its queues; a backfill is resumable, docs/deployment.md "Day one").
 """
 
@@ -24,6 +26,7 @@ from typing import Any
 
 REGION = "us-east-1"
 ACCOUNT = "000000000000"
+MAX_DELAY_SECONDS = 900
 
 
 class SqsProtocolError(Exception):
@@ -105,13 +108,20 @@ class LocalQueues:
         with self._lock:
             return self._queue(name).arn
 
-    def send(self, name: str, body: str) -> str:
+    def send(self, name: str, body: str, delay_seconds: float = 0.0) -> str:
         if not body:
             raise SqsProtocolError("InvalidParameterValue", "The message body must not be empty.")
+        if not 0 <= delay_seconds <= MAX_DELAY_SECONDS:
+            raise SqsProtocolError(
+                "InvalidParameterValue", f"DelaySeconds must be 0 to {MAX_DELAY_SECONDS}."
+            )
         with self._lock:
             q = self._queue(name)
             message_id = str(uuid.uuid4())
-            q.messages[message_id] = _Message(message_id, body, int(time.time() * 1000))
+            m = _Message(message_id, body, int(time.time() * 1000))
+            if delay_seconds:
+                m.visible_at = time.monotonic() + delay_seconds  # never received: "delayed"
+            q.messages[message_id] = m
             self._lock.notify_all()
             return message_id
 
@@ -181,22 +191,33 @@ class LocalQueues:
                 self._lock.notify_all()
 
     def counts(self, name: str) -> tuple[int, int]:
-        """(visible, in flight), as SQS's approximate counts report them."""
+        """(visible, in flight), as SQS's approximate counts report them (delayed
+        messages are neither: `delayed`)."""
         with self._lock:
             q = self._queue(name)
             now = time.monotonic()
             visible = sum(1 for m in q.messages.values() if m.visible_at <= now)
-            return visible, len(q.messages) - visible
+            return visible, len(q.messages) - visible - self._delayed(q, now)
+
+    @staticmethod
+    def _delayed(q: _Queue, now: float) -> int:
+        return sum(1 for m in q.messages.values() if m.receive_count == 0 and m.visible_at > now)
+
+    def delayed(self, name: str) -> int:
+        """Messages sent with a delay that has not passed yet."""
+        with self._lock:
+            return self._delayed(self._queue(name), time.monotonic())
 
     def attributes(self, name: str) -> dict[str, str]:
         visible, in_flight = self.counts(name)
+        delayed = self.delayed(name)
         with self._lock:
             q = self._queue(name)
             attrs = {
                 "QueueArn": q.arn,
                 "ApproximateNumberOfMessages": str(visible),
                 "ApproximateNumberOfMessagesNotVisible": str(in_flight),
-                "ApproximateNumberOfMessagesDelayed": "0",
+                "ApproximateNumberOfMessagesDelayed": str(delayed),
                 "VisibilityTimeout": str(int(q.visibility_timeout)),
             }
             if q.dead_letter is not None:
@@ -229,6 +250,13 @@ def _entries(req: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     return entries
 
 
+def _delay(entry: Mapping[str, Any]) -> float:
+    raw = entry.get("DelaySeconds") or 0
+    if not isinstance(raw, int) or isinstance(raw, bool):
+        raise SqsProtocolError("InvalidParameterValue", "DelaySeconds must be a whole number.")
+    return float(raw)
+
+
 def handle_sqs_request(
     queues: LocalQueues, operation: str, req: Mapping[str, Any], base_url: str
 ) -> dict[str, Any]:
@@ -246,13 +274,13 @@ def handle_sqs_request(
     name = _name_of(req.get("QueueUrl"))
     if operation == "SendMessage":
         body = str(req.get("MessageBody", ""))
-        mid = queues.send(name, body)
+        mid = queues.send(name, body, _delay(req))
         return {"MessageId": mid, "MD5OfMessageBody": hashlib.md5(body.encode()).hexdigest()}
     if operation == "SendMessageBatch":
         ok = []
         for e in _entries(req):
             body = str(e.get("MessageBody", ""))
-            mid = queues.send(name, body)
+            mid = queues.send(name, body, _delay(e))
             ok.append(
                 {
                     "Id": e.get("Id"),

@@ -76,7 +76,8 @@ class SqsEventSourceMapping:
             )
 
     def idle(self) -> bool:
-        """Nothing waiting, nothing in flight."""
+        """Nothing waiting, nothing in flight (a message whose delay has not passed, a
+        recheck, is neither: waiting for it would hold every caller for minutes)."""
         return self.queues.counts(self.queue) == (0, 0)
 
     def _run(self) -> None:

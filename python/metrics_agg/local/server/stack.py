@@ -252,6 +252,8 @@ class LocalStack:
         env = {k: os.environ[k] for k in _FROM_ENVIRONMENT if k in os.environ}
         env.update(PLEXUS_API_URL=self.endpoint, PLEXUS_API_KEY=self.api_key)
         overrides.setdefault("progress_queue_url", self.queue_url(PROGRESS_QUEUE))
+        # As the template wires it: rechecks go to the backfill queue (docs/incremental.md).
+        overrides.setdefault("recheck_queue_url", self.queue_url(BACKFILL_QUEUE))
         return Config.from_env(env, **overrides)
 
     def queue_url(self, name: str) -> str:
