@@ -383,3 +383,20 @@ def test_sqs_mapping_bounds_concurrency_and_redrives_what_keeps_failing() -> Non
     for body in ("fail", "raise", "bad-report"):
         assert sorted(n for b, n in seen if b == body) == ["1", "2"]
     assert sorted(m.body for m in q.receive("dlq", 10)) == ["bad-report", "fail", "raise"]
+
+
+def test_a_recheck_message_keeps_its_reason() -> None:
+    body = json.dumps(
+        {
+            "recount": {
+                "accountId": "a",
+                "model": "Task",
+                "start": "2024-05-01T08:00:00Z",
+                "end": "2024-05-01T09:00:00Z",
+            },
+            "reason": "recheck",
+        }
+    )
+    assert decode_message(body).reason == "recheck" and decode_message(body).run_id is None
+    unit = BackfillUnit("Task", "a", decode_message(body).unit.start, decode_message(body).unit.end)
+    assert decode_message(encode_message(unit, "run-1")).reason is None

@@ -150,3 +150,22 @@ def _peek(stack: LocalStack) -> list[Any]:
     """The backfill queue's messages, left in the queue (test-only look inside)."""
     q = stack.queues._queues[BACKFILL_QUEUE]
     return list(q.messages.values())
+
+
+def test_a_queue_that_refuses_leaves_the_batch_counted_and_says_so(
+    local_stack: LocalStack, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    figures: list[emf.InvocationMetrics] = []
+    monkeypatch.setattr(emf, "emit", lambda m, **_: figures.append(m))
+    stream = Stream(local_stack)
+    when = floor_hour(recent_now()) - timedelta(hours=5) + timedelta(minutes=7)
+    with LocalClient(local_stack.endpoint, local_stack.api_key) as api:
+        api.create("Item", accountId=ACCOUNT, createdAt=iso(when))
+    config = local_stack.config(recheck_queue_url=local_stack.queue_url("no-such-queue"))
+    out = pipeline.handle_event({"Records": stream.take("Item")}, config=config)
+    assert out == {"batchItemFailures": []}
+    assert_matches_truth(local_stack.store, ACCOUNT)
+    (f,) = figures
+    assert (f.recheck_hours_queued, f.recheck_hours_not_queued) == (0, 1)
+    assert "⚠ recheck not queued: 1 hour(s)" in caplog.text
+    assert "QueueError: SQS send_message_batch failed: QueueDoesNotExist" in caplog.text
