@@ -33,9 +33,11 @@ from random import Random
 from typing import Any
 
 from metrics_agg.aggregator import emf, pipeline
+from metrics_agg.aggregator.event_kinds import event_kind
 from metrics_agg.deadline import Deadline
 from metrics_agg.local.server import LocalClient, LocalStack, Store
 from metrics_agg.local.server.seeding import seed_records
+from metrics_agg.local.server.stack import BACKFILL_QUEUE
 from truth_helpers import TIMESTAMP, Stream, iso, recent_now, truth, truth_problems
 
 MODELS = tuple(TIMESTAMP)
@@ -442,6 +444,13 @@ class LoadReport:
     # Buckets still differing from the truth after it: all, and within its 2-hour window.
     left_after_reconcile: int = 0
     left_in_reconcile_window: int = 0
+    # Rechecks (docs/incremental.md): older hours the stream invocations queued, the
+    # buckets the delayed recounts corrected, and what still differed once they had run
+    # (None: the run did not wait for them).
+    rechecks_queued: int = 0
+    rechecks_not_queued: int = 0
+    recheck_drift: int = 0
+    left_after_rechecks: int | None = None
 
     def percentile(self, p: float) -> float:
         if not self.lags:
@@ -469,7 +478,14 @@ class LoadReport:
             f"{self.http_requests / max(self.writes, 1):.2f} HTTP requests; "
             f"{self.fallbacks} hour fallbacks; reconcile after quiescence: DriftRepaired "
             f"{self.drift_repaired}, {self.left_after_reconcile} bucket(s) still differing "
-            f"({self.left_in_reconcile_window} in its window)"
+            f"({self.left_in_reconcile_window} in its window); rechecks: "
+            f"{self.rechecks_queued} hour(s) queued, {self.rechecks_not_queued} not"
+            + (
+                ""
+                if self.left_after_rechecks is None
+                else f", DriftRepaired {self.recheck_drift}, {self.left_after_rechecks} "
+                "bucket(s) still differing once they ran"
+            )
         )
 
 
@@ -485,6 +501,7 @@ class _Lag:
         self.invocations = 0
         self.failed = 0
         self.rows_read = self.requests = self.fallbacks = 0
+        self.rechecks_queued = self.rechecks_not_queued = self.recheck_drift = 0
 
     def wrote(self, model: str, rid: str, t: float) -> None:
         with self.lock:
@@ -498,10 +515,17 @@ class _Lag:
                 self.rows_read += metrics.source_rows_read
                 self.requests += metrics.http_requests
                 self.fallbacks += metrics.derivation_fallbacks
+                self.rechecks_queued += metrics.recheck_hours_queued
+                self.rechecks_not_queued += metrics.recheck_hours_not_queued
+        elif metrics.event_kind == "sqs":  # the backfill queue's mapping runs the rechecks
+            with self.lock:
+                self.recheck_drift += metrics.drift_repaired
 
     def handler(self, config: Callable[[], Any]) -> Callable[[dict[str, Any]], Any]:
         def handle(event: dict[str, Any]) -> Any:
             response = pipeline.handle_event(event, config=config())
+            if event_kind(event) != "stream":  # the rechecks, from the backfill queue
+                return response
             done = time.monotonic()
             failed = [int(f["itemIdentifier"]) for f in response["batchItemFailures"]]
             cut = min(failed) if failed else None
@@ -581,6 +605,7 @@ def run_load(
     seed: int = 6,
     pause: float = 0.0,
     busy: int = 0,
+    recheck_delay: int | None = None,
     **stack_options: Any,
 ) -> LoadReport:
     """Sustained writes through the API with the event source mapping on (the default
@@ -589,11 +614,17 @@ def run_load(
 
     ``busy`` records per (model, account) are first put in the previous and current hour and
     recounted, so the load runs into busy hours whose buckets exist (docs/design.md §7: cost
-    and freshness must not grow with the hours' volume)."""
+    and freshness must not grow with the hours' volume).
+
+    ``recheck_delay`` (seconds): the rechecks' delay, and wait for them to run after the
+    reconcile (their DriftRepaired and what still differs then are reported); None: the
+    default delay (120 s), not waited for.
+    """
     lag = _Lag()
     holder: dict[str, LocalStack] = {}
+    delay = {} if recheck_delay is None else {"recheck_delay_seconds": recheck_delay}
     stack = stack_factory(
-        mapping=True, handler=lag.handler(lambda: holder["stack"].config()), **stack_options
+        mapping=True, handler=lag.handler(lambda: holder["stack"].config(**delay)), **stack_options
     )
     original_emit = emf.emit
 
@@ -644,6 +675,14 @@ def run_load(
     window = (datetime.now(UTC) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:00:00Z")
     left = [p for a in names for p in compare(stack.store, a)]
     left_in_window = [p for p in left if _bucket_start(p) >= window]
+    left_after_rechecks = None
+    if recheck_delay is not None:
+        deadline = time.monotonic() + recheck_delay + 300
+        while stack.queues.delayed(BACKFILL_QUEUE) or not stack.wait_idle(1):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the rechecks did not run within their delay + 300 s")
+            time.sleep(0.2)
+        left_after_rechecks = sum(len(compare(stack.store, a)) for a in names)
     lags = [lag.delivered[k] - t for k, t in lag.written.items() if k in lag.delivered]
     return LoadReport(
         seconds=last_write - t0,
@@ -664,6 +703,10 @@ def run_load(
         drift_repaired=drift,
         left_after_reconcile=len(left),
         left_in_reconcile_window=len(left_in_window),
+        rechecks_queued=lag.rechecks_queued,
+        rechecks_not_queued=lag.rechecks_not_queued,
+        recheck_drift=lag.recheck_drift,
+        left_after_rechecks=left_after_rechecks,
     )
 
 
