@@ -15,7 +15,7 @@ so a restart resumes where it was: at least once, never skipping.
 
 from __future__ import annotations
 
-__all__ = ["BATCHING", "EventSourceMapping", "Handler"]
+__all__ = ["BATCHING", "EventSourceMapping", "Handler", "join_pollers"]
 
 import logging
 import threading
@@ -53,6 +53,27 @@ class _Poller:
         self.arrived: float | None = None
         self.in_flight = False
         self.attempts: dict[int, int] = {}
+
+
+def join_pollers(threads: list[threading.Thread], timeout: float, what: str) -> None:
+    """Join a mapping's poller threads within one `timeout`; keep only the live ones.
+
+    Shared by both local mappings, so a stuck handler is reported the same way.
+
+    Raises:
+        RuntimeError: a thread is still running after `timeout` seconds; it stays in
+            `threads`, so the caller can try again and must not close the store under it.
+    """
+    deadline = time.monotonic() + timeout
+    for t in threads:
+        t.join(max(0.0, deadline - time.monotonic()))
+    threads[:] = [t for t in threads if t.is_alive()]
+    if threads:
+        names = ", ".join(t.name for t in threads)
+        raise RuntimeError(
+            f"{what} thread(s) {names} still running after {timeout:g} s "
+            "(a handler call has not returned)"
+        )
 
 
 class EventSourceMapping:
@@ -109,16 +130,7 @@ class EventSourceMapping:
         with self._wake:
             self._stopping = True
             self._wake.notify_all()
-        deadline = time.monotonic() + timeout
-        for t in self._threads:
-            t.join(max(0.0, deadline - time.monotonic()))
-        self._threads = [t for t in self._threads if t.is_alive()]
-        if self._threads:
-            names = ", ".join(t.name for t in self._threads)
-            raise RuntimeError(
-                f"event source mapping thread(s) {names} still running after {timeout:g} s "
-                "(a handler call has not returned)"
-            )
+        join_pollers(self._threads, timeout, "event source mapping")
 
     def idle(self) -> bool:
         """Every table's checkpoint is at its stream's end and nothing is in flight."""

@@ -14,10 +14,10 @@ __all__ = ["SqsEventSourceMapping"]
 
 import logging
 import threading
-import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from metrics_agg.local.server.mapping import join_pollers
 from metrics_agg.local.server.queues import REGION, LocalQueues, QueueMessage
 
 log = logging.getLogger("metrics_agg.local.server.mapping")
@@ -64,16 +64,7 @@ class SqsEventSourceMapping:
                 must not close the store under it (as `mapping.EventSourceMapping.stop`).
         """
         self._stopping.set()
-        deadline = time.monotonic() + timeout
-        for t in self._threads:
-            t.join(max(0.0, deadline - time.monotonic()))
-        self._threads = [t for t in self._threads if t.is_alive()]
-        if self._threads:
-            names = ", ".join(t.name for t in self._threads)
-            raise RuntimeError(
-                f"SQS mapping thread(s) {names} still running after {timeout:g} s "
-                "(a handler call has not returned)"
-            )
+        join_pollers(self._threads, timeout, "SQS mapping")
 
     def idle(self) -> bool:
         """Nothing waiting, nothing in flight (a message whose delay has not passed, a
