@@ -106,6 +106,24 @@ def _conditional_failed() -> AppSyncError:
     )
 
 
+def _mutation(apply: Callable[[dict[str, Any], dict[str, Any] | None], Any]) -> Resolver:
+    """A create/update/delete resolver: `input` and an optional `condition` go to `apply`;
+    a failed condition becomes AppSync's ConditionalCheckFailedException error."""
+
+    def resolve(
+        _obj: Any,
+        _info: GraphQLResolveInfo,
+        input: dict[str, Any],
+        condition: dict[str, Any] | None = None,
+    ) -> Any:
+        try:
+            return apply(input, condition)
+        except ConditionalCheckFailed:
+            raise _conditional_failed() from None
+
+    return resolve
+
+
 def _composite(value: Any, fields: tuple[str, ...]) -> Any:
     """A composite key condition value -> the '#'-joined string Amplify compares."""
     if not fields or value is None:
@@ -226,34 +244,21 @@ class Resolvers:
 
     # -- mutations -------------------------------------------------------------------------
     def _create(self, model: str) -> Resolver:
-        def resolve(
-            _obj: Any,
-            _info: GraphQLResolveInfo,
-            input: dict[str, Any],
-            condition: dict[str, Any] | None = None,
-        ) -> Any:
+        def apply(input: dict[str, Any], condition: dict[str, Any] | None) -> Any:
             item = dict(input)
             if "id" in TABLES[model].key and not item.get("id"):
                 item["id"] = str(uuid.uuid4())
             now = aws_now()
             item["createdAt"] = item.get("createdAt") or now
             item["updatedAt"] = item.get("updatedAt") or now
-            try:
-                return self.store.create(model, item, condition)
-            except ConditionalCheckFailed:
-                raise _conditional_failed() from None
+            return self.store.create(model, item, condition)
 
-        return resolve
+        return _mutation(apply)
 
     def _update(self, model: str) -> Resolver:
         key_fields = TABLES[model].key
 
-        def resolve(
-            _obj: Any,
-            _info: GraphQLResolveInfo,
-            input: dict[str, Any],
-            condition: dict[str, Any] | None = None,
-        ) -> Any:
+        def apply(input: dict[str, Any], condition: dict[str, Any] | None) -> Any:
             if model == "AggregatedMetrics":
                 for index, parts in _COMPOSITE_SORT_KEYS.items():
                     if any(p in input for p in parts):
@@ -266,28 +271,17 @@ class Resolvers:
                                 )
             changes = {k: v for k, v in input.items() if k not in key_fields}
             changes["updatedAt"] = input.get("updatedAt") or aws_now()
-            try:
-                return self.store.update(model, [input[k] for k in key_fields], changes, condition)
-            except ConditionalCheckFailed:
-                raise _conditional_failed() from None
+            return self.store.update(model, [input[k] for k in key_fields], changes, condition)
 
-        return resolve
+        return _mutation(apply)
 
     def _delete(self, model: str) -> Resolver:
         key_fields = TABLES[model].key
 
-        def resolve(
-            _obj: Any,
-            _info: GraphQLResolveInfo,
-            input: dict[str, Any],
-            condition: dict[str, Any] | None = None,
-        ) -> Any:
-            try:
-                return self.store.delete(model, [input[k] for k in key_fields], condition)
-            except ConditionalCheckFailed:
-                raise _conditional_failed() from None
+        def apply(input: dict[str, Any], condition: dict[str, Any] | None) -> Any:
+            return self.store.delete(model, [input[k] for k in key_fields], condition)
 
-        return resolve
+        return _mutation(apply)
 
 
 def _with_alias_faults(fn: Resolver) -> Resolver:
