@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -110,6 +111,17 @@ def bucket_start(dt: datetime, minutes: int) -> str:
 # --------------------------------------------------------------------------- the truth
 
 
+def _plain_keys(model: str, record: Mapping[str, Any], dt: datetime) -> list[str]:
+    """The compositeKeys a record at ``dt`` counts in, at every size: its model's
+    recordType and, when its category field maps to one, that category's."""
+    types = [BASE_TYPE[model]]
+    if model in CATEGORY:
+        name, mapping = CATEGORY[model]
+        if record.get(name) in mapping:
+            types.append(mapping[record[name]])
+    return [f"{t}#{bucket_start(dt, n)}#{n}" for n in SIZES for t in types]
+
+
 def truth(store: Store, account: str) -> Truth:
     """compositeKey -> (count, feedback metadata) for every non-empty bucket."""
     counts: Counter[str] = Counter()
@@ -137,14 +149,8 @@ def truth(store: Store, account: str) -> Truth:
                         counts[key] += 1
                         meta.setdefault(key, Counter())[kind] += 1
                 continue
-            types = [BASE_TYPE[model]]
-            if model in CATEGORY:
-                name, mapping = CATEGORY[model]
-                if record.get(name) in mapping:
-                    types.append(mapping[record[name]])
-            for n in SIZES:
-                for t in types:
-                    counts[f"{t}#{bucket_start(dt, n)}#{n}"] += 1
+            for key in _plain_keys(model, record, dt):
+                counts[key] += 1
     return {
         k: (v, {n: meta[k][n] for n in FEEDBACK_TALLIES} if k in meta else None)
         for k, v in counts.items()
@@ -159,14 +165,8 @@ def error_truth(store: Store, account: str) -> dict[str, int]:
             dt = instant(next((record[f] for f in TIMESTAMP[model] if record.get(f)), None))
             if dt is None or not is_error(record):
                 continue
-            types = [BASE_TYPE[model]]
-            if model in CATEGORY:
-                name, mapping = CATEGORY[model]
-                if record.get(name) in mapping:
-                    types.append(mapping[record[name]])
-            for n in SIZES:
-                for t in types:
-                    errors[f"{t}#{bucket_start(dt, n)}#{n}"] += 1
+            for key in _plain_keys(model, record, dt):
+                errors[key] += 1
     return dict(errors)
 
 
