@@ -27,12 +27,12 @@ from graphql import (
 )
 
 from metrics_agg.aggregator import pipeline
-from metrics_agg.config import Config
 from metrics_agg.deadline import Deadline
 from metrics_agg.graphql import SCHEMA_PATH, discovery
-from metrics_agg.graphql.transport import GraphQLClient, GraphQLResponse, Kind
+from metrics_agg.graphql.transport import GraphQLClient
 from metrics_agg.local.server import LocalStack, seed_accounts, seed_records
 from metrics_agg.models import SOURCE_MODELS
+from recording_client import RecordingClient
 from truth_helpers import assert_matches_truth
 
 SCHEDULED = {"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}
@@ -41,26 +41,8 @@ HISTORY_ACCOUNTS = ("acct-1", "acct-2", "acct-3")
 ALLOWED_SCANS = frozenset({"listAccounts"})
 
 
-class RecordingClient(GraphQLClient):
-    """The real client, keeping every (document, variables) it sends."""
-
-    def __init__(self, config: Config) -> None:
-        super().__init__(config)
-        self.sent: list[tuple[str, Mapping[str, Any]]] = []
-
-    def execute(
-        self,
-        document: str,
-        variables: Mapping[str, Any] | None = None,
-        *,
-        kind: Kind,
-        deadline: Deadline | None = None,
-    ) -> GraphQLResponse:
-        self.sent.append((document, dict(variables or {})))
-        return super().execute(document, variables, kind=kind, deadline=deadline)
-
-    def fields(self) -> list[str]:
-        return [name for doc, variables in self.sent for name in _list_fields(doc, variables)]
+def _fields(client: RecordingClient) -> list[str]:
+    return [name for s in client.requests for name in _list_fields(s.document, s.variables)]
 
 
 def _list_fields(document: str, variables: Mapping[str, Any]) -> list[str]:
@@ -94,7 +76,7 @@ def _schema() -> GraphQLSchema:
 
 
 def _scans(client: RecordingClient) -> set[str]:
-    return {f[: -len("!scan")] for f in client.fields() if f.endswith("!scan")}
+    return {f[: -len("!scan")] for f in _fields(client) if f.endswith("!scan")}
 
 
 def test_scan_guard_catches_the_old_discovery_query() -> None:
@@ -148,7 +130,7 @@ def _activity(stack: LocalStack, account: str, now: datetime) -> None:
         assert pipeline.handle_event(event, config=stack.config(), client=client) == {
             "batchItemFailures": []
         }
-        assert not _scans(client), client.fields()
+        assert not _scans(client), _fields(client)
 
 
 def _recent_rows(stack: LocalStack, account: str, since: datetime) -> int:
@@ -173,7 +155,7 @@ def test_stream_path_sends_no_scan(local_stack: LocalStack, model: str) -> None:
     with RecordingClient(local_stack.config()) as client:
         out = pipeline.handle_event(event, config=local_stack.config(), client=client)
         assert out == {"batchItemFailures": []}
-        assert client.fields() and not _scans(client), client.fields()
+        assert _fields(client) and not _scans(client), _fields(client)
 
 
 def test_scheduled_pass_reads_only_the_active_accounts_recent_rows(
@@ -187,7 +169,7 @@ def test_scheduled_pass_reads_only_the_active_accounts_recent_rows(
     stack.store.rows_read.clear()
     with RecordingClient(stack.config()) as client:
         out = pipeline.handle_event(SCHEDULED, config=stack.config(), client=client)
-        fields = client.fields()
+        fields = _fields(client)
     assert (out["status"], out["units"]) == ("SUCCESS", 1)
     assert _scans(client) == {"listAccounts"}
     # One key-condition query per account; only acct-2 has recent rows to read.
@@ -209,13 +191,13 @@ def test_explicit_account_ids_win(local_stack: LocalStack, monkeypatch: pytest.M
     configured = local_stack.config(account_ids=("env-acct",))  # METRICS_AGG_ACCOUNT_IDS
     with RecordingClient(local_stack.config()) as client:
         out = pipeline.handle_event(SCHEDULED, config=configured, client=client, now=now)
-        sent = client.fields()
+        sent = _fields(client)
         assert out["units"] == 7 and not _scans(client), sent
         assert discovery.RECENT_QUERY not in sent
     with RecordingClient(local_stack.config()) as client:
         event = {**SCHEDULED, "accountIds": ["event-acct"]}
         out = pipeline.handle_event(event, config=local_stack.config(), client=client, now=now)
-        assert out["units"] == 7 and "listAccounts!scan" not in client.fields()
+        assert out["units"] == 7 and "listAccounts!scan" not in _fields(client)
 
 
 def test_failed_account_query_is_reported_not_dropped(
@@ -263,7 +245,7 @@ def test_account_listing_pages(local_stack: LocalStack) -> None:
     config = local_stack.config(page_limit=7)
     with RecordingClient(config) as client:
         assert discovery.list_account_ids(client) == accounts
-        assert client.fields().count("listAccounts!scan") == 4
+        assert _fields(client).count("listAccounts!scan") == 4
 
 
 def test_seeded_records_create_their_account(local_stack: LocalStack) -> None:

@@ -10,9 +10,8 @@ without stored buckets to size it. Counts, not timings.
 
 from __future__ import annotations
 
-import threading
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,49 +19,24 @@ import pytest
 
 from metrics_agg.aggregator import pipeline
 from metrics_agg.config import Config
-from metrics_agg.deadline import Deadline
-from metrics_agg.graphql.transport import GraphQLClient, GraphQLResponse, Kind
+from metrics_agg.graphql.transport import GraphQLClient
 from metrics_agg.local.server import LocalStack, seed_records
+from recording_client import RecordingClient
 from truth_helpers import assert_matches_truth
 
 FAMILIES = ("Item", "ScoreResult", "FeedbackItem", "Task")
 SOURCE_FIELDS = {"listItemByAccountIdAndCreatedAt"}
 
 
-class CountingClient(GraphQLClient):
-    """Records every request's variables and the most requests in flight at once."""
-
-    def __init__(self, config: Config) -> None:
-        super().__init__(config)
-        self.sent: list[Mapping[str, Any]] = []
-        self._flight_lock = threading.Lock()
-        self._in_flight = 0
-        self.max_in_flight = 0
-
-    def execute(
-        self,
-        document: str,
-        variables: Mapping[str, Any] | None = None,
-        *,
-        kind: Kind,
-        deadline: Deadline | None = None,
-    ) -> GraphQLResponse:
-        with self._flight_lock:
-            self.sent.append(dict(variables or {}))
-            self._in_flight += 1
-            self.max_in_flight = max(self.max_in_flight, self._in_flight)
-        try:
-            return super().execute(document, variables, kind=kind, deadline=deadline)
-        finally:
-            with self._flight_lock:
-                self._in_flight -= 1
+class CountingClient(RecordingClient):
+    """Reads the source ranges out of the requests sent."""
 
     def source_ranges(self) -> set[tuple[str, str]]:
         """The sort-key ranges of the source list queries sent (stored-bucket bounds are
         objects, source bounds strings)."""
         out = set()
-        for variables in self.sent:
-            for name, value in variables.items():
+        for sent in self.requests:
+            for name, value in sent.variables.items():
                 between = value.get("between") if isinstance(value, dict) else None
                 if name.startswith("k") and between and isinstance(between[0], str):
                     out.add((between[0], between[1]))
@@ -154,7 +128,8 @@ def test_steady_state_is_five_requests(
     # 1 stored-bucket read (all recordTypes of the family), 1 source read of the touched
     # minute (FeedbackItem: both list queries), 1 request of aliased 1-minute writes,
     # 1 derivation read, 1 request of aliased 5/15/60-minute writes.
-    assert requests <= 5, f"{model}: {requests} HTTP requests: {client.sent}"
+    sent = [s.variables for s in client.requests]
+    assert requests <= 5, f"{model}: {requests} HTTP requests: {sent}"
     assert stack.faults.requests == requests
     # The source read is the touched minute alone (no sort-key margin, docs/design.md §4.8).
     for lo, hi in client.source_ranges():

@@ -10,17 +10,15 @@ conditions compare strings as DynamoDB does.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from metrics_agg.aggregator.write import write_changes
-from metrics_agg.config import Config
-from metrics_agg.deadline import Deadline
 from metrics_agg.graphql.api import bucket_input, stored_is_newer
-from metrics_agg.graphql.transport import GraphQLClient, GraphQLResponse
+from metrics_agg.graphql.transport import GraphQLClient
 from metrics_agg.graphql.writes import update_condition
 from metrics_agg.local.server import LocalStack
 from metrics_agg.models import (
@@ -32,6 +30,7 @@ from metrics_agg.models import (
     UnitKey,
     WorkUnit,
 )
+from recording_client import RecordingClient, Sent
 
 ACCT = "acct"
 H13 = datetime(2024, 5, 1, 13, tzinfo=UTC)
@@ -69,31 +68,22 @@ def _stored(stack: LocalStack) -> dict[str, Any]:
     return row
 
 
-class _Recording(GraphQLClient):
-    """The real client; records every write's variables, and can run a hook before one."""
+class _Recording(RecordingClient):
+    """Can run a hook before the next compare-and-swap write goes out."""
 
-    def __init__(self, config: Config) -> None:
-        super().__init__(config)
-        self.sent: list[Mapping[str, Any]] = []
-        self.before_cas: Any = None
+    before_cas: Callable[[], None] | None = None
 
-    def execute(
-        self,
-        document: str,
-        variables: Mapping[str, Any] | None = None,
-        *,
-        kind: str = "read",
-        deadline: Deadline | None = None,
-    ) -> GraphQLResponse:
-        if kind == "write" and variables:
-            self.sent.append(variables)
-            cas = any(
-                "eq" in (v.get("updatedAt") or {}) for k, v in variables.items() if k[0] == "w"
-            )
-            if cas and self.before_cas is not None:
-                hook, self.before_cas = self.before_cas, None
-                hook()
-        return super().execute(document, variables, kind=kind, deadline=deadline)  # type: ignore[arg-type]
+    def writes(self) -> list[Mapping[str, Any]]:
+        """Every write's variables, in order."""
+        return [s.variables for s in self.requests if s.kind == "write" and s.variables]
+
+    def before_send(self, sent: Sent) -> None:
+        cas = sent.kind == "write" and any(
+            "eq" in (v.get("updatedAt") or {}) for k, v in sent.variables.items() if k[0] == "w"
+        )
+        if cas and self.before_cas is not None:
+            hook, self.before_cas = self.before_cas, None
+            hook()
 
 
 @pytest.mark.parametrize(
@@ -109,7 +99,7 @@ def test_false_conflict_becomes_compare_and_swap(local_stack: LocalStack, other:
     _store_as_other_writer(local_stack, other)
     with _Recording(local_stack.config()) as client:
         out = write_changes(client, _counts(7), config=local_stack.config())
-        conditions = [v["w0"] for v in client.sent]
+        conditions = [v["w0"] for v in client.writes()]
     assert (out.updated, out.superseded, out.rounds) == (1, 0, 2)
     assert conditions == [
         {"updatedAt": {"le": "2024-05-01T13:30:00.250400Z"}},
@@ -163,7 +153,7 @@ def test_compare_and_swap_loses_to_an_older_write_in_between_then_retries(
     with _Recording(local_stack.config()) as client:
         client.before_cas = other_writes_older
         out = write_changes(client, _counts(7), config=local_stack.config())
-        last = client.sent[-1]["w0"]
+        last = client.writes()[-1]["w0"]
     assert (out.updated, out.superseded, out.rounds) == (1, 0, 3)
     assert last == {"updatedAt": {"eq": "2024-05-01T13:30:00.1Z"}}
     assert _stored(local_stack)["count"] == 7
