@@ -29,6 +29,7 @@ from metrics_agg.models import (
     UnitCounts,
     UnitKey,
     WorkUnit,
+    WriteOutcome,
 )
 from recording_client import RecordingClient, Sent
 
@@ -117,21 +118,30 @@ def test_newer_instant_in_another_width_supersedes(local_stack: LocalStack) -> N
     assert _stored(local_stack)["count"] == 5
 
 
+def _write_with_one_in_between(
+    stack: LocalStack, count: int, updated_at: str
+) -> tuple[WriteOutcome, _Recording]:
+    """Our write of 7 over a row stored with no fraction (`…:00Z`), while a third writer
+    stores (`count`, `updated_at`) after our re-read and before our compare-and-swap."""
+    _store_as_other_writer(stack, "2024-05-01T13:30:00Z")
+
+    def other_writes() -> None:
+        stack.store.update(
+            "AggregatedMetrics",
+            [ACCT, KEY.composite_key],
+            {"count": count, "updatedAt": updated_at},
+        )
+
+    with _Recording(stack.config()) as client:
+        client.before_cas = other_writes
+        out = write_changes(client, _counts(7), config=stack.config())
+    return out, client
+
+
 def test_compare_and_swap_loses_to_a_write_in_between(local_stack: LocalStack) -> None:
     # Another writer lands a newer snapshot after our re-read, before our CAS: the CAS
     # fails (the string changed), the next round sees the newer instant: superseded.
-    _store_as_other_writer(local_stack, "2024-05-01T13:30:00Z")
-
-    def other_writes_newer() -> None:
-        local_stack.store.update(
-            "AggregatedMetrics",
-            [ACCT, KEY.composite_key],
-            {"count": 9, "updatedAt": "2024-05-01T13:30:01.000Z"},
-        )
-
-    with _Recording(local_stack.config()) as client:
-        client.before_cas = other_writes_newer
-        out = write_changes(client, _counts(7), config=local_stack.config())
+    out, _ = _write_with_one_in_between(local_stack, 9, "2024-05-01T13:30:01.000Z")
     assert (out.updated, out.superseded, out.rounds) == (0, 1, 2)
     assert _stored(local_stack)["count"] == 9
 
@@ -141,19 +151,8 @@ def test_compare_and_swap_loses_to_an_older_write_in_between_then_retries(
 ) -> None:
     # The write in between is older than our snapshot (another width again): our CAS on
     # the string we read fails, and the next round swaps against the new string.
-    _store_as_other_writer(local_stack, "2024-05-01T13:30:00Z")
-
-    def other_writes_older() -> None:
-        local_stack.store.update(
-            "AggregatedMetrics",
-            [ACCT, KEY.composite_key],
-            {"count": 8, "updatedAt": "2024-05-01T13:30:00.1Z"},
-        )
-
-    with _Recording(local_stack.config()) as client:
-        client.before_cas = other_writes_older
-        out = write_changes(client, _counts(7), config=local_stack.config())
-        last = client.writes()[-1]["w0"]
+    out, client = _write_with_one_in_between(local_stack, 8, "2024-05-01T13:30:00.1Z")
+    last = client.writes()[-1]["w0"]
     assert (out.updated, out.superseded, out.rounds) == (1, 0, 3)
     assert last == {"updatedAt": {"eq": "2024-05-01T13:30:00.1Z"}}
     assert _stored(local_stack)["count"] == 7
