@@ -221,12 +221,7 @@ class LocalAppSync:
         if scope["method"] != "POST":
             await _respond(send, 405, b'{"errors":[{"message":"Use POST /graphql"}]}')
             return
-        body = bytearray()
-        while True:
-            msg = await receive()
-            body += msg.get("body", b"")
-            if not msg.get("more_body"):
-                break
+        body = await _read_body(receive)
         headers = {k.decode("latin-1").lower(): v for k, v in scope["headers"]}
         if not hmac.compare_digest(headers.get("x-api-key", b""), self.api_key):
             await _respond(
@@ -286,12 +281,7 @@ class LocalAppSync:
     async def _sqs(self, scope: Scope, receive: Receive, send: Send, operation: str) -> None:
         """SQS's JSON protocol (`queues`): the backfill's queues, as botocore calls them."""
         assert self.queues is not None
-        body = bytearray()
-        while True:
-            msg = await receive()
-            body += msg.get("body", b"")
-            if not msg.get("more_body"):
-                break
+        body = await _read_body(receive)
         host = dict(scope["headers"]).get(b"host", b"127.0.0.1").decode("latin-1")
         kind = [(b"content-type", b"application/x-amz-json-1.0")]
         try:
@@ -399,6 +389,16 @@ def _reset(send: Send) -> None:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     transport.abort()
     cycle.disconnected = True  # type: ignore[union-attr]
+
+
+async def _read_body(receive: Receive) -> bytearray:
+    """The whole request body, over as many ASGI `http.request` messages as it takes."""
+    body = bytearray()
+    while True:
+        msg = await receive()
+        body += msg.get("body", b"")
+        if not msg.get("more_body"):
+            return body
 
 
 async def _respond(
