@@ -22,9 +22,9 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 
-from metrics_agg.aggregator.invalidation import COARSE_SIZES, scope_of, sum_values
+from metrics_agg.aggregator.invalidation import COARSE_SIZES, in_series, scope_of, sum_values
 from metrics_agg.models import BucketKey, BucketValue, StoredBucket, WorkUnit
-from metrics_agg.timestamps import epoch_minute, format_write_time, from_epoch_minute
+from metrics_agg.timestamps import epoch_minute, format_write_time
 
 
 def overlay_own_writes(
@@ -79,14 +79,7 @@ def derive_coarse(
         for key in example.values():
             for size in COARSE_SIZES:
                 for start in range(first, first + 60, size):
-                    k = BucketKey(
-                        key.account_id,
-                        key.record_type,
-                        from_epoch_minute(start),
-                        size,
-                        key.scorecard_id,
-                        key.score_id,
-                    )
+                    k = in_series(key, start, size)
                     targets.setdefault(k.composite_key, k)
     desired: dict[BucketKey, BucketValue] = {}
     replaced: dict[str, StoredBucket] = {}

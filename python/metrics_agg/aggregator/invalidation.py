@@ -22,7 +22,14 @@ rows that already disagree would only carry the disagreement forward. The check,
 
 from __future__ import annotations
 
-__all__ = ["Invalidation", "coarse_parents", "invalidate", "minute_spans", "scope_of"]
+__all__ = [
+    "Invalidation",
+    "coarse_parents",
+    "in_series",
+    "invalidate",
+    "minute_spans",
+    "scope_of",
+]
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
@@ -83,20 +90,22 @@ def scope_of(key: BucketKey) -> str:
     return key.composite_key.rsplit("#", 2)[0]
 
 
+def in_series(key: BucketKey, start_minute: int, size: int) -> BucketKey:
+    """The bucket of ``key``'s series (recordType, scorecard, score) at another start/size."""
+    return BucketKey(
+        key.account_id,
+        key.record_type,
+        from_epoch_minute(start_minute),
+        size,
+        key.scorecard_id,
+        key.score_id,
+    )
+
+
 def coarse_parents(key: BucketKey) -> list[BucketKey]:
     """The 5-, 15- and 60-minute buckets of the same series holding a 1-minute bucket."""
     minute = epoch_minute(key.start)
-    return [
-        BucketKey(
-            key.account_id,
-            key.record_type,
-            from_epoch_minute(minute // size * size),
-            size,
-            key.scorecard_id,
-            key.score_id,
-        )
-        for size in COARSE_SIZES
-    ]
+    return [in_series(key, minute // size * size, size) for size in COARSE_SIZES]
 
 
 def sum_values(
