@@ -164,17 +164,15 @@ def decode_stored_bucket(row: Mapping[str, Any]) -> StoredBucket | None:
     """
     record_type = row.get("recordType")
     account_id = row.get("accountId")
-    minutes = row.get("numberOfMinutes")
-    count = row.get("count")
+    minutes = _int_or_none(row.get("numberOfMinutes"))
+    count = _int_or_none(row.get("count"))
     updated_at = row.get("updatedAt")
     start = parse_instant_or_none(row.get("timeRangeStart"))
     if (
         not isinstance(record_type, str)
         or not isinstance(account_id, str)
-        or not isinstance(minutes, int)
-        or isinstance(minutes, bool)
-        or not isinstance(count, int)
-        or isinstance(count, bool)
+        or minutes is None
+        or count is None
         or not isinstance(updated_at, str)
         or start is None
     ):
@@ -183,7 +181,6 @@ def decode_stored_bucket(row: Mapping[str, Any]) -> StoredBucket | None:
     scorecard_id = row.get("scorecardId") if with_card else None
     score_id = row.get("scoreId") if with_score else None
     created_at = row.get("createdAt")
-    error_count = row.get("errorCount")
     return StoredBucket(
         key=BucketKey(
             account_id,
@@ -197,13 +194,16 @@ def decode_stored_bucket(row: Mapping[str, Any]) -> StoredBucket | None:
             count,
             bool(row.get("complete")),
             _decode_metadata(row.get("metadata")),
-            error_count
-            if isinstance(error_count, int) and not isinstance(error_count, bool)
-            else None,
+            _int_or_none(row.get("errorCount")),
         ),
         updated_at=updated_at,
         created_at=created_at if isinstance(created_at, str) else None,
     )
+
+
+def _int_or_none(value: object) -> int | None:
+    """A JSON integer as such; anything else (a bool too: it is an int to Python) is None."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _decode_metadata(raw: object) -> dict[str, int] | None:
