@@ -30,7 +30,6 @@ __all__ = [
 ]
 
 import logging
-import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
@@ -154,9 +153,7 @@ def _recent_record_types(
 
 def _share(deadline: Deadline | None) -> Deadline:
     remaining = (deadline or Deadline()).remaining()
-    if remaining == float("inf"):
-        return Deadline()
-    return Deadline(time.monotonic() + remaining * DISCOVERY_SHARE)
+    return Deadline.after(None if remaining == float("inf") else remaining * DISCOVERY_SHARE)
 
 
 def list_recent_metric_scopes(
