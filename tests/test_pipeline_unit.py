@@ -385,14 +385,15 @@ def test_scheduled_discovers_pairs(fake: FakeApi, monkeypatch: pytest.MonkeyPatc
 
     seen: dict[str, Any] = {}
 
-    def scopes(client: Any, *, since: datetime, deadline: Any) -> set[tuple[str, str]]:
+    def scopes(client: Any, *, since: datetime, deadline: Any) -> discovery.ActiveScopes:
         seen["since"] = since
-        return {
+        found = {
             ("a", "predictionItems"),
             ("a", "items"),
             ("b", "feedbackItemsByScore"),
             ("c", "somethingElse"),
         }
+        return discovery.ActiveScopes(found, accounts=3)
 
     monkeypatch.setattr(discovery, "list_recent_metric_scopes", scopes)
     out = run({"source": "aws.events", "detail-type": "Scheduled Event"})

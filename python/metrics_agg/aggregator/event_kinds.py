@@ -67,15 +67,14 @@ def scheduled_units(
         scopes = discovery.list_recent_metric_scopes(
             client, since=now - 2 * _HOUR, deadline=deadline
         )
-        # A stand-in returning a plain set of scopes has nothing unfinished.
-        unfinished = getattr(scopes, "unfinished", ())
+        unfinished = scopes.unfinished
         model_of = MODEL_OF_RECORD_TYPE
         pairs = {UnitKey(model_of[rt], a) for a, rt in scopes if rt in model_of}
         _log.info(
             "Scheduled finalize: %d active (model, account) pair(s) in the last 2 h "
-            "(%s account(s) listed%s)",
+            "(%d account(s) listed%s)",
             len(pairs),
-            getattr(scopes, "accounts", "?"),
+            scopes.accounts,
             f", {len(unfinished)} not finished: reported" if unfinished else "",
         )
     ranges = group_hours([floor_hour(now) - _HOUR, floor_hour(now)])
