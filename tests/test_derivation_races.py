@@ -27,6 +27,7 @@ from metrics_agg.aggregator.incremental import STEPS, run_stream_unit
 from metrics_agg.aggregator.plan import plan_units
 from metrics_agg.config import Config
 from metrics_agg.deadline import Deadline
+from metrics_agg.errors import TransportError
 from metrics_agg.local.server.streams import build_record, with_sequence
 from metrics_agg.models import UnitKey, WorkUnit
 
@@ -285,4 +286,25 @@ def test_steady_state_reads_only_the_touched_minute(fake: FakeApi) -> None:
     # the batch's own image is merged in; the hour holds 6.
     assert out.ok and out.fallback_hours == 0
     assert out.records_read <= 2
+    assert not _problems(fake)
+
+
+def test_a_whole_hour_derivation_that_failed_part_way_is_recounted_on_retry(
+    fake: FakeApi,
+) -> None:
+    """A fallback writes every coarser row of the hour; if one alias fails, the retry's
+    self-check must see that row (far from the touched minute) and recount the hour again."""
+    now = datetime.now(UTC)
+    hour = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
+    for m in (5, 30):  # in the source, never aggregated: the hour has no stored rows
+        fake.add("Item", **_record(hour + timedelta(minutes=m, seconds=1), f"seed-{m}"))
+    new = _record(hour + timedelta(minutes=10, seconds=3), "new-a")
+    fake.add("Item", **new)
+    unit = _unit(None, new, 101, now)
+    fake.alias_error = f"items#{hour + timedelta(minutes=30):%Y-%m-%dT%H:%M:%S}Z#5"
+    with pytest.raises(TransportError):
+        run_stream_unit(FakeClient(), unit, config=CONFIG, deadline=Deadline())
+    fake.alias_error = None
+    out = run_stream_unit(FakeClient(), unit, config=CONFIG, deadline=Deadline())  # the retry
+    assert out.ok and out.fallback_hours == 1
     assert not _problems(fake)

@@ -14,7 +14,9 @@ rows that already disagree would only carry the disagreement forward. The check,
 - for every scope with a stored row in the hour (recordType, and scorecard/score for
   feedback): the 60-minute row equals the sum of its 1-minute rows (count, feedback
   metadata and, for a model with error rules, errorCount; a missing row is 0), and so does
-  every 5- and 15-minute row over a touched minute. With error rules, a row without
+  every 5- and 15-minute row of the hour (all of them, not only those over touched minutes:
+  a whole-hour derivation whose coarser write failed part-way can leave a stale row
+  anywhere in the hour, and the retry must see it). With error rules, a row without
   errorCount (written before the rules applied) fails the check: its errors are unknown.
 
 `complete` is not compared: it lags by design until the scheduled reconcile.
@@ -147,7 +149,7 @@ def _agrees(
 
 
 def _check_hour(
-    unit: WorkUnit, hour: datetime, rows: list[StoredBucket], touched: set[int], errors: bool
+    unit: WorkUnit, hour: datetime, rows: list[StoredBucket], errors: bool
 ) -> str | None:
     spec = SOURCE_MODELS[unit.key.model]
     base = BucketKey(unit.key.account_id, spec.record_type, hour, 60).composite_key
@@ -160,9 +162,12 @@ def _check_hour(
     for scope, sizes in sorted(by_scope.items()):
         record_type = next(iter(next(iter(sizes.values())).values())).key.record_type
         ones = sizes.get(1, {})
+        # Every 5- and 15-minute row of the hour, not only those over touched minutes: a
+        # whole-hour derivation whose coarser write failed part-way leaves rows anywhere in
+        # the hour, and only this check sends their hour back to a full recount.
         starts = {60: [first]}
         for size in (5, 15):
-            starts[size] = sorted({m // size * size for m in touched})
+            starts[size] = list(range(first, first + 60, size))
         for size, bucket_starts in starts.items():
             for start in bucket_starts:
                 stored = sizes.get(size, {}).get(start)
@@ -204,7 +209,7 @@ def invalidate(
     reasons: dict[datetime, str] = {}
     for first in sorted(per_hour):
         hour = from_epoch_minute(first)
-        reason = _check_hour(unit, hour, rows.get(first, []), per_hour[first], errors)
+        reason = _check_hour(unit, hour, rows.get(first, []), errors)
         if reason is None:
             derive.append(hour)
         else:
