@@ -35,6 +35,9 @@ class IntSub(int):
         ({"code": "0400"}, True),
         ({"code": "399"}, False),
         ({"code": "99999999999999999999999"}, True),  # beyond 64 bits: still >= 400
+        ({"code": "9" * 4301}, True),  # beyond int()'s 4300-digit limit: no ValueError
+        ({"code": "0" * 4400 + "500"}, True),
+        ({"code": "0" * 4400 + "399"}, False),
         ({"code": "5xx"}, False),
         ({"code": " 500"}, False),
         ({"code": "500 "}, False),
@@ -169,3 +172,26 @@ def test_both_backends_count_the_same_errors(
     for size in (1, 15, 60):
         assert sum(py.error_counts[size]) <= py.processed
         assert all(e <= c for e, c in zip(py.error_counts[size], py.counts[size], strict=True))
+
+
+class LyingStr(str):
+    """Text whose Python methods say something else than its characters."""
+
+    def __str__(self) -> str:
+        return "status"
+
+    def __hash__(self) -> int:
+        return hash("oops")
+
+    def __eq__(self, other: object) -> bool:
+        return True
+
+
+def test_rule_fields_and_values_are_read_by_their_characters(backend: str) -> None:
+    """A str subclass in a rule runs none of its methods in either backend."""
+    records = [{"updatedAt": "2024-05-01T10:07:00Z", "status": "oops", "zzz": "x"}]
+    rules = (ErrorRule(LyingStr("zzz"), ("y",)), ErrorRule("status", (LyingStr("error"),)))
+    r = count_records(
+        records, W0, W1, fields=("updatedAt",), errors=rules, sizes=(60,), backend=backend
+    )  # type: ignore[arg-type]
+    assert r.error_counts is not None and r.error_counts[60] == [0]

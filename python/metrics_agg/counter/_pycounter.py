@@ -306,6 +306,14 @@ def _finish(
     )
 
 
+def _digits_at_least(text: str, at_least: int) -> bool:
+    """``int(text) >= at_least`` for ASCII digits of any length, as the extension's
+    saturating parse: every threshold fits in 64 bits (19 digits), so 20 significant digits
+    always win, and ``int()`` never meets its 4300-digit limit."""
+    digits = text.lstrip("0")
+    return len(digits) >= 20 or int(digits or "0") >= at_least
+
+
 def is_error(record: object, rules: Sequence[ErrorRuleData]) -> bool:
     """Whether a (mapping) record matches any error rule (`models.ErrorRule` semantics).
 
@@ -325,7 +333,10 @@ def is_error(record: object, rules: Sequence[ErrorRuleData]) -> bool:
         if kind is str or issubclass(kind, str):
             text = str.__str__(value)
             if text in values or (
-                at_least is not None and text.isascii() and text.isdigit() and int(text) >= at_least
+                at_least is not None
+                and text.isascii()
+                and text.isdigit()
+                and _digits_at_least(text, at_least)
             ):
                 return True
         elif (

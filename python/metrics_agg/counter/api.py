@@ -294,7 +294,9 @@ def _rule_data(rule: ErrorRule) -> _pycounter.ErrorRuleData:
     for text in (rule.field, *rule.values):
         if not isinstance(text, str) or not _encodable(text):
             raise ValueError(f"error rule field and values must be text, got {text!r}")
-    return rule.field, list(rule.values), rule.at_least
+    # Exact strings only, so neither loop runs a subclass's methods (`__str__`, `__hash__`,
+    # `__eq__`): a rule is its characters, as the extension reads them.
+    return str.__str__(rule.field), [str.__str__(v) for v in rule.values], rule.at_least
 
 
 def _encodable(text: str) -> bool:
