@@ -14,6 +14,7 @@ __all__ = [
     "COUNTER_ENV",
     "EMF_ENV",
     "ERRORS_ENV",
+    "INVOCATION_PATH_ENV",
     "MAX_RECHECK_DELAY_SECONDS",
     "MAX_ZONE_MARGIN_MINUTES",
     "PROGRESS_QUEUE_ENV",
@@ -23,6 +24,7 @@ __all__ = [
     "ZONE_MARGIN_ENV",
     "Config",
     "CounterChoice",
+    "InvocationPath",
     "counter_choice",
     "parse_errors",
 ]
@@ -49,6 +51,11 @@ PROGRESS_QUEUE_ENV = "METRICS_AGG_BACKFILL_PROGRESS_URL"
 BACKFILL_QUEUE_ENV = "METRICS_AGG_BACKFILL_QUEUE_URL"
 RECHECK_QUEUE_ENV = "METRICS_AGG_RECHECK_QUEUE_URL"
 RECHECK_DELAY_ENV = "METRICS_AGG_RECHECK_DELAY_SECONDS"
+# Benchmarks only: "per-unit" runs the earlier stream invocation (each (model, account) unit
+# its own requests, every MODIFY invalidating its minutes, the old self-check), so the cost
+# scripts can compare both in one run. Never set in a deployment.
+INVOCATION_PATH_ENV = "METRICS_AGG_INVOCATION_PATH"
+InvocationPath: TypeAlias = Literal["shared", "per-unit"]
 MAX_RECHECK_DELAY_SECONDS = 900  # SQS's largest DelaySeconds
 _REGION_IN_HOST = re.compile(r"\.appsync-api\.([a-z0-9-]+)\.amazonaws\.com", re.ASCII)
 
@@ -102,6 +109,9 @@ class Config:
     recheck_queue_url: str | None = None
     # How long a recheck waits (SQS DelaySeconds): well above the index lag it must outlast.
     recheck_delay_seconds: int = 120
+    # How a stream invocation sends its requests; "per-unit" is the earlier path, kept for
+    # the cost comparison in scripts/cost_model.py (INVOCATION_PATH_ENV).
+    invocation_path: InvocationPath = "shared"
 
     def __post_init__(self) -> None:
         if not 0 <= self.recheck_delay_seconds <= MAX_RECHECK_DELAY_SECONDS:
@@ -198,11 +208,20 @@ class Config:
         values["emf_stdout"] = bool(function) or env.get(EMF_ENV) == "1"
         values["emf_stack"] = env.get(STACK_ENV) or function or "local"
         values["recheck_queue_url"] = env.get(RECHECK_QUEUE_ENV) or None
+        values["invocation_path"] = _invocation_path(env.get(INVOCATION_PATH_ENV, ""))
         raw_errors = env.get(ERRORS_ENV)
         if raw_errors:
             values["errors"] = parse_errors(raw_errors)
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]
+
+
+def _invocation_path(raw: str) -> InvocationPath:
+    choice = raw.strip().lower() or "shared"
+    paths: dict[str, InvocationPath] = {"shared": "shared", "per-unit": "per-unit"}
+    if choice in paths:
+        return paths[choice]
+    raise ConfigError(f"{INVOCATION_PATH_ENV} must be 'shared', 'per-unit' or unset, got {raw!r}")
 
 
 def counter_choice(environ: Mapping[str, str] | None = None) -> CounterChoice:
