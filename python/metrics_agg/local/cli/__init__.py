@@ -7,20 +7,29 @@ __all__ = ["main"]
 import argparse
 import importlib
 import logging
-import sqlite3
+import re
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
-# What `pip install 'metrics-agg[local]'` adds (the local server's imports).
-_LOCAL_EXTRA = frozenset({"ariadne", "uvicorn", "graphql", "starlette"})
+from metrics_agg import __version__
+from metrics_agg.local.cli._guard import CliLogHandler, run_guarded
+
+# `--start -2h`: argparse takes a leading "-" for an option unless the argument looks like a
+# negative number; a relative time is one more shape of negative number here.
+_NEGATIVE = re.compile(r"^-\d+$|^-\d*\.\d+$|^-(?:\d+[dhm])+$")
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, with a usage error as one line (the usage itself is one `-h` away)."""
+    """argparse, with a usage error as one line (the usage itself is one `-h` away) and
+    relative times (``-2h``) taken as values."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = _NEGATIVE
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} -h`)\n")
+        self.exit(2, f"{self.prog}: error: {message}; see `{self.prog} -h`\n")
 
 
 # Each module defines `register(subparsers)`; the parser it adds sets `func(args) -> int`.
@@ -44,38 +53,34 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"metrics-agg {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in _COMMAND_MODULES:
         importlib.import_module(name).register(sub)
     return parser
 
 
+def _setup_logging(verbose: bool) -> CliLogHandler:
+    """Human lines on stderr; ``-v`` opens the package's debug log, not the HTTP and AWS
+    libraries' (urllib3 logs a retry object's repr per attempt)."""
+    handler = CliLogHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    for noisy in ("urllib3", "botocore", "boto3", "s3transfer", "asyncio", "uvicorn"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    return handler
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(message)s",
-        stream=sys.stderr,
-    )
-    command = f"{parser.prog} {args.command}"
+    handler = _setup_logging(args.verbose)
     try:
-        return int(args.func(args))
-    except KeyboardInterrupt:
-        return 130
-    except ModuleNotFoundError as exc:
-        if (exc.name or "").partition(".")[0] not in _LOCAL_EXTRA:
-            raise
-        print(
-            f"{command}: needs the `local` extra ({exc.name} is missing): "
-            "pip install 'metrics-agg[local]'",
-            file=sys.stderr,
-        )
-        return 2
-    except sqlite3.Error as exc:
-        db = getattr(args, "db", None)
-        print(f"{command}: cannot use the database {db}: {exc}", file=sys.stderr)
-        return 2
+        return run_guarded(f"{parser.prog} {args.command}", args.func, args)
+    finally:
+        logging.getLogger().removeHandler(handler)
 
 
 if __name__ == "__main__":

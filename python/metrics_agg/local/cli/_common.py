@@ -14,11 +14,14 @@ __all__ = [
     "ceil_to",
     "config_from_args",
     "connect",
+    "endpoint_of",
     "floor_to",
     "guard",
     "help_formatter",
     "instant_arg",
     "parse_since",
+    "parse_when",
+    "widen",
 ]
 
 import argparse
@@ -30,8 +33,15 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 
 from metrics_agg.config import Config
-from metrics_agg.errors import ConfigError, MetricsAggError, ReadError, TransportError
-from metrics_agg.timestamps import epoch_minute, from_epoch_minute, parse_instant
+from metrics_agg.errors import ConfigError, MetricsAggError, ReadError
+from metrics_agg.local.cli._messages import describe_error, describe_transport_error
+from metrics_agg.timestamps import (
+    epoch_minute,
+    format_bucket_time,
+    from_epoch_minute,
+    parse_instant,
+    utc_now,
+)
 
 # Exit codes, documented in every command's epilog.
 EXIT_OK = 0
@@ -74,16 +84,60 @@ def parse_since(text: str) -> timedelta:
     return delta
 
 
-def instant_arg(text: str) -> datetime:
-    """An instant of the accepted grammar (an argparse ``type``).
+_RELATIVE = re.compile(r"-((?:\d+[dhm])+)", re.ASCII)
+_DATE_ONLY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", re.ASCII)
+INSTANT_FORMS = "2024-05-01T12:00Z, a date (2024-05-01, midnight UTC), now, or -2h / -30d / -1h30m"
+
+
+def parse_when(text: str, now: datetime | None = None) -> datetime:
+    """An instant as a person types it: a timestamp of the accepted grammar, a date
+    (midnight UTC), ``now``, or a time relative to now (``-2h``, ``-30d``, ``-1h30m``).
 
     Raises:
-        argparse.ArgumentTypeError: not of the accepted form.
+        ValueError: none of those forms; the message lists them.
+    """
+    word = text.strip()
+    current = now or utc_now()
+    if word.lower() == "now":
+        return current
+    relative = _RELATIVE.fullmatch(word.lower())
+    if relative is not None:
+        return current - parse_since(relative.group(1))
+    if _DATE_ONLY.fullmatch(word):
+        word += "T00:00Z"
+    try:
+        return parse_instant(word)
+    except ValueError:
+        raise ValueError(f"not a time: {text!r}; use {INSTANT_FORMS}") from None
+
+
+def instant_arg(text: str) -> datetime:
+    """`parse_when` as an argparse ``type``.
+
+    Raises:
+        argparse.ArgumentTypeError: not of an accepted form.
     """
     try:
-        return parse_instant(text)
-    except ValueError as exc:
+        return parse_when(text)
+    except (ValueError, argparse.ArgumentTypeError) as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def widen(start: datetime, end: datetime, minutes: int) -> tuple[datetime, datetime, str | None]:
+    """``[start, end)`` widened to whole ``minutes``-buckets, and a note when that changed it.
+
+    Every command that takes a window widens it the same way (start down, end up) and
+    says so, rather than refusing an unaligned bound or widening silently.
+    """
+    wide_start, wide_end = floor_to(start, minutes), ceil_to(end, minutes)
+    if (wide_start, wide_end) == (start, end):
+        return start, end, None
+    unit = "whole hours" if minutes == 60 else f"whole {minutes}-minute buckets"
+    note = (
+        f"window widened to {unit}: {format_bucket_time(wide_start)} to "
+        f"{format_bucket_time(wide_end)}"
+    )
+    return wide_start, wide_end, note
 
 
 def floor_to(dt: datetime, minutes: int) -> datetime:
@@ -158,9 +212,9 @@ _PROBE = "query MetricsAggProbe { __typename }"
 def connect(args: argparse.Namespace) -> Config:
     """`config_from_args`, then one request (no retries) to check the API answers.
 
-    An unreachable endpoint or rejected credentials become one clear line before any work
-    starts; anything else (throttling, 5xx, GraphQL errors) is left to the command's own
-    requests and their retries.
+    An unreachable endpoint, a URL with no GraphQL API behind it (the dashboard page's,
+    say) or rejected credentials become one clear line before any work starts; throttling,
+    5xx and GraphQL errors are left to the command's own requests and their retries.
 
     Raises:
         ConfigError: as `config_from_args`; the endpoint cannot be reached, has no GraphQL
@@ -176,42 +230,35 @@ def connect(args: argparse.Namespace) -> Config:
         with GraphQLClient(config.with_(max_attempts=1)) as client:
             client.execute(_PROBE, kind="read")
     except ReadError as exc:
-        reason = getattr(exc.__cause__, "reason", str(exc))
-        where = config.endpoint
-        if exc.status in (401, 403):
-            how = "PLEXUS_API_KEY / --api-key" if config.api_key else "the AWS credentials"
-            raise ConfigError(f"{where} rejected the credentials ({reason}): check {how}") from None
-        if exc.status == 404:
-            raise ConfigError(f"no GraphQL API at {where} ({reason}): check the URL") from None
-        if exc.status is None:
+        if exc.status is None or exc.status in (401, 403, 404, 405) or 200 <= exc.status < 300:
             raise ConfigError(
-                f"cannot reach {where} ({reason}): is it up? (`metrics-agg serve` runs the "
-                "local one)"
+                describe_transport_error(exc, config.endpoint, api_key=bool(config.api_key))
             ) from None
     finally:
         log.setLevel(level)
     return config
 
 
+def endpoint_of(args: argparse.Namespace) -> str | None:
+    """The endpoint a command was pointed at, for its error messages."""
+    return (
+        getattr(args, "endpoint", None)
+        or os.environ.get("PLEXUS_API_URL")
+        or os.environ.get("GRAPHQL_ENDPOINT")
+    )
+
+
 def guard(command: str, body: Callable[[argparse.Namespace], int]) -> Callable[..., int]:
-    """Turn the package's errors into one readable line and an exit code."""
+    """Turn the package's errors into one readable line and exit status 2; what else can
+    end a command (Ctrl-C, a closed pipe, bad input) is the entry point's guard
+    (`_guard.run_guarded`)."""
 
     def run(args: argparse.Namespace) -> int:
         try:
             return body(args)
-        except ConfigError as exc:
-            print(f"metrics-agg {command}: {exc}", file=sys.stderr)
-            return EXIT_USAGE
-        except TransportError as exc:
-            print(
-                f"metrics-agg {command}: the API kept failing: {exc} (is the endpoint up, "
-                "`metrics-agg serve` for the local one, and the API key right? -v shows each "
-                "attempt)",
-                file=sys.stderr,
-            )
-            return EXIT_USAGE
         except MetricsAggError as exc:
-            print(f"metrics-agg {command}: {exc}", file=sys.stderr)
+            said = describe_error(exc, endpoint_of(args))
+            print(f"metrics-agg {command}: {said}", file=sys.stderr)
             return EXIT_USAGE
 
     return run
