@@ -56,7 +56,7 @@ def _no_ambient_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:
         ),
         (["count", "--start", "2024-05-01T02:00Z", "--end", "2024-05-01T01:00Z", "FILE"], "after"),
         (["count", *W, "no-such-file.jsonl"], "no-such-file.jsonl"),
-        (["count", *W, "--sizes", "7", "FILE"], "aligned"),
+        (["count", *W, "--sizes", "0", "FILE"], "positive"),
         (["invoke", "no-such-event.json"], "no such file"),
         (["recount", "--account", "a", "--model", "Item", *W], "no GraphQL endpoint"),
         (["recount", "--account", "a", "--model", "Nope", *W], "--model"),
@@ -150,7 +150,8 @@ def test_seed_mistakes(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> No
 def test_serve_on_a_path_that_cannot_be_opened(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    argv = ["serve", "--db", str(tmp_path / "no" / "x.sqlite"), "--port", "0"]
+    (tmp_path / "notes.txt").write_text("a file where a folder would be")
+    argv = ["serve", "--db", str(tmp_path / "notes.txt" / "x.sqlite"), "--port", "0"]
     assert "cannot use the database" in _one_line_error(capsys, argv)
 
 

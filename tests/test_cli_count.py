@@ -94,7 +94,7 @@ def test_cross_check_uses_smallest_size(capsys: pytest.CaptureFixture[str]) -> N
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--start", "2024-05-07T12:05Z", "--end", "2024-05-07T14:00Z"], "not aligned"),
+        ([*WINDOW, "--sizes", "0,60"], "positive whole minutes"),
         (["--start", "2024-05-07T14:00Z", "--end", "2024-05-07T12:00Z"], "must be after"),
     ],
 )
@@ -103,6 +103,14 @@ def test_wrong_window_is_exit_2(
 ) -> None:
     assert main(["count", str(EXAMPLE), *args]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_an_unaligned_window_is_widened_and_said(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["count", str(EXAMPLE), "--start", "2024-05-07T12:05Z", "--end", "2024-05-07T14:00Z"]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert "window widened to whole hours: 2024-05-07T12:00:00Z to" in captured.err
+    assert "in [2024-05-07T12:00:00Z, 2024-05-07T14:00:00Z)" in captured.out
 
 
 def test_unreadable_file_and_bad_arguments(

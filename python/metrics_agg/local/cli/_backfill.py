@@ -24,11 +24,12 @@ from metrics_agg.local.cli._common import (
     EXIT_OK,
     EXIT_USAGE,
     add_connection_args,
-    config_from_args,
+    connect,
     guard,
     help_formatter,
     instant_arg,
     parse_since,
+    widen,
 )
 from metrics_agg.local.render import can_encode
 from metrics_agg.models import SOURCE_MODELS
@@ -97,7 +98,7 @@ def _cmd_backfill(args: argparse.Namespace) -> int:
     from metrics_agg.timestamps import format_bucket_time, utc_now
 
     err = sys.stderr
-    config = config_from_args(args)
+    config = connect(args)
     if args.local:
         queues = BackfillQueues(
             local_queue_url(config.endpoint, "metrics-agg-backfill"),
@@ -118,6 +119,9 @@ def _cmd_backfill(args: argparse.Namespace) -> int:
     models = list(dict.fromkeys(args.models or SOURCE_MODELS))
     until = args.until or utc_now()
     start = until - args.since
+    _, _, widened = widen(start, until, 60)
+    if widened:
+        print(f"metrics-agg backfill: {widened}", file=err)
     if args.all_accounts:
         from metrics_agg.backfill.accounts import all_account_ids
         from metrics_agg.graphql.transport import GraphQLClient
@@ -232,7 +236,10 @@ def register(sub: Any) -> None:
         help="how far back from --until: 30d, 12h (default 30d; widened to whole hours)",
     )
     p.add_argument(
-        "--until", type=instant_arg, metavar="ISO", help="end of the range (default: now)"
+        "--until",
+        type=instant_arg,
+        metavar="TIME",
+        help="end of the range (default: now): 2026-11-01T00:00Z, 2026-11-01, -2h",
     )
     p.add_argument(
         "--models",
@@ -280,4 +287,7 @@ def register(sub: Any) -> None:
         help="give up on units not reported this long after the queue emptied (default 60)",
     )
     add_connection_args(p)
-    p.set_defaults(func=guard("backfill", _cmd_backfill))
+    p.set_defaults(
+        func=guard("backfill", _cmd_backfill),
+        on_interrupt="resume with the same command: the journal keeps the finished units",
+    )

@@ -8,6 +8,7 @@ __all__ = [
     "EXIT_DIFFERENCES",
     "EXIT_OK",
     "EXIT_USAGE",
+    "INSTANT_FORMS",
     "add_account_arg",
     "add_connection_args",
     "add_since_arg",

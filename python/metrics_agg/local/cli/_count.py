@@ -11,6 +11,7 @@ __all__ = ["count_file", "read_records", "register", "render_summary", "result_j
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -21,7 +22,8 @@ import orjson
 
 from metrics_agg.counter.api import count_records, counter_backend
 from metrics_agg.errors import MetricsAggError
-from metrics_agg.local.cli._common import instant_arg
+from metrics_agg.local.cli._common import INSTANT_FORMS, instant_arg, widen
+from metrics_agg.local.cli._guard import describe_os_error
 from metrics_agg.models import BUCKET_SIZES, CountResult
 from metrics_agg.timestamps import format_bucket_time
 
@@ -169,18 +171,30 @@ def _run(args: argparse.Namespace) -> int:
     fields: list[str] = []
     for value in args.field or ["createdAt"]:
         fields.extend(name.strip() for name in value.split(",") if name.strip())
+    if args.end <= args.start:
+        print("metrics-agg count: --end must be after --start", file=sys.stderr)
+        return 2
+    if any(size <= 0 for size in args.sizes):
+        print("metrics-agg count: --sizes must be positive whole minutes", file=sys.stderr)
+        return 2
+    start, end, widened = widen(args.start, args.end, math.lcm(*args.sizes))
+    if widened:
+        print(f"metrics-agg count: {widened}", file=sys.stderr)
     try:
         backend = counter_backend() if args.backend == "auto" else args.backend
         result = count_file(
             args.file,
-            args.start,
-            args.end,
+            start,
+            end,
             fields=fields,
             category_field=args.category_field,
             sizes=args.sizes,
             backend=backend,
         )
-    except (OSError, ValueError, MetricsAggError) as exc:
+    except OSError as exc:
+        print(f"metrics-agg count: {describe_os_error(exc)}", file=sys.stderr)
+        return 2
+    except (ValueError, MetricsAggError) as exc:
         print(f"metrics-agg count: {exc}", file=sys.stderr)
         return 2
     if args.json:
@@ -209,7 +223,8 @@ def register(sub: Any) -> None:
             "  metrics-agg count examples/items.jsonl --start 2024-05-07T12:00Z "
             "--end 2024-05-07T14:00Z \\\n"
             '      --category-field createdByType --json | jq .counts.\\"60\\"\n'
-            "  zcat export.jsonl.gz | metrics-agg count - --start ... --end ... "
+            "  metrics-agg count examples/items.jsonl --start 2024-05-07 --end 2024-05-08\n"
+            "  zcat export.jsonl.gz | metrics-agg count - --start -1d --end now "
             "--field editedAt,updatedAt,createdAt\n\n"
             "exit status: 0 counted; 1 cross-check failed; 2 bad arguments or unreadable input."
         ),
@@ -219,15 +234,15 @@ def register(sub: Any) -> None:
         "--start",
         required=True,
         type=instant_arg,
-        metavar="ISO",
-        help="window start, e.g. 2024-05-07T12:00Z (aligned to every size)",
+        metavar="TIME",
+        help=f"window start: {INSTANT_FORMS}; widened to whole buckets of every size",
     )
     p.add_argument(
         "--end",
         required=True,
         type=instant_arg,
-        metavar="ISO",
-        help="window end, exclusive (aligned to every size)",
+        metavar="TIME",
+        help="window end, exclusive, in the same forms; widened to whole buckets",
     )
     p.add_argument(
         "--field",

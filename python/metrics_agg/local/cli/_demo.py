@@ -6,11 +6,8 @@ from __future__ import annotations
 __all__ = ["register"]
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
-
-from metrics_agg.errors import MetricsAggError
 
 
 def _positive(text: str) -> int:
@@ -26,18 +23,9 @@ def _positive(text: str) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from metrics_agg.local.demo.run import run_demo
 
-    try:
-        result = run_demo(args.keep, records=args.records, seed=args.seed)
-    except (MetricsAggError, OSError) as exc:
-        print(f"metrics-agg demo: {exc}", file=sys.stderr)
-        return 2
-    except ImportError as exc:
-        print(
-            f"metrics-agg demo: the local server needs the `local` extra ({exc.name} is "
-            "missing): pip install 'metrics-agg[local]'",
-            file=sys.stderr,
-        )
-        return 2
+    # A closed pipe, Ctrl-C, a missing extra and the package's errors end in one line
+    # through the entry point's guard.
+    result = run_demo(args.keep, records=args.records, seed=args.seed)
     return 0 if result.ok else 1
 
 

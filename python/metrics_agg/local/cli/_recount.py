@@ -20,6 +20,7 @@ from metrics_agg.local.cli._common import (
     EXIT_DIFFERENCES,
     EXIT_OK,
     EXIT_USAGE,
+    INSTANT_FORMS,
     add_account_arg,
     add_connection_args,
     add_since_arg,
@@ -29,6 +30,7 @@ from metrics_agg.local.cli._common import (
     guard,
     help_formatter,
     instant_arg,
+    widen,
 )
 from metrics_agg.local.render import Column, can_encode, format_table
 from metrics_agg.models import SOURCE_MODELS, VerifyReport
@@ -43,6 +45,9 @@ def _cmd_recount(args: argparse.Namespace) -> int:
     if args.end <= args.start:
         print("metrics-agg recount: --end must be after --start", file=sys.stderr)
         return EXIT_USAGE
+    _, _, widened = widen(args.start, args.end, 60)
+    if widened:
+        print(f"metrics-agg recount: {widened}", file=sys.stderr)
     config = connect(args)
     outcome = pipeline.recount(
         config=config,
@@ -175,14 +180,16 @@ def register(sub: Any) -> None:
             "Recount every bucket (1, 5, 15, 60 min) of MODEL's recordTypes for ACCOUNT between\n"
             "--start and --end from the source table, and write what differs: the code path\n"
             "of the recount event {'recount': {accountId, model, start, end}}. Idempotent:\n"
-            "run it again and nothing is written. The window is widened to whole hours."
+            "run it again and nothing is written. The window is widened to whole hours, and\n"
+            "the command says so when it was."
         ),
         epilog=(
             "examples:\n"
             "  metrics-agg recount --account acme --model Item "
             "--start 2024-05-01T00:00Z --end 2024-05-02T00:00Z\n"
             "  metrics-agg recount --account acme --model FeedbackItem "
-            "--start 2024-05-01T09:00Z --end 2024-05-01T12:00Z --dry-run\n\n"
+            "--start 2024-05-01T09:00Z --end 2024-05-01T12:00Z --dry-run\n"
+            "  metrics-agg recount --account demo-account --model Item --start -2h --end now\n\n"
             f"models: {', '.join(SOURCE_MODELS)}\n\n" + ENV_HELP
         ),
     )
@@ -192,11 +199,15 @@ def register(sub: Any) -> None:
         "--start",
         required=True,
         type=instant_arg,
-        metavar="ISO",
-        help="window start, e.g. 2024-05-01T09:00Z (no zone means UTC)",
+        metavar="TIME",
+        help=f"window start: {INSTANT_FORMS} (no zone means UTC)",
     )
     p.add_argument(
-        "--end", required=True, type=instant_arg, metavar="ISO", help="window end (exclusive)"
+        "--end",
+        required=True,
+        type=instant_arg,
+        metavar="TIME",
+        help="window end, exclusive, in the same forms",
     )
     p.add_argument(
         "--dry-run",

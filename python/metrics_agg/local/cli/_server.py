@@ -10,7 +10,10 @@ import sqlite3
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
+
+from metrics_agg.local.cli._common import INSTANT_FORMS, instant_arg
 
 _DEFAULT_KEY = "local-dev-key"
 
@@ -42,7 +45,12 @@ Records are written straight into the database in bulk transactions (a running
 uniform in [--start, --end); --late-fraction of them are 1-6 hours older than their write
 order, --invalid-fraction carry timestamps outside the accepted grammar.
 
+--start and --end take a timestamp (2024-05-01T00:00Z), a date (2024-05-01, midnight UTC),
+`now`, or a time relative to now: -90m, -2h, -1h30m, -7d (no `date -d` needed).
+
 examples:
+  metrics-agg seed --db ./demo-data/demo.sqlite3 --account acme --model Item --count 5000 \\
+      --start -1h --end now
   metrics-agg seed --db ./local.sqlite --account acct-1 --model Item --count 100000 \\
       --start 2024-05-01T00:00Z --end 2024-05-01T01:00Z
   metrics-agg seed --db ./local.sqlite --account acct-1 --model FeedbackItem --count 500 \\
@@ -108,7 +116,8 @@ def register(sub: Any) -> None:
     serve.add_argument(
         "--no-mapping",
         action="store_true",
-        help="serve the API without delivering stream records to the handler",
+        help="serve the API without delivering stream records to the handler (the "
+        "backfill queue still runs its units)",
     )
     serve.set_defaults(func=_serve)
 
@@ -126,9 +135,19 @@ def register(sub: Any) -> None:
     )
     seed.add_argument("--count", required=True, type=int, metavar="N", help="how many records")
     seed.add_argument(
-        "--start", required=True, metavar="ISO", help="window start, e.g. 2024-05-01T00:00Z"
+        "--start",
+        required=True,
+        type=instant_arg,
+        metavar="TIME",
+        help=f"window start: {INSTANT_FORMS}",
     )
-    seed.add_argument("--end", required=True, metavar="ISO", help="window end (exclusive)")
+    seed.add_argument(
+        "--end",
+        required=True,
+        type=instant_arg,
+        metavar="TIME",
+        help="window end, exclusive, in the same forms",
+    )
     seed.add_argument(
         "--seed",
         type=int,
@@ -155,23 +174,30 @@ def register(sub: Any) -> None:
         metavar="F",
         help="fraction of records with invalid timestamps (default 0)",
     )
-    seed.set_defaults(func=_seed)
+    seed.set_defaults(
+        func=_seed, on_interrupt="the records written so far stay in --db (a new run needs --seed)"
+    )
 
 
 def _serve(args: argparse.Namespace) -> int:
     from metrics_agg.local.server.stack import LocalStack
 
     mapping = not args.no_mapping
-    if mapping:
-        try:
-            import metrics_agg.aggregator.pipeline  # noqa: F401
-        except ImportError as exc:
-            print(
-                f"warning: the pipeline cannot be imported ({exc}); serving without the "
-                "event source mapping (--no-mapping)",
-                file=sys.stderr,
-            )
-            mapping = False
+    backfill = True
+    try:
+        import metrics_agg.aggregator.pipeline  # noqa: F401
+    except ImportError as exc:
+        print(
+            f"warning: the pipeline cannot be imported ({exc}); serving without the "
+            "event source mapping and the backfill queue",
+            file=sys.stderr,
+        )
+        mapping = backfill = False
+    try:  # `serve --db ./demo-data/demo.sqlite3` before the demo has made the folder
+        Path(args.db).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        print(f"metrics-agg serve: cannot use the database {args.db}: {exc}", file=sys.stderr)
+        return 2
     stack = LocalStack(
         args.db,
         host=args.host,
@@ -180,6 +206,7 @@ def _serve(args: argparse.Namespace) -> int:
         latency_ms=args.latency_ms,
         index_lag_ms=args.index_lag_ms,
         mapping=mapping,
+        backfill_queue=backfill,
         batch_window=args.batch_window,
         backfill_concurrency=max(1, args.backfill_concurrency),
     )
@@ -202,7 +229,7 @@ def _serve(args: argparse.Namespace) -> int:
             print(f"  warning: bound to {args.host}, reachable beyond this machine")
         window = "1 s (default)" if args.batch_window is None else f"{args.batch_window:g} s"
         print(f"  event source mapping: {'on, batching window ' + window if mapping else 'off'}")
-        if mapping:
+        if backfill:
             print(
                 f"  backfill queue: {stack.queue_url('metrics-agg-backfill')} "
                 f"(up to {max(1, args.backfill_concurrency)} units at once)"
@@ -224,13 +251,12 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _seed(args: argparse.Namespace) -> int:
-    from metrics_agg.local.server.seeding import parse_window, seed_records
+    from metrics_agg.local.server.seeding import seed_records
     from metrics_agg.local.server.store import Store
 
-    try:
-        start, end = parse_window(args.start, args.end)
-    except ValueError as exc:
-        print(f"metrics-agg seed: {exc}", file=sys.stderr)
+    start, end = args.start, args.end
+    if end <= start:
+        print("metrics-agg seed: --end must be after --start", file=sys.stderr)
         return 2
     if args.count < 0:
         print("metrics-agg seed: --count must be 0 or more", file=sys.stderr)

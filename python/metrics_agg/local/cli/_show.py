@@ -11,9 +11,11 @@ import argparse
 import json
 import sys
 import textwrap
+import urllib.request
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, TextIO
+from urllib.parse import urlsplit, urlunsplit
 
 from metrics_agg.aggregator.report import fmt_count
 from metrics_agg.local.cli._common import (
@@ -38,6 +40,8 @@ from metrics_agg.models import (
 )
 from metrics_agg.timestamps import epoch_minute, format_bucket_time, from_epoch_minute, utc_now
 
+MAX_ROWS = 48  # a screen or two; the totals and the sparkline cover the whole window
+
 ALL_RECORD_TYPES: tuple[str, ...] = tuple(
     rt for spec in SOURCE_MODELS.values() for rt in spec.record_types
 )
@@ -55,6 +59,13 @@ def _cmd_show(args: argparse.Namespace) -> int:
         stored = list_stored_buckets(client, args.account, [args.record_type], start, end)
     if args.minutes:
         stored = [b for b in stored if b.key.minutes == args.minutes]
+    waiting = undelivered_records(config.endpoint, config.api_key)
+    if waiting:
+        print(
+            f"metrics-agg show: still catching up: {fmt_count(waiting)} records not yet "
+            "delivered to the aggregator, so recent buckets may be short; run it again shortly",
+            file=sys.stderr,
+        )
     if args.json:
         print(json.dumps(show_json(args.account, args.record_type, start, end, stored), indent=2))
         return EXIT_OK
@@ -73,6 +84,25 @@ def _cmd_show(args: argparse.Namespace) -> int:
         )
     )
     return EXIT_OK
+
+
+def undelivered_records(endpoint: str, api_key: str | None, timeout: float = 2.0) -> int:
+    """Stream records `metrics-agg serve` has not delivered yet (0 for any other API).
+
+    The local server says so at ``/local/status``; AppSync has no such page, and any
+    failure to read it means "unknown", never an error of `show`.
+    """
+    parts = urlsplit(endpoint)
+    if not parts.path.rstrip("/").endswith("/graphql") or not api_key:
+        return 0
+    url = urlunsplit((parts.scheme, parts.netloc, "/local/status", "", ""))
+    request = urllib.request.Request(url, headers={"x-api-key": api_key})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            status = json.loads(response.read())
+        return sum(int(t.get("pending") or 0) for t in status.get("tables", []))
+    except (OSError, ValueError, AttributeError, TypeError):
+        return 0
 
 
 def _bucket_json(b: StoredBucket) -> dict[str, Any]:
@@ -115,6 +145,26 @@ def _scope(b: StoredBucket) -> str:
     return ""
 
 
+def _trend(
+    buckets: Sequence[tuple[datetime, int]], start: datetime, last: datetime, size: int, width: int
+) -> tuple[dict[int, int], list[int]]:
+    """The count of each bucket start in ``[start, last)`` that has any (scopes summed), and
+    at most ``width`` sparkline cells of consecutive buckets summed, as
+    `sparkline(series, width=...)` would make them, from the stored buckets alone: a
+    ten-year window is millions of empty minutes."""
+    first, stop = epoch_minute(start), epoch_minute(last)
+    n = max(0, -(-(stop - first) // size))
+    group = -(-n // width) if n > width else 1
+    cells = [0] * -(-n // group)
+    per_step: dict[int, int] = {}
+    for at, count in buckets:
+        step = (epoch_minute(at) - first) // size
+        if 0 <= step < n:
+            per_step[step] = per_step.get(step, 0) + count
+            cells[step // group] += count
+    return per_step, cells
+
+
 def _pick_table_minutes(start: datetime, now: datetime, sizes: Sequence[int]) -> int:
     """The smallest size whose buckets fit in about a screen (<= 24 rows)."""
     span = max(1, epoch_minute(now) - epoch_minute(start) + 1)
@@ -136,8 +186,10 @@ def render_show(
     table_minutes: int | None = None,
     stream: TextIO | None = None,
     spark_width: int = 48,
+    max_rows: int = MAX_ROWS,
 ) -> str:
-    """Per-size totals with a sparkline, then the buckets of one size as a table."""
+    """Per-size totals with a sparkline, then the newest ``max_rows`` buckets of one size
+    as a table (a long --since would print one row per hour of it)."""
     out = stream or sys.stdout
     ascii_only = not can_encode(out, "▁█✓—→")
     check, dash, arrow = ("yes", "-", "->") if ascii_only else ("✓", "—", "→")
@@ -148,26 +200,27 @@ def render_show(
     by_key = {(b.key.minutes, b.key.start, _scope(b)): b for b in stored}
     # Models with error rules carry errorCount on every bucket; others never do.
     with_errors = any(b.value.error_count is not None for b in stored)
+    dot = "-" if ascii_only else "·"
+    until = f"{now:%H:%M}" if now.date() == start.date() else f"{now:%Y-%m-%d %H:%M}"
     lines = [
-        f"{record_type} · account {account} · {start:%Y-%m-%d %H:%M} {arrow} {now:%H:%M} UTC"
-        if not ascii_only
-        else f"{record_type} - account {account} - {start:%Y-%m-%d %H:%M} -> {now:%H:%M} UTC",
+        f"{record_type} {dot} account {account} {dot} {start:%Y-%m-%d %H:%M} {arrow} {until} UTC",
         "",
     ]
     summary = []
     for size in sizes:
-        first, stop = epoch_minute(start), epoch_minute(last)
-        starts = [from_epoch_minute(m) for m in range(first, stop, size)]
-        series = [
-            sum(b.value.count for k, b in by_key.items() if k[0] == size and k[1] == s)
-            for s in starts
-        ]
+        per_step, cells = _trend(
+            [(k[1], b.value.count) for k, b in by_key.items() if k[0] == size],
+            start,
+            last,
+            size,
+            spark_width,
+        )
         n_stored = sum(1 for k in by_key if k[0] == size)
         row = [
             f"{size} min",
             fmt_count(n_stored),
-            fmt_count(sum(series)),
-            fmt_count(max(series, default=0)),
+            fmt_count(sum(per_step.values())),
+            fmt_count(max(per_step.values(), default=0)),
         ]
         if with_errors:
             errors = sum(
@@ -176,7 +229,7 @@ def render_show(
                 if k[0] == size and start <= k[1] < last
             )
             row.append(fmt_count(errors))
-        summary.append((*row, sparkline(series, width=spark_width, ascii_only=ascii_only)))
+        summary.append((*row, sparkline(cells, ascii_only=ascii_only)))
     head = [Column("size", ">"), Column("stored", ">"), Column("total", ">"), Column("peak", ">")]
     if with_errors:
         head.append(Column("errors", ">"))
@@ -198,10 +251,15 @@ def render_show(
     if scoped:
         keys = sorted((k for k in by_key if k[0] == size), key=lambda k: (k[1], k[2]))
     else:
+        first_row = max(epoch_minute(start), epoch_minute(last) - max_rows * size)
+        first_row -= (first_row - epoch_minute(start)) % size
         keys = [
-            (size, from_epoch_minute(m), "")
-            for m in range(epoch_minute(start), epoch_minute(last), size)
+            (size, from_epoch_minute(m), "") for m in range(first_row, epoch_minute(last), size)
         ]
+        hidden = (first_row - epoch_minute(start)) // size
+    if scoped:
+        hidden = max(0, len(keys) - max_rows)
+    keys = keys[len(keys) - min(len(keys), max_rows) :]
     for key in keys:
         b = by_key.get(key)
         row = [f"{key[1]:%Y-%m-%d %H:%M}"]
@@ -226,6 +284,11 @@ def render_show(
                 ]
             row.append(b.updated_at[11:19] if len(b.updated_at) >= 19 else b.updated_at)
         rows.append(row)
+    if hidden:
+        lines.append(
+            f"  the newest {fmt_count(len(rows))} rows; {fmt_count(hidden)} earlier ones are "
+            "in the totals above (--since narrows, --json lists every stored bucket)"
+        )
     if rows:
         lines.append(format_table(columns, rows, stream=out))
     else:

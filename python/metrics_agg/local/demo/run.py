@@ -156,9 +156,12 @@ def _run(
     db_path = folder / "demo.sqlite3"
     t0 = time.monotonic()
     log_path = folder / "aggregator.log"
+    # The log file outlives the stack: stopping it (at the end, or on Ctrl-C) lets the
+    # mapping's last invocations finish, and their lines belong in the file, not on the
+    # terminal after the demo's own last line.
     with (
-        LocalStack(db_path, mapping=True, batch_window=batch_window) as stack,
         _aggregator_log_to(log_path),
+        LocalStack(db_path, mapping=True, batch_window=batch_window) as stack,
     ):
         say(
             f"[1/5] Local stack at {stack.endpoint} (stream mapping on, batch window "
@@ -298,7 +301,7 @@ def _show(say: _Printer, stack: Any, account: str, now: datetime, span: timedelt
             [
                 Column("recordType"),
                 Column("buckets", ">"),
-                Column("records", ">"),
+                Column(f"records {start:%H:%M}–{end:%H:%M}", ">"),
                 Column("errors", ">"),
                 Column(f"per minute, {first_minute:%H:%M}–{now:%H:%M}"),
             ],

@@ -62,6 +62,7 @@ class LocalStack:
         latency_ms: float = 0,
         index_lag_ms: float = 0,
         mapping: bool = True,
+        backfill_queue: bool | None = None,
         batch_window: float | None = None,
         batching: Mapping[str, tuple[int, float]] | None = None,
         handler: Handler | None = None,
@@ -78,6 +79,9 @@ class LocalStack:
         self.index_lag_ms = index_lag_ms
         self.faults = FaultPlan()
         self._use_mapping = mapping
+        # The backfill queue's consumer follows the stream mapping unless told otherwise:
+        # `serve --no-mapping` turns off stream delivery, not the units a backfill sends.
+        self._use_backfill = mapping if backfill_queue is None else backfill_queue
         self._batch_window = batch_window
         self._batching = batching
         self._handler = handler
@@ -170,6 +174,7 @@ class LocalStack:
                     max_retries=self._max_retries,
                 )
                 self.mapping.start()
+            if self._use_backfill:
                 self.backfill = SqsEventSourceMapping(
                     self.queues,
                     BACKFILL_QUEUE,
