@@ -14,7 +14,6 @@ __all__ = ["EXIT_INTERRUPTED", "EXIT_PIPE", "CliLogHandler", "describe_os_error"
 
 import argparse
 import contextlib
-import errno
 import logging
 import os
 import select
@@ -129,9 +128,6 @@ def run_guarded(
         _say(command, f"cannot use the database {db}: {exc}")
         return 2
     except OSError as exc:
-        if exc.errno == errno.EPIPE:  # an OSError with EPIPE that is not a BrokenPipeError
-            _quiet_closed_streams()
-            return EXIT_PIPE
         if verbose:
             traceback.print_exc()
         _say(command, describe_os_error(exc))
