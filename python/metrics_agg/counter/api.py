@@ -70,7 +70,7 @@ def _resolve(backend: str) -> Literal["rust", "python"]:
         if _rust_counter is None:
             raise BackendUnavailableError(
                 "the compiled counter (metrics_agg._rust_counter) is not installed; build it "
-                "with `maturin develop --release`, or use backend='python' / "
+                "with `bash scripts/bootstrap.sh` (needs cargo), or use backend='python' / "
                 f"{COUNTER_ENV}=python"
             )
         return "rust"
