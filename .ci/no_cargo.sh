@@ -5,6 +5,8 @@
 # extension) and download no Rust toolchain (maturin is never run), and the demo must pass.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The clone's own code and nothing else: no PYTHONPATH, no backend forced.
+unset PYTHONPATH METRICS_AGG_COUNTER
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 clone="$work/metrics-agg"
