@@ -104,7 +104,7 @@ def rust(request: pytest.FixtureRequest) -> ModuleType | None:
     if module is not None and timing and module.build_profile != "release":
         pytest.exit(
             f"refusing to benchmark a {module.build_profile} build of the extension: "
-            "rebuild with `maturin develop --release`",
+            "rebuild with `bash scripts/bootstrap.sh test,bench`",
             returncode=2,
         )
     return module

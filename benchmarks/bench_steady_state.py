@@ -1,7 +1,7 @@
 """Steady state at volume (issue 9): a one-record stream invocation into hours that hold
 1k, 10k and 100k records, local server with 50 ms added per request.
 
-    pytest benchmarks/bench_steady_state.py -s      # prints the table of the README
+    pytest benchmarks/bench_steady_state.py -s      # prints the table of docs/benchmarks.md
 
 For each size the same account holds N Item records spread over the previous and the
 current hour, every bucket stored (one direct recount). One new record is written (stamped

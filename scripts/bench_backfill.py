@@ -1,5 +1,5 @@
 """Backfill on the local stack: 30 days x 3 accounts x 3 models, units one at a time
-against units in parallel, in the same run (issue 12). Prints a table for the README.
+against units in parallel, in the same run (issue 12). Prints a table for docs/benchmarks.md.
 
     .venv/bin/python scripts/bench_backfill.py                       # defaults below
     .venv/bin/python scripts/bench_backfill.py --latency-ms 0 20 --concurrency 1 4

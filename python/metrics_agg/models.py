@@ -426,6 +426,8 @@ class WorkUnit:
     touched: frozenset[BucketKey] = frozenset()
     # Hours a batch record points at but outside the limits: reported, not recounted.
     skipped_hours: tuple[datetime, ...] = ()
+    # MODIFYs of ``changes`` that change nothing counted: they touch no bucket.
+    unchanged: int = 0
 
     @property
     def lowest_sequence(self) -> str | None:

@@ -25,7 +25,13 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from metrics_agg.counter.api import Backend, count_buckets, count_records, is_error
+from metrics_agg.counter.api import (
+    Backend,
+    count_buckets,
+    count_records,
+    feedback_class,
+    is_error,
+)
 from metrics_agg.models import (
     BUCKET_SIZES,
     SCOPE_OF,
@@ -46,14 +52,6 @@ _MAX_EXAMPLES = 5
 
 # A feedback scope: (recordType, scorecardId, scoreId).
 _Scope = tuple[str, str | None, str | None]
-
-
-def feedback_class(rec: Mapping[str, Any]) -> str:
-    """ "invalid" | "changed" | "unchanged" for one FeedbackItem (docs/design.md §2)."""
-    initial, final = rec.get("initialAnswerValue"), rec.get("finalAnswerValue")
-    if rec.get("isInvalid") or initial is None or final is None:
-        return "invalid"
-    return "changed" if str(initial) != str(final) else "unchanged"
 
 
 def _check_hours(r: HourRange) -> None:

@@ -76,7 +76,10 @@ def run_stream_unit(
     t0 = time.monotonic()
     touched_hours = sorted({k.start.replace(minute=0) for k in unit.touched if k.minutes == 1})
     if not touched_hours:
-        _log.info("      no batch timestamp within the limits: nothing to recount")
+        _log.info(
+            "      nothing to recount: no batch timestamp within the limits%s",
+            f" ({unit.unchanged} MODIFY changing nothing counted)" if unit.unchanged else "",
+        )
         return UnitOutcome(key, ok=True)
     pause("stored-read")
     stored = read_stored(client, unit, deadline=deadline, ranges=hour_ranges(touched_hours))

@@ -397,16 +397,24 @@ def handle_event(
             invalid_ts = batch.invalid_timestamps
             batch_offsets = batch.offsets
             oldest_created = batch.oldest_created
-            units = plan_units(batch, now=wall, max_hours_back=config.max_hours_back)
+            # docs/incremental.md: a MODIFY that changes nothing counted invalidates nothing.
+            shared = config.invocation_path == "shared"
+            units = plan_units(
+                batch,
+                now=wall,
+                max_hours_back=config.max_hours_back,
+                unchanged_rules=config.error_rules() if shared else None,
+            )
             names: dict[str, int] = {}
             for c in batch.changes:
                 names[c.event_name] = names.get(c.event_name, 0) + 1
             _log.info(
-                "Stream batch: %d record(s) -> %d change(s) (%s); skipped: %d unknown "
-                "table, %d malformed; %d invalid image timestamp(s)",
+                "Stream batch: %d record(s) -> %d change(s) (%s; %d MODIFY changing nothing "
+                "counted); skipped: %d unknown table, %d malformed; %d invalid image timestamp(s)",
                 batch.total_records,
                 len(batch.changes),
                 ", ".join(f"{k} {v}" for k, v in sorted(names.items())) or "none",
+                sum(u.unchanged for u in units),
                 batch.unknown_tables,
                 batch.malformed,
                 batch.invalid_timestamps,

@@ -13,12 +13,20 @@ arrives, so counting it now is the only time it would be counted from the stream
 Also computed here, for docs/design.md §4.5's always-write rule: the "touched" buckets, i.e. for
 every image of a batch record, its bucket of every size in every recordType that image
 feeds (base type, category type, feedback scopes).
+
+A MODIFY whose old and new images look the same to the counter (`CountedView`: account,
+placing field and minute, recordTypes and scopes, feedback class, error verdict) changes
+no bucket, so it invalidates nothing: it adds no hour and no touched bucket
+(docs/incremental.md "MODIFYs that change nothing counted").
 """
 
 from __future__ import annotations
 
 __all__ = [
     "DEFAULT_MAX_HOURS_AHEAD",
+    "CountedView",
+    "changes_nothing_counted",
+    "counted_view",
     "floor_hour",
     "group_hours",
     "image_record_types",
@@ -28,20 +36,23 @@ __all__ = [
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from metrics_agg.counter.api import feedback_class, is_error
 from metrics_agg.models import (
     BUCKET_SIZES,
     SOURCE_MODELS,
     Batch,
     BucketKey,
+    ErrorRules,
     HourRange,
     ModelSpec,
     StreamChange,
     UnitKey,
     WorkUnit,
 )
-from metrics_agg.timestamps import epoch_minute, from_epoch_minute
+from metrics_agg.timestamps import epoch_minute, from_epoch_minute, parse_instant_or_none
 
 DEFAULT_MAX_HOURS_AHEAD = 24
 _HOUR = timedelta(hours=1)
@@ -84,6 +95,57 @@ def image_record_types(
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class CountedView:
+    """Everything of one image that can change a bucket; equal views count identically.
+
+    ``placing`` is the first present timestamp field with its UTC minute and the raw
+    string's local-minute prefix (the index sorts the raw string, so a record whose prefix
+    moves can be found by another range even in the same UTC minute); an unparsable value
+    is kept whole.
+    """
+
+    account_id: object
+    placing: tuple[str, int | None, str] | None
+    families: frozenset[tuple[str, str | None, str | None]]
+    feedback: str | None
+    error: bool | None
+
+
+def counted_view(spec: ModelSpec, image: Mapping[str, object], rules: ErrorRules) -> CountedView:
+    """What the counter reads of ``image`` under ``rules`` (docs/design.md §2, §3)."""
+    placing: tuple[str, int | None, str] | None = None
+    for name in spec.timestamp_fields:
+        raw = image.get(name)
+        if raw is None or raw == "":
+            continue
+        when = parse_instant_or_none(raw)
+        text = raw if isinstance(raw, str) else repr(raw)
+        placing = (name, None, text) if when is None else (name, epoch_minute(when), text[:16])
+        break
+    return CountedView(
+        account_id=image.get("accountId"),
+        placing=placing,
+        families=frozenset(image_record_types(spec, image)),
+        feedback=feedback_class(image) if spec.scopes else None,
+        error=is_error(image, rules) if rules else None,
+    )
+
+
+def changes_nothing_counted(change: StreamChange, rules: ErrorRules) -> bool:
+    """A MODIFY with both images whose `CountedView`s are equal.
+
+    Without an old image (a stream view type other than NEW_AND_OLD_IMAGES) nothing is
+    known of what changed: the record invalidates its minutes as any other.
+    """
+    if change.event_name != "MODIFY" or change.old_image is None or change.new_image is None:
+        return False
+    spec = SOURCE_MODELS[change.model]
+    return counted_view(spec, change.old_image, rules) == counted_view(
+        spec, change.new_image, rules
+    )
+
+
 def _touched(spec: ModelSpec, change: StreamChange, hours: set[datetime]) -> set[BucketKey]:
     keys: set[BucketKey] = set()
     for image, when in ((change.old_image, change.old_time), (change.new_image, change.new_time)):
@@ -111,8 +173,14 @@ def plan_units(
     now: datetime,
     max_hours_back: int,
     max_hours_ahead: int = DEFAULT_MAX_HOURS_AHEAD,
+    unchanged_rules: Mapping[str, ErrorRules] | None = None,
 ) -> list[WorkUnit]:
     """One `WorkUnit` per (model, account) of the batch, sorted by key.
+
+    With ``unchanged_rules`` (every model's error rules), a MODIFY that changes nothing
+    counted (`changes_nothing_counted`) adds no hour and no touched bucket; it stays in
+    ``changes`` (its images are merged like any other) and is counted in ``unchanged``.
+    None keeps every MODIFY invalidating its minutes (the earlier per-unit path).
 
     Raises:
         ValueError: ``now`` is naive or a limit is negative.
@@ -129,16 +197,18 @@ def plan_units(
     for key in sorted(by_key):
         spec = SOURCE_MODELS[key.model]
         changes = sorted(by_key[key], key=lambda c: int(c.sequence_number))
+        rules = None if unchanged_rules is None else unchanged_rules.get(key.model, ())
+        counted = [c for c in changes if rules is None or not changes_nothing_counted(c, rules)]
         hours = {current, current - _HOUR}
         skipped: set[datetime] = set()
-        for change in changes:
+        for change in counted:
             for when in (change.old_time, change.new_time):
                 if when is None:
                     continue
                 hour = floor_hour(when)
                 (hours if oldest <= hour <= newest else skipped).add(hour)
         touched: set[BucketKey] = set()
-        for change in changes:
+        for change in counted:
             touched |= _touched(spec, change, hours)
         units.append(
             WorkUnit(
@@ -147,6 +217,7 @@ def plan_units(
                 changes=tuple(changes),
                 touched=frozenset(touched),
                 skipped_hours=tuple(sorted(skipped)),
+                unchanged=len(changes) - len(counted),
             )
         )
     return units

@@ -12,6 +12,7 @@ __all__ = [
     "count_buckets",
     "count_records",
     "counter_backend",
+    "feedback_class",
     "is_error",
     "window_minutes",
 ]
@@ -70,7 +71,7 @@ def _resolve(backend: str) -> Literal["rust", "python"]:
         if _rust_counter is None:
             raise BackendUnavailableError(
                 "the compiled counter (metrics_agg._rust_counter) is not installed; build it "
-                "with `maturin develop --release`, or use backend='python' / "
+                "with `bash scripts/bootstrap.sh` (needs cargo), or use backend='python' / "
                 f"{COUNTER_ENV}=python"
             )
         return "rust"
@@ -305,6 +306,15 @@ def _encodable(text: str) -> bool:
     except UnicodeEncodeError:  # lone surrogates: no value read from a record equals it
         return False
     return True
+
+
+def feedback_class(rec: Mapping[str, object]) -> str:
+    """ "invalid" | "changed" | "unchanged" for one FeedbackItem (docs/design.md §2): the
+    label its feedback buckets' metadata counts it under (stream planning asks it too)."""
+    initial, final = rec.get("initialAnswerValue"), rec.get("finalAnswerValue")
+    if rec.get("isInvalid") or initial is None or final is None:
+        return "invalid"
+    return "changed" if str(initial) != str(final) else "unchanged"
 
 
 def is_error(record: Mapping[str, object], rules: Sequence[ErrorRule]) -> bool:
