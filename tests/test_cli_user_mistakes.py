@@ -28,6 +28,7 @@ from metrics_agg.local.cli._show import render_show, undelivered_records
 from metrics_agg.local.server import LocalStack, seed_records
 
 ENTRY = "import sys; from metrics_agg.local.cli import main; sys.exit(main())"
+BACKFILL_2H = ["backfill", "--local", "--account", "a", "--since", "2h"]
 NOT_FOR_PEOPLE = ("Traceback", "Logging error", "Broken pipe", "AliasedLists", "start cold")
 
 
@@ -169,7 +170,7 @@ def test_ctrl_c_in_backfill_says_how_to_resume(
     make_local_stack: Callable[..., LocalStack], tmp_path: Path
 ) -> None:
     stack = make_local_stack(mapping=False)  # nothing consumes the units: it waits
-    argv = ["backfill", "--local", "--account", "a", "--since", "2h", "--no-sizing"]
+    argv = [*BACKFILL_2H, "--no-sizing"]
     code, _, err = _interrupt(
         [*argv, "--journal", str(tmp_path / "j.jsonl")],
         _env(stack),
@@ -381,12 +382,7 @@ def test_wrong_key_page_url_and_server_down_read_as_one_sentence_for_a_cli_user(
     assert "no GraphQL API at" in err and "HTTP 405" in err and "/graphql URL" in err
     down = f"http://127.0.0.1:{_closed_port()}/graphql"
     backfill = [
-        "backfill",
-        "--local",
-        "--account",
-        "a",
-        "--since",
-        "2h",
+        *BACKFILL_2H,
         "--endpoint",
         down,
         "--api-key",
@@ -470,12 +466,7 @@ def test_serve_creates_the_folder_and_runs_backfill_units_without_the_mapping(
         assert db.parent.is_dir()
         done = subprocess.run(
             _cli(
-                "backfill",
-                "--local",
-                "--account",
-                "a",
-                "--since",
-                "2h",
+                *BACKFILL_2H,
                 "--models",
                 "Item",
                 "--no-sizing",
