@@ -10,6 +10,8 @@ from __future__ import annotations
 
 __all__ = [
     "ACCOUNT_IDS_ENV",
+    "ACTIVITY_ENDPOINT_ENV",
+    "ACTIVITY_TABLE_ENV",
     "BACKFILL_QUEUE_ENV",
     "COUNTER_ENV",
     "EMF_ENV",
@@ -51,6 +53,10 @@ PROGRESS_QUEUE_ENV = "METRICS_AGG_BACKFILL_PROGRESS_URL"
 BACKFILL_QUEUE_ENV = "METRICS_AGG_BACKFILL_QUEUE_URL"
 RECHECK_QUEUE_ENV = "METRICS_AGG_RECHECK_QUEUE_URL"
 RECHECK_DELAY_ENV = "METRICS_AGG_RECHECK_DELAY_SECONDS"
+# The stack's activity table (`aggregator.activity`): which (model, account, hour) the stream
+# path touched, read by the 5-minute reconcile. The endpoint is for `metrics-agg serve` only.
+ACTIVITY_TABLE_ENV = "METRICS_AGG_ACTIVITY_TABLE"
+ACTIVITY_ENDPOINT_ENV = "METRICS_AGG_ACTIVITY_ENDPOINT"
 # Benchmarks only: "per-unit" runs the earlier stream invocation (each (model, account) unit
 # its own requests, every MODIFY invalidating its minutes, the old self-check), so the cost
 # scripts can compare both in one run. Never set in a deployment.
@@ -112,6 +118,13 @@ class Config:
     # How a stream invocation sends its requests; "per-unit" is the earlier path, kept for
     # the cost comparison in scripts/cost_model.py (INVOCATION_PATH_ENV).
     invocation_path: InvocationPath = "shared"
+    # The DynamoDB table stream units record their (model, account, hour) in, which the
+    # scheduled reconcile reads instead of listing every account (docs/operations.md, "How
+    # the scheduled pass finds active pairs"); None: the reconcile falls back to the
+    # listAccounts discovery. ``activity_endpoint``: a DynamoDB endpoint other than AWS's
+    # (the local server); None: the region's.
+    activity_table: str | None = None
+    activity_endpoint: str | None = None
 
     def __post_init__(self) -> None:
         if not 0 <= self.recheck_delay_seconds <= MAX_RECHECK_DELAY_SECONDS:
@@ -208,6 +221,8 @@ class Config:
         values["emf_stdout"] = bool(function) or env.get(EMF_ENV) == "1"
         values["emf_stack"] = env.get(STACK_ENV) or function or "local"
         values["recheck_queue_url"] = env.get(RECHECK_QUEUE_ENV) or None
+        values["activity_table"] = env.get(ACTIVITY_TABLE_ENV) or None
+        values["activity_endpoint"] = env.get(ACTIVITY_ENDPOINT_ENV) or None
         values["invocation_path"] = _invocation_path(env.get(INVOCATION_PATH_ENV, ""))
         raw_errors = env.get(ERRORS_ENV)
         if raw_errors:

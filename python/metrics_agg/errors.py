@@ -7,7 +7,9 @@
         ├── ReadError               a query (list page, stored buckets) failed
         ├── WriteError              a mutation request failed as a whole
         ├── DeadlineExceeded        the caller's deadline left no time to (re)try
-        └── QueueError              an SQS call (backfill queue, progress) failed
+        ├── QueueError              an SQS call (backfill queue, progress) failed
+        └── ActivityError           the activity table (which pairs the reconcile
+                                    reads) could not be written or queried
 
 Wrong use of the counting API (unaligned window, bad sizes) raises ``ValueError``;
 bad *data* is never raised: it is counted (see ``CountResult``) and logged.
@@ -16,6 +18,7 @@ bad *data* is never raised: it is counted (see ``CountResult``) and logged.
 from __future__ import annotations
 
 __all__ = [
+    "ActivityError",
     "BackendUnavailableError",
     "ConfigError",
     "DeadlineExceeded",
@@ -90,3 +93,7 @@ class DeadlineExceeded(TransportError):
 
 class QueueError(TransportError):
     """An SQS call (backfill units, their progress reports) failed after botocore's retries."""
+
+
+class ActivityError(TransportError):
+    """A call to the activity table (`aggregator.activity`) failed after botocore's retries."""

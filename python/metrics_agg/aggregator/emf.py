@@ -63,6 +63,10 @@ class InvocationMetrics:
     # send failed): the latter stay unchecked until someone recounts them.
     recheck_hours_queued: int = 0
     recheck_hours_not_queued: int = 0
+    # (model, account, hour) records written to the activity table (`activity`), and those
+    # whose write failed: their units were reported failed, so the stream retries them.
+    activity_records_written: int = 0
+    activity_records_not_written: int = 0
 
 
 _METRICS = (
@@ -79,6 +83,8 @@ _METRICS = (
     ("FreshnessSeconds", "freshness_seconds", "Seconds"),
     ("RecheckHoursQueued", "recheck_hours_queued", "Count"),
     ("RecheckHoursNotQueued", "recheck_hours_not_queued", "Count"),
+    ("ActivityRecordsWritten", "activity_records_written", "Count"),
+    ("ActivityRecordsNotWritten", "activity_records_not_written", "Count"),
 )
 
 

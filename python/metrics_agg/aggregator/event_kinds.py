@@ -1,14 +1,15 @@
 """Which event this is, and the units of the scheduled and recount events (docs/design.md §4).
 
 Stream batches are `stream_events`' and `planning`'s; this module classifies the event and
-plans the two other kinds. The scheduled event may ask the API which pairs were active
-(`graphql.discovery`: accounts, then one key-condition query per account), the one piece
-of I/O in planning, so it lives here, not in `planning`.
+plans the two other kinds. The scheduled event reads which pairs were active from the
+activity table (`activity`), or, in the daily sweep, asks the API (`graphql.discovery`:
+accounts, then one key-condition query per account): the one piece of I/O in planning,
+so it lives here, not in `planning`.
 """
 
 from __future__ import annotations
 
-__all__ = ["ScheduledPlan", "event_kind", "recount_unit", "scheduled_units"]
+__all__ = ["ScheduledPlan", "event_kind", "is_sweep", "recount_unit", "scheduled_units"]
 
 import logging
 from collections.abc import Mapping, Sequence
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from metrics_agg.aggregator.activity import ActivityLog
 from metrics_agg.aggregator.plan import floor_hour, group_hours, plan_recount
 from metrics_agg.deadline import Deadline
 from metrics_agg.graphql.transport import GraphQLApi
@@ -35,6 +37,14 @@ class ScheduledPlan:
     unfinished: tuple[tuple[str, str], ...] = ()  # (accountId, reason)
 
 
+def is_sweep(event: Mapping[str, Any]) -> bool:
+    """The daily sweep's event (``"sweep": true`` in the event or its ``detail``)."""
+    detail = event.get("detail")
+    return event.get("sweep") is True or (
+        isinstance(detail, Mapping) and detail.get("sweep") is True
+    )
+
+
 def scheduled_units(
     event: Mapping[str, Any],
     client: GraphQLApi,
@@ -42,41 +52,67 @@ def scheduled_units(
     deadline: Deadline,
     *,
     configured_accounts: Sequence[str] = (),
+    activity: ActivityLog | None = None,
 ) -> ScheduledPlan:
-    """Units of the scheduled pass: the event's accountIds, else ``Config.account_ids``,
-    else the pairs discovery finds.
+    """Units of the scheduled pass (docs/operations.md, "How the scheduled pass finds
+    active pairs"):
+
+    - the event's accountIds: every model of exactly those accounts (a run by hand);
+    - the sweep (`is_sweep`): the pairs discovery finds, plus ``Config.account_ids``;
+    - otherwise: the pairs recorded in ``activity`` for the previous and current hour, plus
+      ``Config.account_ids``; without an activity table, ``Config.account_ids`` alone, or
+      discovery as in the sweep when there are none.
 
     Raises:
-        TransportError: discovery could not list the accounts.
+        TransportError: discovery could not list the accounts, or the activity table
+            could not be read (`ActivityError`).
     """
     detail = event.get("detail")
     given = event.get("accountIds") or (
         detail.get("accountIds") if isinstance(detail, Mapping) else None
     )
     accounts = [a for a in given if isinstance(a, str) and a] if isinstance(given, list) else []
-    if not accounts:
-        accounts = list(configured_accounts)
     pairs: set[UnitKey]
     unfinished: tuple[tuple[str, str], ...] = ()
     if accounts:
         pairs = {UnitKey(model, a) for a in accounts for model in SOURCE_MODELS}
         _log.info("Scheduled finalize: %d account(s) given, all models", len(accounts))
     else:
-        from metrics_agg.graphql import discovery
+        pairs = {UnitKey(model, a) for a in configured_accounts for model in SOURCE_MODELS}
+        sweep = is_sweep(event)
+        if activity is not None and not sweep:
+            recorded = activity.active_pairs(now)
+            _log.info(
+                "Scheduled finalize: %d (model, account) pair(s) recorded active in the "
+                "previous and current hour, %d configured account(s)",
+                len(recorded),
+                len(configured_accounts),
+            )
+            pairs |= recorded
+        elif sweep or not configured_accounts:
+            from metrics_agg.graphql import discovery
 
-        scopes = discovery.list_recent_metric_scopes(
-            client, since=now - 2 * _HOUR, deadline=deadline
-        )
-        unfinished = scopes.unfinished
-        model_of = MODEL_OF_RECORD_TYPE
-        pairs = {UnitKey(model_of[rt], a) for a, rt in scopes if rt in model_of}
-        _log.info(
-            "Scheduled finalize: %d active (model, account) pair(s) in the last 2 h "
-            "(%d account(s) listed%s)",
-            len(pairs),
-            scopes.accounts,
-            f", {len(unfinished)} not finished: reported" if unfinished else "",
-        )
+            scopes = discovery.list_recent_metric_scopes(
+                client, since=now - 2 * _HOUR, deadline=deadline
+            )
+            unfinished = scopes.unfinished
+            model_of = MODEL_OF_RECORD_TYPE
+            found = {UnitKey(model_of[rt], a) for a, rt in scopes if rt in model_of}
+            _log.info(
+                "Scheduled %s: %d active (model, account) pair(s) in the last 2 h "
+                "(%d account(s) listed%s), %d configured account(s)",
+                "sweep" if sweep else "finalize (no activity table: discovery)",
+                len(found),
+                scopes.accounts,
+                f", {len(unfinished)} not finished: reported" if unfinished else "",
+                len(configured_accounts),
+            )
+            pairs |= found
+        else:
+            _log.info(
+                "Scheduled finalize: %d configured account(s), all models",
+                len(configured_accounts),
+            )
     ranges = group_hours([floor_hour(now) - _HOUR, floor_hour(now)])
     return ScheduledPlan([WorkUnit(key=k, ranges=ranges) for k in sorted(pairs)], unfinished)
 

@@ -51,6 +51,7 @@ from typing import Any, TypedDict
 
 from metrics_agg.aggregator import emf
 from metrics_agg.aggregator._units import run_side_by_side
+from metrics_agg.aggregator.activity import ActivityLog, activity_for, unit_activity
 from metrics_agg.aggregator.count import count_unit, cross_check
 from metrics_agg.aggregator.event_kinds import event_kind, recount_unit, scheduled_units
 from metrics_agg.aggregator.events import parse_batch
@@ -339,6 +340,51 @@ def _run_queued(
     return outcomes, failed
 
 
+def _record_activity(
+    activity: ActivityLog,
+    units: Sequence[WorkUnit],
+    queued: Sequence[QueuedRecount],
+    outcomes: list[UnitOutcome],
+    failed_messages: list[str],
+    now: datetime,
+) -> tuple[list[UnitOutcome], list[str], int, int]:
+    """Record the units' activity once; if that fails, fail the units it was for.
+
+    Stream units, recount events (the on-failure replay) and backfill units alike: each
+    one's (model, account, hour) the reconcile can read (`activity`). A failed write fails
+    those units rather than being retried here: their work is idempotent, so the stream (or
+    queue) retrying the batch costs a recount, while a unit reported done whose pair is not
+    recorded would leave the pair out of the reconcile without a trace.
+    Returns (outcomes, failed message ids, records written, records not written).
+    """
+    work = list(units)
+    messages: dict[UnitKey, list[str]] = {}
+    for q in queued:
+        if q.unit is not None:
+            work.append(plan_recount(q.unit.model, q.unit.account_id, q.unit.start, q.unit.end))
+            messages.setdefault(UnitKey(q.unit.model, q.unit.account_id), []).append(q.message_id)
+    records = unit_activity(work, now)
+    try:
+        return outcomes, failed_messages, activity.record(records, now), 0
+    except TransportError as exc:
+        keys = {UnitKey(r.model, r.account_id) for r in records}
+        _log.error(
+            "⚠ activity not recorded for %d pair(s), reported failed so they are retried: %s",
+            len(keys),
+            exc,
+        )
+    sequences = {u.key: u.lowest_sequence for u in units}
+    error = "activity not recorded (the reconcile would miss the pair)"
+    failed_now = [
+        replace(o, ok=False, error=error, sequence=o.sequence or sequences.get(o.key))
+        if o.ok and o.key in keys
+        else o
+        for o in outcomes
+    ]
+    more = [m for k in keys for m in messages.get(k, ()) if m not in failed_messages]
+    return failed_now, [*failed_messages, *sorted(set(more))], 0, len(records)
+
+
 def _response(
     kind: str, outcomes: Sequence[UnitOutcome], failed_items: Sequence[str]
 ) -> InvocationResponse:
@@ -365,8 +411,12 @@ def handle_event(
     client: GraphQLApi | None = None,
     now: datetime | None = None,
     recheck: RecheckSink | None = None,
+    activity: ActivityLog | None = None,
 ) -> InvocationResponse:
     """Run one invocation; ``now`` (tests) fixes both the wall clock and the snapshot time.
+
+    ``activity``: where the units record their (model, account, hour) and the scheduled
+    pass reads them (`activity`); None: the process's log for ``Config.activity_table``.
 
     ``recheck``: where a stream invocation hands over the hours outside the reconcile
     window it touched (`recheck`); None: the SQS queue ``Config.recheck_queue_url``, and
@@ -391,6 +441,9 @@ def handle_event(
     undiscovered: list[UnitOutcome] = []
     failed_messages: list[str] = []
     oldest_created: datetime | None = None
+    activity = activity if activity is not None else activity_for(config)
+    records_written = records_not_written = 0
+    queued: Sequence[QueuedRecount] = ()
     try:
         if kind == "stream":
             batch = parse_batch(event, zone_margin_minutes=config.zone_margin_minutes)
@@ -436,7 +489,12 @@ def handle_event(
         else:
             try:
                 plan = scheduled_units(
-                    event, active, wall, deadline, configured_accounts=config.account_ids
+                    event,
+                    active,
+                    wall,
+                    deadline,
+                    configured_accounts=config.account_ids,
+                    activity=activity,
                 )
                 units = plan.units
                 # Accounts discovery could not finish are reported, not dropped (issue 15).
@@ -461,6 +519,10 @@ def handle_event(
             )
             outcomes += undiscovered
             log_report(outcomes, time.monotonic() - t0, active.request_count - before)
+        if activity is not None and kind != "scheduled":
+            outcomes, failed_messages, records_written, records_not_written = _record_activity(
+                activity, units, queued, outcomes, failed_messages, wall
+            )
         requests = active.request_count - before
     finally:
         if own:
@@ -498,6 +560,8 @@ def handle_event(
             freshness_seconds=None if freshness is None else max(0.0, freshness),
             recheck_hours_queued=rechecks_queued,
             recheck_hours_not_queued=rechecks_not_queued,
+            activity_records_written=records_written,
+            activity_records_not_written=records_not_written,
         ),
         to_stdout=config.emf_stdout,
         stack=config.emf_stack,

@@ -16,6 +16,7 @@ import logging
 import re
 import socket
 import struct
+import zlib
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, MutableMapping
 from datetime import datetime
@@ -37,6 +38,11 @@ from graphql import (
 
 from metrics_agg.local.server._fastlist import FastListExecutionContext
 from metrics_agg.local.server.dashboard import DashboardRoutes
+from metrics_agg.local.server.dynamodb import (
+    TARGET_PREFIX,
+    DynamoProtocolError,
+    handle_dynamodb_request,
+)
 from metrics_agg.local.server.faults import Fault, FaultPlan
 from metrics_agg.local.server.queues import LocalQueues, SqsProtocolError, handle_sqs_request
 from metrics_agg.local.server.resolvers import AppSyncError, Resolvers
@@ -173,9 +179,16 @@ class LocalAppSync:
         latency_ms: float = 0,
         faults: FaultPlan | None = None,
         queues: LocalQueues | None = None,
+        activity_table: str | None = None,
+        activity_faults: FaultPlan | None = None,
     ) -> None:
         self.schema = build_schema(store)
+        self.store = store
         self.queues = queues
+        # The activity table (`dynamodb`), with its own faults and counts so the GraphQL
+        # request figures tests read stay as they were.
+        self.activity_table = activity_table
+        self.activity_faults = activity_faults if activity_faults is not None else FaultPlan()
         self.api_key = api_key.encode()
         self.dashboard = DashboardRoutes(store, self.api_key)
         self.latency = max(0.0, latency_ms / 1000.0)
@@ -212,6 +225,13 @@ class LocalAppSync:
             and scope["method"] == "POST"
         ):
             await self._sqs(scope, receive, send, target[len(b"AmazonSQS.") :].decode("latin-1"))
+            return
+        if (
+            self.activity_table is not None
+            and target.startswith(TARGET_PREFIX)
+            and scope["method"] == "POST"
+        ):
+            await self._dynamodb(receive, send, target[len(TARGET_PREFIX) :].decode("latin-1"))
             return
         if scope["path"].rstrip("/") != "/graphql":
             headers = {k.decode("latin-1").lower(): v for k, v in scope["headers"]}
@@ -304,6 +324,51 @@ class LocalAppSync:
             await _respond(send, exc.status, orjson.dumps(error), kind)
             return
         await _respond(send, 200, orjson.dumps(answer), kind)
+
+    async def _dynamodb(self, receive: Receive, send: Send, operation: str) -> None:
+        """DynamoDB's JSON protocol (`dynamodb`): the activity table, as botocore calls it.
+
+        The latency applies as to GraphQL (both model a round trip to AWS); a fault on
+        ``dynamodb.<Operation>`` answers with its HTTP status and a DynamoDB error.
+        """
+        assert self.activity_table is not None
+        body = await _read_body(receive)
+        fault = self.activity_faults.record([f"dynamodb.{operation}"])
+        if self.latency:
+            await asyncio.sleep(self.latency)
+        status, answer = 200, b""
+        if fault is not None and fault.status is not None:
+            status = fault.status
+            code = fault.error_type or (
+                "ValidationException" if status < 500 else "InternalServerError"
+            )
+            error = {"__type": f"com.amazonaws.dynamodb.v20120810#{code}", "message": "injected"}
+            answer = orjson.dumps(error)
+        else:
+            try:
+                req = orjson.loads(body or b"{}")
+                if not isinstance(req, dict):
+                    raise DynamoProtocolError("SerializationException", "not a JSON object")
+                result = handle_dynamodb_request(self.store, self.activity_table, operation, req)
+                answer = orjson.dumps(result)
+            except orjson.JSONDecodeError:
+                status, answer = (
+                    400,
+                    orjson.dumps({"__type": "com.amazon.coral.service#SerializationException"}),
+                )
+            except DynamoProtocolError as exc:
+                status = exc.status
+                answer = orjson.dumps(
+                    {
+                        "__type": f"com.amazonaws.dynamodb.v20120810#{exc.code}",
+                        "message": str(exc),
+                    }
+                )
+        headers = [
+            (b"content-type", b"application/x-amz-json-1.0"),
+            (b"x-amz-crc32", str(zlib.crc32(answer)).encode()),
+        ]
+        await _respond(send, status, answer, headers)
 
     async def _fail(self, fault: Fault, send: Send) -> bool:
         """Apply a request-level fault; False when the request should still be served."""

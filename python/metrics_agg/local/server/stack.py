@@ -3,7 +3,9 @@
 Besides the stream mapping it emulates the backfill's queues (`queues`): the backfill
 queue with its dead-letter queue and the progress queue, spoken over SQS's protocol on the
 same port, and an SQS mapping (`sqs_mapping`) onto the same handler with a bounded
-concurrency, as `template.yaml` deploys them.
+concurrency, as `template.yaml` deploys them; and the activity table the stream units
+record their pairs in for the scheduled reconcile (`dynamodb`), over DynamoDB's protocol
+on the same port, stored in the SQLite file.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ __all__ = ["LocalStack"]
 
 import logging
 import os
+import secrets
 import socket
 import threading
 import time
@@ -36,6 +39,9 @@ _FROM_ENVIRONMENT = (ZONE_MARGIN_ENV, COUNTER_ENV, EMF_ENV, ERRORS_ENV)
 BACKFILL_QUEUE = "metrics-agg-backfill"
 BACKFILL_DLQ = "metrics-agg-backfill-dlq"
 PROGRESS_QUEUE = "metrics-agg-backfill-progress"
+# The activity table's name: one per stack, as each deployment owns its table, so a warm
+# process's memory of what it recorded (`aggregator.activity`) never spans two stacks.
+ACTIVITY_TABLE_PREFIX = "metrics-agg-activity-"
 
 
 class LocalStack:
@@ -78,6 +84,10 @@ class LocalStack:
         self.latency_ms = latency_ms
         self.index_lag_ms = index_lag_ms
         self.faults = FaultPlan()
+        # Faults and request counts of the activity table (``dynamodb.BatchWriteItem``,
+        # ``dynamodb.Query``), apart from the GraphQL ones.
+        self.activity_faults = FaultPlan()
+        self.activity_table = ACTIVITY_TABLE_PREFIX + secrets.token_hex(4)
         self._use_mapping = mapping
         # The backfill queue's consumer follows the stream mapping unless told otherwise:
         # `serve --no-mapping` turns off stream delivery, not the units a backfill sends.
@@ -142,6 +152,8 @@ class LocalStack:
                 latency_ms=self.latency_ms,
                 faults=self.faults,
                 queues=self.queues,
+                activity_table=self.activity_table,
+                activity_faults=self.activity_faults,
             )
             config = uvicorn.Config(
                 app,
@@ -248,9 +260,10 @@ class LocalStack:
     def config(self, **overrides: Any) -> Config:
         """A Config pointing at this stack (keyword overrides as in `Config`).
 
-        The zone margin, the counter backend, the EMF switch and the error rules come from
-        the environment (METRICS_AGG_ZONE_MARGIN_MINUTES, METRICS_AGG_COUNTER, METRICS_AGG_EMF,
-        METRICS_AGG_ERRORS), as in Lambda,
+        The activity table is the stack's (``activity_table=None`` turns recording off and
+        the scheduled pass back to discovery). The zone margin, the counter backend, the EMF
+        switch and the error rules come from the environment (METRICS_AGG_ZONE_MARGIN_MINUTES,
+        METRICS_AGG_COUNTER, METRICS_AGG_EMF, METRICS_AGG_ERRORS), as in Lambda,
         so the local mapping (`serve`, `demo`) behaves the way a deployment would; the
         tuning knobs keep their defaults.
         """
@@ -259,6 +272,9 @@ class LocalStack:
         overrides.setdefault("progress_queue_url", self.queue_url(PROGRESS_QUEUE))
         # As the template wires it: rechecks go to the backfill queue (docs/incremental.md).
         overrides.setdefault("recheck_queue_url", self.queue_url(BACKFILL_QUEUE))
+        # As the template wires it: units record their pairs, the reconcile reads them.
+        overrides.setdefault("activity_table", self.activity_table)
+        overrides.setdefault("activity_endpoint", self.endpoint.rsplit("/graphql", 1)[0])
         return Config.from_env(env, **overrides)
 
     def queue_url(self, name: str) -> str:

@@ -25,6 +25,7 @@ import orjson
 
 from metrics_agg.local.server import conditions, streams
 from metrics_agg.local.server._index_lag import IndexLag
+from metrics_agg.local.server._store_activity import ACTIVITY_SCHEMA, ActivityRows
 from metrics_agg.local.server._store_streams import (
     APPEND_STREAM_SQL,
     STREAM_SCHEMA,
@@ -68,7 +69,7 @@ def _dumps(item: Mapping[str, Any]) -> str:
     return orjson.dumps(item).decode()
 
 
-class Store(StreamTables, IndexLag):
+class Store(StreamTables, ActivityRows, IndexLag):
     """SQLite (WAL) behind the local AppSync emulation. Thread-safe: one connection per thread.
 
     Raises (constructor):
@@ -148,7 +149,7 @@ class Store(StreamTables, IndexLag):
                 conn.execute(
                     f"CREATE INDEX IF NOT EXISTS {_q(ix.name)} ON {_q(ix.table.name)} ({cols})"
                 )
-            for statement in STREAM_SCHEMA:
+            for statement in (*STREAM_SCHEMA, *ACTIVITY_SCHEMA):
                 conn.execute(statement)
             conn.execute("CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL)")
             conn.execute(
