@@ -1,10 +1,12 @@
-"""The scheduled pass finds active pairs at a cost that follows activity (issue 15).
+"""The scheduled pass finds active pairs at a cost that follows activity.
 
-Against the local stack: accounts come from `listAccounts`; each account costs one
-key-condition query on `byAccountTimeRangeRecord` (timeRangeStart >= now - 2 h), which
-reads nothing of its history. Explicit account ids still win. Accounts discovery cannot
-finish are reported, not dropped. And no operation that a schedule or stream path sends
-is an unkeyed `list<Model>` query (a Scan), except `listAccounts` itself.
+Against the local stack. The 5-minute pass reads the pairs the stream path recorded
+(`aggregator.activity`, tests/test_activity.py) and asks the API nothing to find them. The
+sweep (the opt-in daily schedule) discovers them: accounts come from `listAccounts`; each
+account costs one key-condition query on `byAccountTimeRangeRecord` (timeRangeStart >=
+now - 2 h), which reads nothing of its history. Explicit account ids still win. Accounts
+discovery cannot finish are reported, not dropped. And no operation that a schedule or
+stream path sends is an unkeyed `list<Model>` query (a Scan), except `listAccounts` itself.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ from recording_client import RecordingClient
 from truth_helpers import assert_matches_truth
 
 SCHEDULED = {"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}
+# What the daily sweep schedule sends (template.yaml `Sweep`).
+SWEEP = {"source": "aws.events", "detail-type": "Scheduled Event", "detail": {"sweep": True}}
 HISTORY_ACCOUNTS = ("acct-1", "acct-2", "acct-3")
 # The one scan a schedule path may send: the Account table, one row per account.
 ALLOWED_SCANS = frozenset({"listAccounts"})
@@ -158,7 +162,29 @@ def test_stream_path_sends_no_scan(local_stack: LocalStack, model: str) -> None:
         assert _fields(client) and not _scans(client), _fields(client)
 
 
-def test_scheduled_pass_reads_only_the_active_accounts_recent_rows(
+def test_scheduled_pass_asks_the_api_nothing_to_find_pairs(
+    local_stack: LocalStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("METRICS_AGG_ACCOUNT_IDS", raising=False)
+    stack = local_stack
+    now = datetime.now(UTC)
+    _history(stack, now)
+    _activity(stack, "acct-2", now)
+    stack.store.rows_read.clear()
+    stack.activity_faults.reset_counts()
+    with RecordingClient(stack.config()) as client:
+        out = pipeline.handle_event(SCHEDULED, config=stack.config(), client=client)
+        fields = _fields(client)
+    assert (out["status"], out["units"]) == ("SUCCESS", 1)
+    assert not _scans(client) and discovery.RECENT_QUERY not in fields, fields
+    reads = stack.store.rows_read
+    assert reads["Account"] == 0 and reads["byAccountTimeRangeRecord"] == 0
+    # The pairs came from two Queries of the activity table, one per reconciled hour.
+    assert stack.activity_faults.field_requests["dynamodb.Query"] == 2
+    assert_matches_truth(stack.store, "acct-2")
+
+
+def test_sweep_reads_only_the_active_accounts_recent_rows(
     local_stack: LocalStack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("METRICS_AGG_ACCOUNT_IDS", raising=False)
@@ -168,7 +194,7 @@ def test_scheduled_pass_reads_only_the_active_accounts_recent_rows(
     _activity(stack, "acct-2", now)
     stack.store.rows_read.clear()
     with RecordingClient(stack.config()) as client:
-        out = pipeline.handle_event(SCHEDULED, config=stack.config(), client=client)
+        out = pipeline.handle_event(SWEEP, config=stack.config(), client=client)
         fields = _fields(client)
     assert (out["status"], out["units"]) == ("SUCCESS", 1)
     assert _scans(client) == {"listAccounts"}
@@ -210,7 +236,7 @@ def test_failed_account_query_is_reported_not_dropped(
     local_stack.faults.add(field=discovery.RECENT_QUERY, nth=2, action="http_400")
     config = local_stack.config(read_parallelism=1)  # accounts in order: b is the 2nd query
     with GraphQLClient(config) as client:
-        out = pipeline.handle_event(SCHEDULED, config=config, client=client)
+        out = pipeline.handle_event(SWEEP, config=config, client=client)
     assert out["status"] == "PARTIAL"
     assert out["failedUnits"] == ["*/b-broken"]
     assert out["units"] == 2  # Task · a-quiet recounted, b-broken reported

@@ -228,6 +228,8 @@ def test_human_log_and_emf(
         "FreshnessSeconds",
         "RecheckHoursQueued",
         "RecheckHoursNotQueued",
+        "ActivityRecordsWritten",
+        "ActivityRecordsNotWritten",
     }
     # NOW (12:30) minus the batch's oldest ApproximateCreationDateTime (12:10:00).
     assert doc["FreshnessSeconds"] == 1200.0

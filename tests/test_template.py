@@ -254,3 +254,61 @@ def test_rechecks_go_to_the_backfill_queue_with_a_delay(delay: str | None) -> No
         }
     )
     assert queued.recheck_delay_seconds == int(delay or 120)
+
+
+def test_activity_table_is_the_stacks_with_least_privilege() -> None:
+    """The table the 5-minute reconcile reads its pairs from (docs/operations.md): owned by
+    the stack, on-demand, items expiring by TTL, and the role may only write batches to it
+    and query it."""
+    r = render(API)
+    table = r.resources["ActivityTable"]
+    assert table["Type"] == "AWS::DynamoDB::Table"
+    props = table["Properties"]
+    assert props["BillingMode"] == "PAY_PER_REQUEST"
+    assert props["TimeToLiveSpecification"] == {"AttributeName": "expiresAt", "Enabled": True}
+    assert [(k["AttributeName"], k["KeyType"]) for k in props["KeySchema"]] == [
+        ("hour", "HASH"),
+        ("pair", "RANGE"),
+    ]
+    dynamo = [
+        s
+        for _, s in _statements(r)
+        if any(str(a).startswith("dynamodb:") for a in _list(s["Action"]))
+        and s["Resource"] == {"Fn::GetAtt": ["ActivityTable", "Arn"]}
+    ]
+    assert len(dynamo) == 1
+    assert sorted(_list(dynamo[0]["Action"])) == ["dynamodb:BatchWriteItem", "dynamodb:Query"]
+    env = r.properties("Function")["Environment"]["Variables"]
+    assert env["METRICS_AGG_ACTIVITY_TABLE"] == {"Ref": "ActivityTable"}
+    base = {"PLEXUS_API_URL": "https://x.appsync-api.eu-west-1.amazonaws.com/graphql"}
+    assert Config.from_env({**base, "METRICS_AGG_ACTIVITY_TABLE": "t"}).activity_table == "t"
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+@pytest.mark.parametrize("enabled", [None, "true"])
+def test_sweep_schedule_is_opt_in_and_sends_the_sweep_event(enabled: str | None) -> None:
+    import json
+
+    from metrics_agg.aggregator.event_kinds import event_kind, is_sweep
+
+    r = render({**API, **({"SweepEnabled": enabled} if enabled else {})})
+    events = r.properties("Function")["Events"]
+    sweep = events["Sweep"]["Properties"]
+    assert sweep["State"] == ("ENABLED" if enabled else "DISABLED")
+    assert sweep["Schedule"] == "rate(1 day)"
+    event = json.loads(sweep["Input"])
+    assert event_kind(event) == "scheduled" and is_sweep(event)
+    finalize = events["Finalize"]["Properties"]
+    assert finalize["State"] == "ENABLED" and "Input" not in finalize  # the recorded pairs
+
+
+def test_activity_alarm_watches_a_metric_the_function_emits() -> None:
+    from metrics_agg.aggregator import emf
+
+    alarm = render(API).properties("ActivityNotRecordedAlarm")
+    assert alarm["Namespace"] == emf.NAMESPACE
+    assert alarm["MetricName"] == "ActivityRecordsNotWritten" in emf.metric_names()
+    assert alarm["Dimensions"] == [{"Name": "Stack", "Value": {"Ref": "AWS::StackName"}}]
