@@ -141,7 +141,7 @@ class DynamoActivityTable:
                 options: dict[str, Any] = {
                     "region_name": self._region or session.get_config_variable("region"),
                     "config": botocore.config.Config(
-                        retries={"mode": "standard", "max_attempts": 3},
+                        retries={"mode": "standard", "total_max_attempts": 3},
                         connect_timeout=3,
                         read_timeout=10,
                     ),
