@@ -1,20 +1,25 @@
-"""Measure what the scheduled pass reads to find active pairs (issue 15), on the local stack.
+"""Measure what the scheduled pass costs to find and recount the active pairs, on the local stack.
 
-    .venv/bin/python scripts/measure_discovery.py [--records 10000] [--accounts 1000]
+    .venv/bin/python scripts/measure_discovery.py [--records 10000] [--accounts 10000]
                                                  [--latency-ms 50]
 
+Two ways to find the pairs, in the same run on the same data:
+- *recorded* (the 5-minute pass): the pairs the stream units recorded in the activity
+  table, read with one Query per reconciled hour (`aggregator.activity`);
+- *discovery* (the opt-in daily sweep, and the 5-minute pass before the activity table):
+  ``listAccounts``, then one key-condition query per account (`graphql.discovery`).
+
 1. History: three accounts with three days of Items (``--records`` each), recounted, and
-   one active pair (a few Tasks written now, delivered to the stream path). Then one
-   scheduled pass with the default configuration (no METRICS_AGG_ACCOUNT_IDS). Reported:
-   AggregatedMetrics rows read per index (the store counts rows each Query/Scan page
-   reads, before any filter: what DynamoDB charges), HTTP requests, and the ratio to the
-   active pair's two-hour buckets (the bar: at most 10x). The table's size is what the old
-   discovery (a filtered Scan) read every time.
-2. Many accounts: ``--accounts`` Account rows, five of them active, one scheduled pass
-   with ``--latency-ms`` added to every request (modelling AppSync), with the Lambda's
-   default 300 s timeout (or ``--timeout``) as the deadline: discovery's time, requests
-   and rows, whether it fit its half of the deadline, and the whole pass (with a short
-   ``--timeout``, the accounts left over are reported as failed units).
+   one active pair (a few Tasks written now, delivered to the stream path). Then one pass
+   each way. Reported: AggregatedMetrics rows read per index (the store counts rows each
+   Query/Scan page reads, before any filter: what DynamoDB charges), HTTP requests, and
+   the ratio to the active pair's two-hour buckets.
+2. Many accounts: ``--accounts`` Account rows, five of them active (delivered to the
+   stream path, so recorded), one pass each way with ``--latency-ms`` added to every
+   request, GraphQL and DynamoDB alike (modelling AWS), with the Lambda's default 300 s
+   timeout (or ``--timeout``) as the deadline: HTTP requests (GraphQL + DynamoDB), time,
+   units. The bar for the recorded pass at 10,000 accounts and 50 ms: at most 20 requests
+   and 5 s.
 
 Figures only; nothing is asserted. Runs against 127.0.0.1 in a temporary folder.
 """
@@ -32,11 +37,11 @@ from typing import Any
 
 from metrics_agg.aggregator import pipeline
 from metrics_agg.deadline import Deadline
-from metrics_agg.graphql import discovery
 from metrics_agg.graphql.transport import GraphQLClient
 from metrics_agg.local.server import LocalStack, seed_accounts, seed_records
 
 SCHEDULED = {"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}
+SWEEP = {"source": "aws.events", "detail-type": "Scheduled Event", "detail": {"sweep": True}}
 LAMBDA_TIMEOUT = 300.0 - 3.0  # template default, less the handler's reserve
 
 
@@ -96,14 +101,6 @@ def history(folder: Path, records: int) -> None:
             f"({time.monotonic() - t0:.0f} s); AggregatedMetrics rows: {table_rows:,}; "
             f"the active pair (Task, acct-2) has {pair_buckets} buckets in its two hours"
         )
-        stack.store.rows_read.clear()
-        stack.faults.reset_counts()
-        t0 = time.monotonic()
-        with GraphQLClient(stack.config()) as client:
-            out = pipeline.handle_event(SCHEDULED, config=stack.config(), client=client)
-            requests = client.request_count
-        seconds = time.monotonic() - t0
-        reads = dict(stack.store.rows_read)
         metric_indexes = (
             "AggregatedMetrics",
             "byAccountRecordType",
@@ -111,17 +108,47 @@ def history(folder: Path, records: int) -> None:
             "byScorecardTimeRangeRecord",
             "byScoreTimeRangeRecord",
         )
-        metric_rows = sum(reads.get(ix, 0) for ix in metric_indexes)
-        print(
-            f"scheduled pass: {out['status']}, {out['units']} unit(s), {requests} HTTP requests, "
-            f"{seconds:.2f} s"
+        for name, event in (("recorded", SCHEDULED), ("discovery", SWEEP)):
+            stack.store.rows_read.clear()
+            stack.activity_faults.reset_counts()
+            t0 = time.monotonic()
+            with GraphQLClient(stack.config()) as client:
+                out = pipeline.handle_event(event, config=stack.config(), client=client)
+                requests = client.request_count + stack.activity_faults.requests
+            seconds = time.monotonic() - t0
+            reads = dict(stack.store.rows_read)
+            metric_rows = sum(reads.get(ix, 0) for ix in metric_indexes)
+            print(
+                f"scheduled pass ({name}): {out['status']}, {out['units']} unit(s), {requests} "
+                f"HTTP requests ({stack.activity_faults.requests} to the activity table), "
+                f"{seconds:.2f} s"
+            )
+            print(f"  rows read per index: {reads}")
+            print(
+                f"  AggregatedMetrics rows read: {metric_rows} = "
+                f"{metric_rows / max(pair_buckets, 1):.1f}x the active pair's two-hour buckets; "
+                f"a filtered Scan would read the whole table, {table_rows:,} rows"
+            )
+
+
+def _pass(stack: LocalStack, config: Any, event: dict[str, Any], timeout: float) -> str:
+    stack.store.rows_read.clear()
+    stack.activity_faults.reset_counts()
+    t0 = time.monotonic()
+    with GraphQLClient(config) as client:
+        out: dict[str, Any] = pipeline.handle_event(
+            event, config=config, client=client, deadline=Deadline.after(timeout)
         )
-        print(f"  rows read per index: {reads}")
-        print(
-            f"  AggregatedMetrics rows read: {metric_rows} = "
-            f"{metric_rows / max(pair_buckets, 1):.1f}x the active pair's two-hour buckets "
-            f"(bar: <= 10x); the old filtered Scan read the whole table, {table_rows:,} rows"
-        )
+        graphql = client.request_count
+    seconds = time.monotonic() - t0
+    dynamodb = stack.activity_faults.requests
+    failed = out["failedUnits"]
+    return (
+        f"{graphql + dynamodb:,} HTTP requests ({graphql:,} GraphQL + {dynamodb} DynamoDB), "
+        f"{seconds:.2f} s; {out['status']}, {out['units']} unit(s) ({len(failed)} failed or "
+        f"not discovered{', e.g. ' + failed[0] if failed else ''}); rows read "
+        f"{dict(stack.store.rows_read)}"
+    )
 
 
 def many_accounts(folder: Path, accounts: int, latency_ms: float, timeout: float) -> None:
@@ -133,46 +160,22 @@ def many_accounts(folder: Path, accounts: int, latency_ms: float, timeout: float
         for account in active:
             _activity(stack, account, now, records=1)
         config = stack.config()
-        # Discovery alone, under the Lambda's deadline.
-        stack.store.rows_read.clear()
-        deadline = Deadline.after(timeout)
-        t0 = time.monotonic()
-        with GraphQLClient(config) as client:
-            found = discovery.list_recent_metric_scopes(
-                client, since=now - timedelta(hours=2), deadline=deadline
-            )
-            requests = client.request_count
-        seconds = time.monotonic() - t0
-        share = timeout * discovery.DISCOVERY_SHARE
         print(
-            f"{accounts:,} accounts ({len(active)} active), {latency_ms:g} ms added per "
-            f"request, read parallelism {config.read_parallelism}:"
+            f"{accounts:,} accounts ({len(active)} active pairs, recorded by their stream "
+            f"units), {latency_ms:g} ms added per request, read parallelism "
+            f"{config.read_parallelism}, deadline {timeout:g} s:"
         )
+        print(f"  5-minute pass, recorded pairs:  {_pass(stack, config, SCHEDULED, timeout)}")
         print(
-            f"  discovery: {seconds:.2f} s of its {share:.0f} s share, {requests} HTTP requests, "
-            f"{len(found)} scope(s), {len(found.unfinished)} account(s) unfinished; rows read "
-            f"{dict(stack.store.rows_read)}"
-        )
-        # The whole scheduled pass.
-        stack.store.rows_read.clear()
-        t0 = time.monotonic()
-        with GraphQLClient(config) as client:
-            out: dict[str, Any] = pipeline.handle_event(
-                SCHEDULED, config=config, client=client, deadline=Deadline.after(timeout)
-            )
-            requests = client.request_count
-        failed = out["failedUnits"]
-        print(
-            f"  scheduled pass: {out['status']}, {out['units']} unit(s) ({len(failed)} failed or "
-            f"not discovered{', e.g. ' + failed[0] if failed else ''}), {requests} HTTP "
-            f"requests, {time.monotonic() - t0:.2f} s; rows read {dict(stack.store.rows_read)}"
+            f"  same pass, listAccounts discovery (the sweep, and the earlier 5-minute pass): "
+            f"{_pass(stack, config, SWEEP, timeout)}"
         )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--records", type=int, default=10_000, help="Items per history account")
-    parser.add_argument("--accounts", type=int, default=1000)
+    parser.add_argument("--accounts", type=int, default=10_000)
     parser.add_argument("--latency-ms", type=float, default=50.0)
     parser.add_argument(
         "--timeout",

@@ -177,7 +177,7 @@ def _run(
             LocalClient(stack.endpoint, stack.api_key) as client,
             Progress("      writing", total=len(plan.writes), unit="records") as progress,
         ):
-            # The app's Account first: the scheduled pass finds accounts through it.
+            # The app's Account first, as a Plexus app has one (the daily sweep lists them).
             api_write(client, "create", "Account", {"id": account, "name": "Demo", "key": account})
 
             def create(entry: tuple[str, dict[str, Any]]) -> None:
@@ -250,7 +250,8 @@ def _run(
 
 
 def _scheduled_pass(say: _Printer, stack: Any) -> None:
-    """The 5-minute scheduled event, as EventBridge starts it (docs/design.md §4, issue 15)."""
+    """The 5-minute scheduled event, as EventBridge starts it (docs/design.md §4): it
+    reconciles the pairs the stream units recorded in the activity table."""
     from metrics_agg.aggregator import pipeline
 
     t0 = time.monotonic()
@@ -258,8 +259,8 @@ def _scheduled_pass(say: _Printer, stack: Any) -> None:
     out = pipeline.handle_event(event, config=stack.config())
     say(
         f"      the 5-minute scheduled pass: {out['status']}, {out['units']} active (model, "
-        f"account) pair(s) found through listAccounts and one key-condition query per "
-        f"account, recounted  {format_duration(time.monotonic() - t0)}"
+        f"account) pair(s) read from the activity table the stream units record in, "
+        f"recounted  {format_duration(time.monotonic() - t0)}"
     )
 
 
