@@ -207,6 +207,8 @@ class DynamoActivityTable:
         """
         kwargs: dict[str, Any] = {
             "TableName": self.table,
+            # A pair recorded a moment before the pass must be in it.
+            "ConsistentRead": True,
             "KeyConditionExpression": "#h = :h",
             "ProjectionExpression": "#p",
             "ExpressionAttributeNames": {"#h": "hour", "#p": "pair"},
