@@ -14,8 +14,8 @@
 #    python3.12 runtime and later only).
 # 2. That wheel plus its runtime dependencies for CPython 3.12 on the target platform,
 #    installed into the layer's python/ folder. botocore (and boto3) are left out: the Lambda
-#    Python runtime provides them (the package only uses botocore for SigV4/IAM auth and the
-#    Secrets Manager key), and a second copy would add ~25 MB and shadow the runtime's. urllib3
+#    Python runtime provides them (the package only uses botocore for SigV4/IAM auth, the
+#    Secrets Manager key, SQS and the activity table), and a second copy would add ~25 MB and shadow the runtime's. urllib3
 #    2.x is shipped (the package needs >=2; the runtime may carry 1.26) within the range the
 #    runtime's botocore accepts on Python >= 3.10 (>=1.25.4,!=2.2.0,<3), since the layer's
 #    copy comes first on sys.path and botocore will import it too.
