@@ -225,6 +225,12 @@ def _serve(args: argparse.Namespace) -> int:
         key = args.api_key if args.api_key == _DEFAULT_KEY else "<your --api-key>"
         print(f"  export PLEXUS_API_URL={stack.endpoint} PLEXUS_API_KEY={key}")
         print(f"  dashboard: {stack.endpoint.removesuffix('graphql')}  (asks for the API key)")
+        # What `metrics-agg invoke` needs for a scheduled pass over the recorded pairs.
+        activity = stack.config()
+        print(
+            f"  activity table: export METRICS_AGG_ACTIVITY_TABLE={activity.activity_table} "
+            f"METRICS_AGG_ACTIVITY_ENDPOINT={activity.activity_endpoint}"
+        )
         if args.host not in ("127.0.0.1", "localhost", "::1"):
             print(f"  warning: bound to {args.host}, reachable beyond this machine")
         window = "1 s (default)" if args.batch_window is None else f"{args.batch_window:g} s"
