@@ -4,22 +4,24 @@ The Lambda handler, the CLI and the local stream mapping all call `handle_event`
 - a DynamoDB stream batch (``{"Records": [...]}``) recounts the affected hours of every
   (model, account) of the batch and returns ``{"batchItemFailures": [...]}``;
 - the scheduled finalize event (EventBridge ``"Scheduled Event"``) recounts the current and
-  previous hour of every (model, account) active in the last two hours, which sets
-  ``complete`` on buckets that ended with no later record and repairs counts a lagging
-  index hid from a stream invocation. Active pairs are found as follows: if account ids
-  are given (``"accountIds"`` in the event or its ``detail``, else the comma-separated
-  env ``METRICS_AGG_ACCOUNT_IDS``), every model of those accounts; otherwise the
-  (account, recordType) of every AggregatedMetrics row whose bucket starts in the last two
-  hours (`graphql.discovery`: ``listAccounts``, then one key-condition query per account),
-  mapped back to models: every stream invocation writes its touched buckets
-  (docs/design.md §4.5), so an active pair always has such a row. Accounts discovery could
-  not finish within its share of the deadline are reported as failed units, not dropped;
+  previous hour of every active (model, account), which sets ``complete`` on buckets that
+  ended with no later record and repairs counts a lagging index hid from a stream
+  invocation. Its pairs are the ones the units recorded in the activity table for those
+  hours (`activity`) plus every model of ``METRICS_AGG_ACCOUNT_IDS``; ``"accountIds"`` in
+  the event (or its ``detail``) replace both. The daily sweep (``"sweep": true``) finds
+  them through the API instead (`graphql.discovery`: ``listAccounts``, then one
+  key-condition query per account); accounts it could not finish within its share of the
+  deadline are reported as failed units, not dropped;
 - a recount event ``{"recount": {"accountId", "model", "start", "end"}}`` backfills
   ``[start, end)`` aligned outward to hours;
 - an SQS batch of such recount events (the backfill queue's mapping, `queue_events`) runs
   each as a unit and returns ``{"batchItemFailures": [...]}`` with the message ids of the
   units that failed (SQS retries them, then redrives them to the dead-letter queue); a
   unit that belongs to a `metrics-agg backfill` run reports its end to the progress queue.
+
+Every invocation that counts records (stream, recount, SQS) then records its units'
+(model, account, hour) once (`activity`); a unit whose record could not be written is
+reported failed, so it is retried with it.
 
 A unit is one (model, account). A failed read or write of a unit (any `TransportError`)
 means nothing of it is trusted: its lowest sequence number is reported (docs/design.md §4.6).
