@@ -36,7 +36,7 @@ from graphql import (
 )
 
 from metrics_agg.local.server._fastlist import FastListExecutionContext
-from metrics_agg.local.server.dashboard import DashboardRoutes
+from metrics_agg.local.server.dashboard import DashboardRoutes, Delivery
 from metrics_agg.local.server.faults import Fault, FaultPlan
 from metrics_agg.local.server.queues import LocalQueues, SqsProtocolError, handle_sqs_request
 from metrics_agg.local.server.resolvers import AppSyncError, Resolvers
@@ -173,11 +173,12 @@ class LocalAppSync:
         latency_ms: float = 0,
         faults: FaultPlan | None = None,
         queues: LocalQueues | None = None,
+        delivery: Callable[[], Delivery] | None = None,
     ) -> None:
         self.schema = build_schema(store)
         self.queues = queues
         self.api_key = api_key.encode()
-        self.dashboard = DashboardRoutes(store, self.api_key)
+        self.dashboard = DashboardRoutes(store, self.api_key, delivery)
         self.latency = max(0.0, latency_ms / 1000.0)
         self.faults = faults if faults is not None else FaultPlan()
         self._docs: OrderedDict[str, tuple[DocumentNode | None, list[GraphQLError]]] = OrderedDict()

@@ -379,3 +379,11 @@ class Store(StreamTables, IndexLag):
             f"SELECT DISTINCT accountId FROM {_q(t.name)} ORDER BY accountId"
         )
         return [str(r[0]) for r in rows]
+
+    def first_bucket_starts(self) -> dict[str, str]:
+        """accountId -> the earliest stored bucket start (the dashboard's "since first record")."""
+        t = TABLES["AggregatedMetrics"]
+        rows = self._conn().execute(
+            f"SELECT accountId, MIN(timeRangeStart) FROM {_q(t.name)} GROUP BY accountId"
+        )
+        return {str(r[0]): str(r[1]) for r in rows if r[1] is not None}
