@@ -64,7 +64,10 @@ function showTooltip(section, i, clientX, clientY) {
   count.textContent = `count ${fmt(p.count)}`;
   const err = document.createElement("div");
   err.className = p.errorCount ? "errors" : "errors none";
-  err.textContent = p.errorCount === null ? "errors not defined" : `errors ${fmt(p.errorCount)}`;
+  // An empty slot of a model whose buckets carry errorCount has none; "not defined" is for
+  // a model without error rules.
+  err.textContent = p.errorCount === null && !section.tracksErrors ? "errors not defined"
+    : `errors ${fmt(p.errorCount ?? 0)}`;
   tip.replaceChildren(when, count, err);
   tip.hidden = false;
   const box = tip.getBoundingClientRect();
@@ -153,7 +156,7 @@ function renderChart(section) {
 }
 
 /** A chart card: title, totals, and a `.plot` to draw into once it has a width. */
-function chartSection(recordType, model, points, total, win, rangeText, scopeId) {
+function chartSection(recordType, model, points, total, win, rangeText, scopeId, tracksErrors) {
   const section = document.createElement("section");
   section.className = "chart";
   section.dataset.recordType = recordType;
@@ -162,6 +165,7 @@ function chartSection(recordType, model, points, total, win, rangeText, scopeId)
   if (scopeId) section.dataset.scope = scopeId;
   section.points = points;
   section.win = win;
+  section.tracksErrors = tracksErrors;
 
   const h2 = document.createElement("h2");
   h2.textContent = recordType;

@@ -334,8 +334,9 @@ function drawCharts(types, all, view, generation) {
     }
     const points = view.win.slots.map(([s, e]) => ({ s, e, ...selectBuckets(records, s, e) }));
     const total = selectBuckets(records, view.win.startMs, view.win.endMs);
+    const tracksErrors = all[i].some((r) => r.errorCount !== null && r.errorCount !== undefined);
     const section = chartSection(t.recordType, t.model, points, total, view.win, view.text,
-      scopeId);
+      scopeId, tracksErrors);
     (t.scope ? scoped : plain).push(section);
   });
   $("charts").replaceChildren(...plain);
