@@ -70,11 +70,14 @@ function showTooltip(section, i, clientX, clientY) {
     : `errors ${fmt(p.errorCount ?? 0)}`;
   tip.replaceChildren(when, count, err);
   tip.hidden = false;
+  // Placed in page coordinates (not fixed), so a full-page screenshot shows it in place.
   const box = tip.getBoundingClientRect();
-  const x = Math.min(clientX + 14, window.innerWidth - box.width - 6);
+  const x = Math.min(clientX + 14, document.documentElement.clientWidth - box.width - 6);
   const y = clientY - box.height - 12 < 0 ? clientY + 16 : clientY - box.height - 12;
-  tip.style.left = `${Math.max(4, x)}px`;
-  tip.style.top = `${y}px`;
+  tip.style.left = `${Math.max(4, x) + window.scrollX}px`;
+  tip.style.top = `${y + window.scrollY}px`;
+  tip.dataset.x = String(clientX);
+  tip.dataset.y = String(clientY);
 }
 
 function hideTooltip() {
@@ -156,7 +159,7 @@ function renderChart(section) {
 }
 
 /** A chart card: title, totals, and a `.plot` to draw into once it has a width. */
-function chartSection(recordType, model, points, total, win, rangeText, scopeId, tracksErrors) {
+function chartSection(recordType, model, points, total, win, scopeId, tracksErrors) {
   const section = document.createElement("section");
   section.className = "chart";
   section.dataset.recordType = recordType;
@@ -171,7 +174,7 @@ function chartSection(recordType, model, points, total, win, rangeText, scopeId,
   h2.textContent = recordType;
   const m = document.createElement("span");
   m.className = "model";
-  m.textContent = scopeId ? `${model} · ${scopeId}` : model;
+  m.textContent = scopeId ?? model; // the scoped charts name their scorecard or score
   h2.append(m);
 
   const totals = document.createElement("div");
@@ -187,7 +190,7 @@ function chartSection(recordType, model, points, total, win, rangeText, scopeId,
     errors.className = total.errorCount > 0 ? "errors" : "errors none";
     errors.textContent = `${fmt(total.errorCount)} error${total.errorCount === 1 ? "" : "s"}`;
   }
-  totals.append(t, ` records ${rangeText} · `, errors);
+  totals.append(t, " records · ", errors);
   const plot = document.createElement("div");
   plot.className = "plot";
   section.append(h2, totals, plot);

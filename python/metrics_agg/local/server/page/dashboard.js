@@ -335,8 +335,8 @@ function drawCharts(types, all, view, generation) {
     const points = view.win.slots.map(([s, e]) => ({ s, e, ...selectBuckets(records, s, e) }));
     const total = selectBuckets(records, view.win.startMs, view.win.endMs);
     const tracksErrors = all[i].some((r) => r.errorCount !== null && r.errorCount !== undefined);
-    const section = chartSection(t.recordType, t.model, points, total, view.win, view.text,
-      scopeId, tracksErrors);
+    const section = chartSection(t.recordType, t.model, points, total, view.win, scopeId,
+      tracksErrors);
     (t.scope ? scoped : plain).push(section);
   });
   $("charts").replaceChildren(...plain);
@@ -348,6 +348,8 @@ function drawCharts(types, all, view, generation) {
   charts.dataset.start = iso(view.win.startMs);
   charts.dataset.end = iso(view.win.endMs);
   charts.dataset.account = state.account;
+  $("shown").textContent = `${view.text[0].toUpperCase()}${view.text.slice(1)}, ` +
+    `${view.win.size}-minute buckets.`;
   charts.dataset.scorecard = state.scorecard ?? "";
   charts.dataset.score = state.score ?? "";
   charts.dataset.generation = String(generation); // tests wait for the controls' generation
@@ -357,8 +359,7 @@ function drawCharts(types, all, view, generation) {
     const section = document.querySelector(
       `section.chart[data-record-type="${tip.dataset.recordType}"]`);
     const i = section ? section.points.findIndex((p) => iso(p.s) === tip.dataset.start) : -1;
-    const box = tip.getBoundingClientRect();
-    if (i >= 0) showTooltip(section, i, box.left - 14, box.bottom + 12);
+    if (i >= 0) showTooltip(section, i, Number(tip.dataset.x), Number(tip.dataset.y));
     else hideTooltip();
   }
 }
