@@ -114,6 +114,7 @@ def test_status_reports_accounts_record_types_and_activity(
 
 def test_status_says_when_this_server_does_not_deliver(local_stack: LocalStack) -> None:
     """`serve --no-mapping`: the page must not call the buckets current, so status says it."""
+
     def bucket(start: str, minutes: int) -> dict[str, Any]:
         return {
             "accountId": "acme",

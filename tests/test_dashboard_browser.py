@@ -455,9 +455,7 @@ def test_dashboard_shows_the_stored_buckets_and_the_truth_live(
     assert stack.api_key not in caplog.text
 
 
-def test_dashboard_says_when_this_server_does_not_deliver(
-    make_local_stack: Any, page: Any
-) -> None:
+def test_dashboard_says_when_this_server_does_not_deliver(make_local_stack: Any, page: Any) -> None:
     key = f"browser-key-{uuid.uuid4().hex}"
     server: LocalStack = make_local_stack(mapping=False, api_key=key)  # serve --no-mapping
     ts = iso(datetime.now(UTC))

@@ -23,8 +23,8 @@ import uvicorn
 
 from metrics_agg.config import COUNTER_ENV, EMF_ENV, ERRORS_ENV, ZONE_MARGIN_ENV, Config
 from metrics_agg.local.server.app import LocalAppSync
-from metrics_agg.local.server.faults import FaultPlan
 from metrics_agg.local.server.dashboard import Delivery
+from metrics_agg.local.server.faults import FaultPlan
 from metrics_agg.local.server.mapping import EventSourceMapping, Handler
 from metrics_agg.local.server.queues import LocalQueues
 from metrics_agg.local.server.sqs_mapping import SqsEventSourceMapping
