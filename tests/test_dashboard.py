@@ -101,7 +101,7 @@ def test_status_reports_accounts_record_types_and_activity(
     assert scopes["feedbackItems"] is None and scopes["items"] is None
     assert scopes["feedbackItemsByScorecard"] == "scorecard"
     assert scopes["feedbackItemsByScore"] == "score"
-    assert data["streamMapping"] is True and data["firstBucket"] == {}
+    assert data["streamMapping"] is True and data["extent"] == {}
     tables = {t["model"]: t for t in data["tables"]}
     assert tables["Item"]["invocations"] >= 1 and tables["Item"]["records"] == 25
     assert tables["Task"]["invocations"] >= 1 and tables["Task"]["records"] == 3
@@ -115,26 +115,31 @@ def test_status_reports_accounts_record_types_and_activity(
 def test_status_says_when_this_server_does_not_deliver(local_stack: LocalStack) -> None:
     """`serve --no-mapping`: the page must not call the buckets current, so status says it."""
 
-    def bucket(start: str, minutes: int) -> dict[str, Any]:
+    def bucket(start: str, end: str, minutes: int) -> dict[str, Any]:
         return {
             "accountId": "acme",
             "compositeKey": f"items#{start}#{minutes}",
             "recordType": "items",
             "timeRangeStart": start,
-            "timeRangeEnd": start,  # not read here
+            "timeRangeEnd": end,
             "numberOfMinutes": minutes,
             "count": 1,
         }
 
     local_stack.store.bulk_insert(
         "AggregatedMetrics",
-        [bucket("2024-05-01T10:05:00Z", 5), bucket("2024-05-01T10:00:00Z", 60)],
+        [
+            bucket("2024-05-01T10:05:00Z", "2024-05-01T10:10:00Z", 5),
+            bucket("2024-05-01T10:00:00Z", "2024-05-01T11:00:00Z", 60),
+        ],
     )
     status, _, body = _get(_base(local_stack) + "/local/status", {"x-api-key": local_stack.api_key})
     data = json.loads(body)
     assert status == 200 and data["streamMapping"] is False and data["backfillQueue"] is False
     assert data["accounts"] == ["acme"]
-    assert data["firstBucket"] == {"acme": "2024-05-01T10:00:00Z"}
+    assert data["extent"] == {
+        "acme": {"first": "2024-05-01T10:00:00Z", "last": "2024-05-01T11:00:00Z"}
+    }
 
 
 def test_activity_counts_failures_and_waiting_records_across_processes(

@@ -455,9 +455,43 @@ def test_dashboard_shows_the_stored_buckets_and_the_truth_live(
     assert stack.api_key not in caplog.text
 
 
+def _old_buckets() -> list[dict[str, Any]]:
+    """Three items on 2024-05-01 (10:07, 10:07, 10:41) at every size, as the aggregator
+    stores them."""
+    rows = []
+    for start, minutes, count in (
+        ("10:07", 1, 2),
+        ("10:41", 1, 1),
+        ("10:05", 5, 2),
+        ("10:40", 5, 1),
+        ("10:00", 15, 2),
+        ("10:30", 15, 1),
+        ("10:00", 60, 3),
+    ):
+        begin = datetime.fromisoformat(f"2024-05-01T{start}:00+00:00")
+        rows.append(
+            {
+                "accountId": ACCOUNT,
+                "compositeKey": f"items#{begin:%Y-%m-%dT%H:%M:%SZ}#{minutes}",
+                "recordType": "items",
+                "timeRangeStart": f"{begin:%Y-%m-%dT%H:%M:%SZ}",
+                "timeRangeEnd": f"{begin + timedelta(minutes=minutes):%Y-%m-%dT%H:%M:%SZ}",
+                "numberOfMinutes": minutes,
+                "count": count,
+                "complete": True,
+                "createdAt": "2024-05-01T11:00:05.000000Z",
+                "updatedAt": "2024-05-01T11:00:05.000000Z",
+            }
+        )
+    return rows
+
+
 def test_dashboard_says_when_this_server_does_not_deliver(make_local_stack: Any, page: Any) -> None:
+    """`serve --no-mapping` on a database whose buckets are two years old: the mapping panel
+    says this server delivers nothing, and "fit the data" shows the day the data has."""
     key = f"browser-key-{uuid.uuid4().hex}"
     server: LocalStack = make_local_stack(mapping=False, api_key=key)  # serve --no-mapping
+    server.store.bulk_insert("AggregatedMetrics", _old_buckets())
     ts = iso(datetime.now(UTC))
     server.store.bulk_insert(
         "Item", [{"id": "i1", "accountId": ACCOUNT, "createdAt": ts, "updatedAt": ts}], stream=True
@@ -468,3 +502,19 @@ def test_dashboard_says_when_this_server_does_not_deliver(make_local_stack: Any,
     text = page.text_content("#freshness")
     assert "--no-mapping" in text and "1 stream record waiting" in text
     assert "current" not in text and "off in this server" in page.text_content("#activity h2")
+
+    # Nothing in the last 24 h: the fitted axis runs over the stored hour, in 1-minute bars.
+    _drawn(page)
+    view = _view(page)
+    assert (view["range"], view["size"]) == ("data", "1")
+    assert (view["start"], view["end"]) == ("2024-05-01T10:00:00Z", "2024-05-01T11:00:00Z")
+    items = next(c for c in _shown(page) if c["recordType"] == "items")
+    assert len(items["bars"]) == 60 and items["count"] == "3"
+    assert {b[0]: b[1] for b in items["bars"] if b[1]} == {
+        "2024-05-01T10:07:00Z": 2,
+        "2024-05-01T10:41:00Z": 1,
+    }
+    assert "nothing in the last 24 h" in page.text_content("#shown")
+    _show_size(page, 60)
+    items = next(c for c in _shown(page) if c["recordType"] == "items")
+    assert items["bars"] == [["2024-05-01T10:00:00Z", 3, ""]]

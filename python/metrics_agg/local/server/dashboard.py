@@ -4,8 +4,8 @@
 asks for the API key and sends it as the `x-api-key` header from JavaScript, exactly like
 any other client, and reads the buckets through `/graphql` with the Plexus dashboard's
 own query. The one extra route, `GET /local/status`, is read-only, requires the same
-header, and tells what the GraphQL API cannot: the accounts with buckets (and each one's
-first bucket, for "since first record"), the recordTypes to draw, whether this server
+header, and tells what the GraphQL API cannot: the accounts with buckets (and the time
+their buckets span, for "since first record"), the recordTypes to draw, whether this server
 delivers stream records at all (`serve --no-mapping` does not, so the page must not call
 its buckets current), and the event source mapping's activity as the database records it.
 The key is never accepted from the URL, and nothing here logs a request.
@@ -82,7 +82,7 @@ def local_status(store: Store, delivery: Delivery) -> dict[str, Any]:
     return {
         "now": time.time(),
         "accounts": store.metric_accounts(),
-        "firstBucket": store.first_bucket_starts(),
+        "extent": {a: {"first": f, "last": e} for a, (f, e) in store.bucket_extents().items()},
         "recordTypes": _record_types(),
         "streamMapping": delivery.stream_mapping,
         "backfillQueue": delivery.backfill_queue,

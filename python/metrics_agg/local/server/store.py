@@ -380,10 +380,12 @@ class Store(StreamTables, IndexLag):
         )
         return [str(r[0]) for r in rows]
 
-    def first_bucket_starts(self) -> dict[str, str]:
-        """accountId -> the earliest stored bucket start (the dashboard's "since first record")."""
+    def bucket_extents(self) -> dict[str, tuple[str, str]]:
+        """accountId -> (earliest bucket start, latest bucket end): the dashboard's "since
+        first record", and its fit when the last day holds nothing."""
         t = TABLES["AggregatedMetrics"]
         rows = self._conn().execute(
-            f"SELECT accountId, MIN(timeRangeStart) FROM {_q(t.name)} GROUP BY accountId"
+            f"SELECT accountId, MIN(timeRangeStart), MAX(json_extract(data, '$.timeRangeEnd')) "
+            f"FROM {_q(t.name)} GROUP BY accountId"
         )
-        return {str(r[0]): str(r[1]) for r in rows if r[1] is not None}
+        return {str(r[0]): (str(r[1]), str(r[2])) for r in rows if r[1] is not None}

@@ -23,12 +23,12 @@ function svg(tag, attrs, text) {
   return el;
 }
 
-/** Round y ticks: a 1/2/5 x 10^k step giving about four intervals, from 0 to at least max. */
+/** Round y ticks: the smallest 1/2/5 x 10^k step that spans max in at most five
+ * intervals, and always at least two intervals (an empty chart still has a scale). */
 function yTicks(max) {
-  const raw = Math.max(1, max) / 4;
-  const base = 10 ** Math.floor(Math.log10(raw));
-  const step = Math.max(1, [1, 2, 5, 10].map((m) => m * base).find((s) => s >= raw));
-  const top = Math.max(step, Math.ceil(max / step) * step);
+  let step = 1;
+  for (let k = 0; Math.ceil(max / step) > 5; k += 1) step = [1, 2, 5][k % 3] * 10 ** Math.floor(k / 3);
+  const top = Math.max(2 * step, Math.ceil(max / step) * step);
   const ticks = [];
   for (let v = 0; v <= top; v += step) ticks.push(v);
   return { top, ticks };

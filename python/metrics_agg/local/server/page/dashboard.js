@@ -151,12 +151,13 @@ const alignDown = (ms, minutes) => Math.floor(ms / (minutes * MINUTE)) * minutes
 const autoSize = (spanMin) => SIZES.find((s) => spanMin / s <= 96) ?? 60;
 
 /**
- * The chart's slots: `spanMin` minutes of `size`-minute slots, the last one holding now,
- * starting at `fromMs` when given (since first record). At most MAX_SLOTS slots.
+ * The chart's slots: `spanMin` minutes of `size`-minute slots ending with the one holding
+ * `endMs`, or starting at `fromMs` when given (since first record). At most MAX_SLOTS
+ * slots, the latest kept.
  */
-function chartWindow(nowMs, size, spanMin, fromMs) {
+function chartWindow(endAtMs, size, spanMin, fromMs) {
   const width = size * MINUTE;
-  const endMs = alignDown(nowMs, size) + width;
+  const endMs = alignDown(endAtMs - 1, size) + width;
   let startMs = fromMs === undefined
     ? endMs - Math.max(1, Math.ceil(spanMin / size)) * width
     : Math.min(alignDown(fromMs, size), endMs - width);
@@ -170,7 +171,8 @@ function chartWindow(nowMs, size, spanMin, fromMs) {
 /**
  * "Fit the data": the shortest preset range that holds FIT_SHARE of the records of the
  * last 24 h, counted from the 1-minute buckets (each record is in exactly one). A lone late
- * record hours back does not stretch the axis; "since first record" shows it.
+ * record hours back does not stretch the axis; "since first record" shows it. null when
+ * the last 24 h hold no record.
  */
 function fitRange(all, types, nowMs) {
   const perMinute = [];
@@ -179,7 +181,7 @@ function fitRange(all, types, nowMs) {
     for (const r of all[i]) if (r.numberOfMinutes === 1) perMinute.push([r.startMs, r.count]);
   });
   const total = perMinute.reduce((n, [, c]) => n + c, 0);
-  if (total === 0) return PRESETS[0];
+  if (total === 0) return null; // nothing in the last 24 h: since the first record, if any
   for (const preset of PRESETS) {
     const from = alignDown(nowMs, 1) + MINUTE - preset * MINUTE;
     const held = perMinute.reduce((n, [s, c]) => n + (s >= from ? c : 0), 0);
@@ -188,23 +190,39 @@ function fitRange(all, types, nowMs) {
   return PRESETS[PRESETS.length - 1];
 }
 
-const spanText = (min) => (min < 60 ? `${min} min` : `${min / 60} h`);
+const spanText = (min) => (min < 60 ? `${min} min` : min <= 2880 ? `${min / 60} h`
+  : `${Math.round(min / 1440)} days`);
 
-/** What the charts show now: window, effective bucket size and the words for it. */
+/**
+ * What the charts show now: window, effective bucket size and the words for it. `fitted`:
+ * the fitted span in minutes, null (fit found nothing in the last 24 h) or undefined
+ * (since first record).
+ */
 function planView(status, nowMs, fitted) {
-  const firstIso = status.firstBucket ? status.firstBucket[state.account] : undefined;
-  const firstMs = firstIso ? Date.parse(firstIso) : nowMs;
-  if (state.range === "first") {
+  const extent = status.extent ? status.extent[state.account] : undefined;
+  const sizeFor = (spanMin) => (state.size === "auto" ? autoSize(spanMin) : state.size);
+  if (state.range === "fit" && fitted === null) {
+    if (!extent) return planView(status, nowMs, PRESETS[0]);
+    // Nothing in the last day: the axis runs from the first bucket to the last one.
+    const firstMs = Date.parse(extent.first);
+    const lastMs = Date.parse(extent.last);
+    const win = chartWindow(lastMs, sizeFor(Math.max(1, (lastMs - firstMs) / MINUTE)), 0, firstMs);
+    const text = `from ${dayHhmm(win.startMs)} to ${dayHhmm(win.endMs)} UTC ` +
+      "(fit to the data; nothing in the last 24 h)";
+    return { win, text, rangeLabel: "data" };
+  }
+  if (fitted === undefined) {
+    const firstMs = extent ? Date.parse(extent.first) : nowMs;
     const spanMin = Math.max(1, (nowMs - firstMs) / MINUTE);
-    const size = state.size === "auto" ? autoSize(spanMin) : state.size;
-    const win = chartWindow(nowMs, size, spanMin, firstMs);
-    const since = win.clipped ? `in the last ${spanText(MAX_SLOTS * size)} (larger buckets ` +
-      "show all since the first record)" : `since the first record (${dayHhmm(win.startMs)} UTC)`;
-    return { win, text: since, rangeLabel: "first" };
+    const win = chartWindow(nowMs + 1, sizeFor(spanMin), spanMin, firstMs);
+    const text = win.clipped
+      ? `in the last ${spanText((win.endMs - win.startMs) / MINUTE)} (larger buckets show ` +
+        "all since the first record)"
+      : `since the first record (${dayHhmm(win.startMs)} UTC)`;
+    return { win, text, rangeLabel: "first" };
   }
   const spanMin = state.range === "fit" ? fitted : state.range;
-  const size = state.size === "auto" ? autoSize(spanMin) : state.size;
-  const win = chartWindow(nowMs, size, spanMin);
+  const win = chartWindow(nowMs + 1, sizeFor(spanMin), spanMin);
   const fitNote = state.range === "fit" ? " (fit to the data)" : "";
   return { win, text: `in the last ${spanText(spanMin)}${fitNote}`, rangeLabel: String(spanMin) };
 }
@@ -384,23 +402,32 @@ async function refresh() {
     } else {
       const nowMs = Date.now();
       const types = status.recordTypes;
-      // Fitting needs the last 24 h (from the first bucket on); the fitted window lies inside.
-      let fetchFrom;
-      let fetchTo;
-      let view = null;
-      if (state.range === "fit") {
-        const first = Date.parse(status.firstBucket[state.account] ?? new Date(nowMs).toISOString());
-        fetchFrom = alignDown(Math.max(first, nowMs - 1440 * MINUTE), 60);
-        fetchTo = alignDown(nowMs, 60) + 60 * MINUTE;
+      const fetchAll = (fromMs, toMs) => Promise.all(types.map((t) =>
+        queryRecordType(state.account, t.recordType, fromMs, toMs)));
+      // Fitting reads the last 24 h (from the first bucket on); the fitted window lies
+      // inside it, unless the last 24 h are empty and the fit falls back to the first record.
+      let view = state.range === "fit" ? null
+        : planView(status, nowMs, state.range === "first" ? undefined : state.range);
+      let fromMs;
+      let toMs;
+      if (view === null) {
+        const extent = status.extent[state.account];
+        const first = extent ? Date.parse(extent.first) : nowMs;
+        fromMs = alignDown(Math.max(first, nowMs - 1440 * MINUTE), 60);
+        toMs = alignDown(nowMs, 60) + 60 * MINUTE;
       } else {
-        view = planView(status, nowMs, null);
-        fetchFrom = view.win.startMs;
-        fetchTo = view.win.endMs;
+        fromMs = view.win.startMs;
+        toMs = view.win.endMs;
       }
-      const all = await Promise.all(types.map((t) =>
-        queryRecordType(state.account, t.recordType, fetchFrom, fetchTo)));
+      let all = await fetchAll(fromMs, toMs);
       if (generation !== state.generation) return; // the controls changed meanwhile
-      if (view === null) view = planView(status, nowMs, fitRange(all, types, nowMs));
+      if (view === null) {
+        view = planView(status, nowMs, fitRange(all, types, nowMs));
+        if (view.win.startMs < fromMs || view.win.endMs > toMs) {
+          all = await fetchAll(view.win.startMs, view.win.endMs);
+          if (generation !== state.generation) return;
+        }
+      }
       fillScopes(types, all);
       drawCharts(types, all, view, generation);
       setMessage("");
