@@ -55,9 +55,14 @@ def main() -> int:
                 bars = page.locator("section.chart[data-record-type=items] rect.bar")
                 counts = [int(c) for c in bars.evaluate_all("rs => rs.map(r => r.dataset.count)")]
                 busiest = counts.index(max(counts))
+                # The whole page in one viewport: a full-page capture resizes the window,
+                # which redraws the charts under the pointer.
+                height = page.evaluate("() => document.documentElement.scrollHeight")
+                page.set_viewport_size({"width": WIDTH, "height": height})
+                page.wait_for_timeout(300)
                 page.hover(f"section.chart[data-record-type=items] rect.hit[data-i='{busiest}']")
                 page.wait_for_function("() => !document.querySelector('#tooltip').hidden")
-                page.screenshot(path=str(args.out), full_page=True)
+                page.screenshot(path=str(args.out))
                 browser.close()
     print(f"wrote {args.out} ({args.out.stat().st_size:,} bytes)")
     return 0

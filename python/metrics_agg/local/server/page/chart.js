@@ -150,11 +150,17 @@ function renderChart(section) {
       wide && t % (1440 * MINUTE) === 0 ? dayHhmm(t) : hhmm(t)));
   }
   chart.append(hits);
-  hits.addEventListener("mousemove", (e) => {
+  const show = (e) => {
     const i = Number(e.target.dataset.i);
     if (!Number.isNaN(i)) showTooltip(section, i, e.clientX, e.clientY);
+  };
+  hits.addEventListener("mousemove", show);
+  hits.addEventListener("mouseover", show); // a redraw under a resting pointer
+  hits.addEventListener("mouseleave", (e) => {
+    if (!(e.relatedTarget && e.relatedTarget.classList && e.relatedTarget.classList.contains("hit"))) {
+      hideTooltip();
+    }
   });
-  hits.addEventListener("mouseleave", hideTooltip);
   host.replaceChildren(chart);
 }
 
