@@ -1,6 +1,6 @@
 """The local dashboard: a read-only page beside the GraphQL endpoint, and its status route.
 
-`GET /` (and its two assets) is static and carries no data, so it needs no key; the page
+`GET /` (and its assets) is static and carries no data, so it needs no key; the page
 asks for the API key and sends it as the `x-api-key` header from JavaScript, exactly like
 any other client, and reads the buckets through `/graphql` with the Plexus dashboard's
 own query. The one extra route, `GET /local/status`, is read-only, requires the same
