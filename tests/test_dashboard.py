@@ -46,7 +46,12 @@ def test_page_is_static_and_locked_down(local_stack: LocalStack) -> None:
     assert "script-src 'self'" in csp and "connect-src 'self'" in csp
     # The key field has no name, and the form no action: it can never be sent in a URL.
     assert b'id="api-key"' in body and b'name="' not in body.split(b'id="api-key"')[1][:200]
-    for asset, kind in (("/dashboard.js", "text/javascript"), ("/dashboard.css", "text/css")):
+    assert b'<script src="/chart.js"' in body
+    for asset, kind in (
+        ("/chart.js", "text/javascript"),
+        ("/dashboard.js", "text/javascript"),
+        ("/dashboard.css", "text/css"),
+    ):
         status, headers, body = _get(_base(local_stack) + asset)
         assert status == 200 and headers["content-type"].startswith(kind) and body
     # The page reads through the Plexus dashboard's own query and index.
@@ -92,7 +97,11 @@ def test_status_reports_accounts_record_types_and_activity(
     assert data["accounts"] == []  # no AggregatedMetrics written by this fake handler
     types = [t["recordType"] for t in data["recordTypes"]]
     assert types[:3] == ["items", "predictionItems", "evaluationItems"]
-    assert "feedbackItems" in types and "feedbackItemsByScore" not in types
+    scopes = {t["recordType"]: t["scope"] for t in data["recordTypes"]}
+    assert scopes["feedbackItems"] is None and scopes["items"] is None
+    assert scopes["feedbackItemsByScorecard"] == "scorecard"
+    assert scopes["feedbackItemsByScore"] == "score"
+    assert data["streamMapping"] is True and data["extent"] == {}
     tables = {t["model"]: t for t in data["tables"]}
     assert tables["Item"]["invocations"] >= 1 and tables["Item"]["records"] == 25
     assert tables["Task"]["invocations"] >= 1 and tables["Task"]["records"] == 3
@@ -101,6 +110,36 @@ def test_status_reports_accounts_record_types_and_activity(
     assert tables["Item"]["last_lag"] is not None and tables["Item"]["last_lag"] >= 0
     assert tables["ChatSession"]["invocations"] == 0 and tables["ChatSession"]["last_at"] is None
     assert sum(delivered) == 28
+
+
+def test_status_says_when_this_server_does_not_deliver(local_stack: LocalStack) -> None:
+    """`serve --no-mapping`: the page must not call the buckets current, so status says it."""
+
+    def bucket(start: str, end: str, minutes: int) -> dict[str, Any]:
+        return {
+            "accountId": "acme",
+            "compositeKey": f"items#{start}#{minutes}",
+            "recordType": "items",
+            "timeRangeStart": start,
+            "timeRangeEnd": end,
+            "numberOfMinutes": minutes,
+            "count": 1,
+        }
+
+    local_stack.store.bulk_insert(
+        "AggregatedMetrics",
+        [
+            bucket("2024-05-01T10:05:00Z", "2024-05-01T10:10:00Z", 5),
+            bucket("2024-05-01T10:00:00Z", "2024-05-01T11:00:00Z", 60),
+        ],
+    )
+    status, _, body = _get(_base(local_stack) + "/local/status", {"x-api-key": local_stack.api_key})
+    data = json.loads(body)
+    assert status == 200 and data["streamMapping"] is False and data["backfillQueue"] is False
+    assert data["accounts"] == ["acme"]
+    assert data["extent"] == {
+        "acme": {"first": "2024-05-01T10:00:00Z", "last": "2024-05-01T11:00:00Z"}
+    }
 
 
 def test_activity_counts_failures_and_waiting_records_across_processes(

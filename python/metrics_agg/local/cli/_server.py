@@ -22,15 +22,20 @@ The endpoint speaks the Amplify-generated AppSync API of schema.graphql (API key
 x-api-key header). Every create/update/delete of a source model appends a DynamoDB stream
 record, and the event source mapping delivers them to
 metrics_agg.aggregator.pipeline.handle_event in batches (docs/design.md §6 sizes and windows),
-so AggregatedMetrics stays current.
+so AggregatedMetrics stays current. With --no-mapping nothing in this server delivers
+them: the buckets change only when another process on the same --db does (a running
+`metrics-agg demo --keep`), or a backfill sends units to this server's queue.
 
 Point the other commands at it:
   export PLEXUS_API_URL=http://127.0.0.1:8765/graphql PLEXUS_API_KEY=local-dev-key
 
-A read-only dashboard is at http://127.0.0.1:8765/ : per recordType, the last hours of
-buckets in 1/5/15/60-minute charts with their error counts, read the way the Plexus
-dashboard reads them, and the event source mapping's activity; it updates live. It asks
-for the API key and sends it only as the x-api-key header. To watch a demo fill it:
+A read-only dashboard is at http://127.0.0.1:8765/ . It asks for the API key (sent only as
+the x-api-key header) and reads the buckets through /graphql with the Plexus dashboard's
+query, every 2 s. It draws a bar chart per recordType (count, and errors in red; hover a
+bar for its values) over a range that fits the data, the last 15 min to 24 h, or since the
+first record, in automatic or 1/5/15/60-minute buckets; feedback per scorecard and per
+score, picked from the ones stored; and the event source mapping's activity, including
+whether this server delivers at all. To watch a demo fill it:
   metrics-agg serve --db ./demo-data/demo.sqlite3 --no-mapping &
   metrics-agg demo --keep ./demo-data --records 5000
 

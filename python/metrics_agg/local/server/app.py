@@ -37,7 +37,7 @@ from graphql import (
 )
 
 from metrics_agg.local.server._fastlist import FastListExecutionContext
-from metrics_agg.local.server.dashboard import DashboardRoutes
+from metrics_agg.local.server.dashboard import DashboardRoutes, Delivery
 from metrics_agg.local.server.dynamodb import (
     TARGET_PREFIX,
     DynamoProtocolError,
@@ -181,6 +181,7 @@ class LocalAppSync:
         queues: LocalQueues | None = None,
         activity_table: str | None = None,
         activity_faults: FaultPlan | None = None,
+        delivery: Callable[[], Delivery] | None = None,
     ) -> None:
         self.schema = build_schema(store)
         self.store = store
@@ -190,7 +191,7 @@ class LocalAppSync:
         self.activity_table = activity_table
         self.activity_faults = activity_faults if activity_faults is not None else FaultPlan()
         self.api_key = api_key.encode()
-        self.dashboard = DashboardRoutes(store, self.api_key)
+        self.dashboard = DashboardRoutes(store, self.api_key, delivery)
         self.latency = max(0.0, latency_ms / 1000.0)
         self.faults = faults if faults is not None else FaultPlan()
         self._docs: OrderedDict[str, tuple[DocumentNode | None, list[GraphQLError]]] = OrderedDict()

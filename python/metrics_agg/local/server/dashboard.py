@@ -1,35 +1,38 @@
 """The local dashboard: a read-only page beside the GraphQL endpoint, and its status route.
 
-`GET /` (and its two assets) is static and carries no data, so it needs no key; the page
+`GET /` (and its assets) is static and carries no data, so it needs no key; the page
 asks for the API key and sends it as the `x-api-key` header from JavaScript, exactly like
 any other client, and reads the buckets through `/graphql` with the Plexus dashboard's
 own query. The one extra route, `GET /local/status`, is read-only, requires the same
-header, and tells what the GraphQL API cannot: the accounts with buckets, the recordTypes
-to draw, and the local event source mapping's activity (invocations, freshness, failures).
+header, and tells what the GraphQL API cannot: the accounts with buckets (and the time
+their buckets span, for "since first record"), the recordTypes to draw, whether this server
+delivers stream records at all (`serve --no-mapping` does not, so the page must not call
+its buckets current), and the event source mapping's activity as the database records it.
 The key is never accepted from the URL, and nothing here logs a request.
 """
 
 from __future__ import annotations
 
-__all__ = ["DashboardRoutes", "local_status"]
+__all__ = ["DashboardRoutes", "Delivery", "local_status"]
 
 import hmac
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from importlib import resources
 from typing import Any
 
 import orjson
 
 from metrics_agg.local.server.store import Store
-from metrics_agg.models import FEEDBACK_RECORD_TYPES, SOURCE_MODELS
+from metrics_agg.models import SCOPE_OF, SOURCE_MODELS
 
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 # path -> (file in the `page` folder, content type)
 _ASSETS = {
     "/": ("index.html", b"text/html; charset=utf-8"),
+    "/chart.js": ("chart.js", b"text/javascript; charset=utf-8"),
     "/dashboard.js": ("dashboard.js", b"text/javascript; charset=utf-8"),
     "/dashboard.css": ("dashboard.css", b"text/css; charset=utf-8"),
 }
@@ -46,27 +49,43 @@ _PAGE_HEADERS = [
 _UNAUTHORIZED = orjson.dumps(
     {"errors": [{"errorType": "UnauthorizedException", "message": "Send the x-api-key header."}]}
 )
-# Per-scorecard and per-score feedback buckets are many series per account; the page draws
-# the account-wide recordTypes, as the Plexus dashboard's gauges do.
-_PER_SCOPE = frozenset(FEEDBACK_RECORD_TYPES[1:])
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """What this server runs, as `/local/status` reports it (`serve --no-mapping` turns the
+    stream mapping off; another process on the same database may still deliver)."""
+
+    stream_mapping: bool
+    backfill_queue: bool
 
 
 def _record_types() -> list[dict[str, Any]]:
-    return [
-        {"recordType": rt, "model": spec.name}
-        for spec in SOURCE_MODELS.values()
-        for rt in spec.record_types
-        if rt not in _PER_SCOPE
-    ]
+    """Every recordType; the scoped ones say their scope, so the page draws them for one
+    scorecard or score at a time (many series per account)."""
+    out: list[dict[str, Any]] = []
+    for spec in SOURCE_MODELS.values():
+        for rt in spec.record_types:
+            scope = SCOPE_OF.get(rt)
+            kind = None
+            if scope is not None and scope.by_score:
+                kind = "score"
+            elif scope is not None and scope.by_scorecard:
+                kind = "scorecard"
+            out.append({"recordType": rt, "model": spec.name, "scope": kind})
+    return out
 
 
-def local_status(store: Store) -> dict[str, Any]:
-    """What `/local/status` returns: accounts, recordTypes and the mapping's activity."""
+def local_status(store: Store, delivery: Delivery) -> dict[str, Any]:
+    """What `/local/status` returns: accounts, recordTypes, delivery and the mapping's activity."""
     activity = store.activity(list(SOURCE_MODELS))
     return {
         "now": time.time(),
         "accounts": store.metric_accounts(),
+        "extent": {a: {"first": f, "last": e} for a, (f, e) in store.bucket_extents().items()},
         "recordTypes": _record_types(),
+        "streamMapping": delivery.stream_mapping,
+        "backfillQueue": delivery.backfill_queue,
         "tables": [
             {"model": model, **asdict(a)} for model, a in zip(SOURCE_MODELS, activity, strict=True)
         ],
@@ -76,9 +95,13 @@ def local_status(store: Store) -> dict[str, Any]:
 class DashboardRoutes:
     """The GET routes of the page; `LocalAppSync` hands them every non-GraphQL request."""
 
-    def __init__(self, store: Store, api_key: bytes) -> None:
+    def __init__(
+        self, store: Store, api_key: bytes, delivery: Callable[[], Delivery] | None = None
+    ) -> None:
         self.store = store
         self.api_key = api_key
+        # Asked on every request: the stack starts its mappings after the server.
+        self.delivery = delivery or (lambda: Delivery(stream_mapping=False, backfill_queue=False))
         self._files: dict[str, bytes] = {}
 
     def _asset(self, name: str) -> bytes:
@@ -102,7 +125,7 @@ class DashboardRoutes:
             if not hmac.compare_digest(headers.get("x-api-key", b""), self.api_key):
                 await _respond(send, 401, _UNAUTHORIZED, b"application/json")
                 return True
-            body = orjson.dumps(local_status(self.store))
+            body = orjson.dumps(local_status(self.store, self.delivery()))
             await _respond(send, 200, body, b"application/json; charset=UTF-8")
             return True
         name, content_type = _ASSETS[path]

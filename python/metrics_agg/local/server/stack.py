@@ -26,6 +26,7 @@ import uvicorn
 
 from metrics_agg.config import COUNTER_ENV, EMF_ENV, ERRORS_ENV, ZONE_MARGIN_ENV, Config
 from metrics_agg.local.server.app import LocalAppSync
+from metrics_agg.local.server.dashboard import Delivery
 from metrics_agg.local.server.faults import FaultPlan
 from metrics_agg.local.server.mapping import EventSourceMapping, Handler
 from metrics_agg.local.server.queues import LocalQueues
@@ -154,6 +155,7 @@ class LocalStack:
                 queues=self.queues,
                 activity_table=self.activity_table,
                 activity_faults=self.activity_faults,
+                delivery=self._delivery,
             )
             config = uvicorn.Config(
                 app,
@@ -202,6 +204,12 @@ class LocalStack:
             except RuntimeError as stop_error:
                 exc.add_note(f"and stopping what had started failed: {stop_error}")
             raise
+
+    def _delivery(self) -> Delivery:
+        """What runs now, for the dashboard's status (not what was asked for)."""
+        return Delivery(
+            stream_mapping=self.mapping is not None, backfill_queue=self.backfill is not None
+        )
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stop delivery first (its handler talks to the server), then the server, then the DB.

@@ -380,3 +380,13 @@ class Store(StreamTables, ActivityRows, IndexLag):
             f"SELECT DISTINCT accountId FROM {_q(t.name)} ORDER BY accountId"
         )
         return [str(r[0]) for r in rows]
+
+    def bucket_extents(self) -> dict[str, tuple[str, str]]:
+        """accountId -> (earliest bucket start, latest bucket end): the dashboard's "since
+        first record", and its fit when the last day holds nothing."""
+        t = TABLES["AggregatedMetrics"]
+        rows = self._conn().execute(
+            f"SELECT accountId, MIN(timeRangeStart), MAX(json_extract(data, '$.timeRangeEnd')) "
+            f"FROM {_q(t.name)} GROUP BY accountId"
+        )
+        return {str(r[0]): (str(r[1]), str(r[2])) for r in rows if r[1] is not None}

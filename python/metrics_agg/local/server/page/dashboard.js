@@ -1,11 +1,12 @@
 // metrics-agg local dashboard: reads AggregatedMetrics through /graphql the way the Plexus
-// dashboard does (dashboard/hooks/useUnifiedMetrics.ts in AnthusAI/Plexus) and draws them.
-// Plain JS + SVG, no dependencies. The API key lives in this tab's memory only and goes out
-// only as the x-api-key header.
+// dashboard does (dashboard/hooks/useUnifiedMetrics.ts in AnthusAI/Plexus) and draws them
+// with chart.js. Plain JS + SVG, no dependencies. The API key lives in this tab's memory
+// only and goes out only as the x-api-key header.
 "use strict";
 
-// The Plexus dashboard's query, field for field, plus `$nextToken`: upstream reads one page
-// and warns when more exist; a chart here follows nextToken so a page cap never truncates it.
+// The Plexus dashboard's query, field for field, plus `$nextToken` (upstream reads one page
+// and warns when more exist; a chart here follows nextToken so a page cap never truncates
+// it) and `scorecardId`/`scoreId`, which tell the scoped feedback series apart.
 const QUERY = `query ListAggregatedMetricsByAccountRecordType(
   $accountId: String!
   $recordType: String!
@@ -38,20 +39,30 @@ const QUERY = `query ListAggregatedMetricsByAccountRecordType(
       complete
       createdAt
       updatedAt
+      scorecardId
+      scoreId
     }
     nextToken
   }
 }`;
 
 const REFRESH_MS = 2000;
-const MINUTE = 60 * 1000;
-const SVG_NS = "http://www.w3.org/2000/svg";
+const SIZES = [1, 5, 15, 60];
+const PRESETS = [15, 60, 180, 360, 1440]; // range choices, minutes
+const FIT_SHARE = 0.95; // "fit the data": the shortest range holding this share of records
+const MAX_SLOTS = 1440;
 const state = {
-  key: null, account: null, size: 5, hours: 3, status: null,
+  key: null, account: null, size: "auto", range: "fit", scorecard: null, score: null,
   timer: null, busy: false, generation: 0, lastOk: null,
 };
 
 class AuthError extends Error {}
+
+/** The controls changed: results of refreshes started before are dropped. */
+function bump() {
+  state.generation += 1;
+  document.body.dataset.generation = String(state.generation);
+}
 
 const $ = (id) => document.getElementById(id);
 
@@ -88,13 +99,14 @@ async function fetchStatus() {
 }
 
 /** Every bucket of one recordType whose start is in [start, end], all pages. */
-async function queryRecordType(accountId, recordType, start, end) {
+async function queryRecordType(accountId, recordType, startMs, endMs) {
   const items = [];
   let nextToken = null;
   do {
     const data = await postGraphQL(QUERY, {
       accountId, recordType,
-      startTime: start.toISOString(), endTime: end.toISOString(), nextToken,
+      startTime: new Date(startMs).toISOString(), endTime: new Date(endMs).toISOString(),
+      nextToken,
     });
     const page = data.listAggregatedMetricsByAccountIdAndRecordTypeAndTimeRangeStart;
     items.push(...page.items);
@@ -133,100 +145,86 @@ function selectBuckets(records, startMs, endMs) {
   return { count, errorCount };
 }
 
-/** The chart's slots: `hours` of `size`-minute slots, the last one holding now. */
-function chartWindow(nowMs, size, hours) {
+const alignDown = (ms, minutes) => Math.floor(ms / (minutes * MINUTE)) * minutes * MINUTE;
+
+/** The smallest bucket size that draws `spanMin` in at most 96 bars. */
+const autoSize = (spanMin) => SIZES.find((s) => spanMin / s <= 96) ?? 60;
+
+/**
+ * The chart's slots: `spanMin` minutes of `size`-minute slots ending with the one holding
+ * `endMs`, or starting at `fromMs` when given (since first record). At most MAX_SLOTS
+ * slots, the latest kept.
+ */
+function chartWindow(endAtMs, size, spanMin, fromMs) {
   const width = size * MINUTE;
-  const endMs = Math.floor(nowMs / width) * width + width;
-  const startMs = endMs - hours * 60 * MINUTE;
+  const endMs = alignDown(endAtMs - 1, size) + width;
+  let startMs = fromMs === undefined
+    ? endMs - Math.max(1, Math.ceil(spanMin / size)) * width
+    : Math.min(alignDown(fromMs, size), endMs - width);
+  const clipped = (endMs - startMs) / width > MAX_SLOTS;
+  if (clipped) startMs = endMs - MAX_SLOTS * width;
   const slots = [];
   for (let s = startMs; s < endMs; s += width) slots.push([s, s + width]);
-  return { startMs, endMs, slots };
+  return { startMs, endMs, size, slots, clipped };
 }
 
-const fmt = (n) => n.toLocaleString("en-US");
-const hhmm = (ms) => new Date(ms).toISOString().slice(11, 16);
-const iso = (ms) => new Date(ms).toISOString().replace(".000Z", "Z");
-
-function svg(tag, attrs, text) {
-  const el = document.createElementNS(SVG_NS, tag);
-  for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, v);
-  if (text !== undefined) el.textContent = text;
-  return el;
-}
-
-function drawChart(recordType, model, records, win) {
-  const points = win.slots.map(([s, e]) => ({ s, e, ...selectBuckets(records, s, e) }));
-  const total = selectBuckets(records, win.startMs, win.endMs);
-  const section = document.createElement("section");
-  section.className = "chart";
-  section.dataset.recordType = recordType;
-  section.dataset.count = String(total.count);
-  section.dataset.errors = total.errorCount === null ? "" : String(total.errorCount);
-  section.dataset.buckets = String(records.length);
-
-  const h2 = document.createElement("h2");
-  h2.textContent = recordType;
-  const m = document.createElement("span");
-  m.className = "model";
-  m.textContent = model;
-  h2.append(m);
-
-  const totals = document.createElement("div");
-  totals.className = "totals";
-  const t = document.createElement("span");
-  t.className = "total";
-  t.textContent = fmt(total.count);
-  const errors = document.createElement("span");
-  if (total.errorCount === null) {
-    errors.className = "unset";
-    errors.textContent = "errors not defined";
-  } else {
-    errors.className = total.errorCount > 0 ? "errors" : "errors none";
-    errors.textContent = `${fmt(total.errorCount)} error${total.errorCount === 1 ? "" : "s"}`;
-  }
-  totals.append(t, ` records in ${state.hours} h · `, errors);
-
-  const W = 600, H = 150, left = 34, right = 6, top = 8, bottom = 20;
-  const plotW = W - left - right, plotH = H - top - bottom;
-  const max = Math.max(1, ...points.map((p) => p.count));
-  const chart = svg("svg", { viewBox: `0 0 ${W} ${H}`, role: "img",
-    "aria-label": `${recordType}: ${total.count} records` });
-  chart.append(svg("line", { class: "axis", x1: left, x2: W - right, y1: top + plotH, y2: top + plotH }));
-  chart.append(svg("text", { x: left - 4, y: top + 8, "text-anchor": "end" }, fmt(max)));
-  chart.append(svg("text", { x: left - 4, y: top + plotH, "text-anchor": "end" }, "0"));
-  const step = plotW / points.length;
-  const gap = step > 4 ? 1 : 0;
-  points.forEach((p, i) => {
-    const x = left + i * step;
-    const h = (p.count / max) * plotH;
-    const bar = svg("rect", {
-      class: "bar", x: x.toFixed(2), y: (top + plotH - h).toFixed(2),
-      width: Math.max(0.5, step - gap).toFixed(2), height: h.toFixed(2),
-      "data-start": iso(p.s), "data-count": p.count,
-      "data-errors": p.errorCount === null ? "" : p.errorCount,
-    });
-    const errText = p.errorCount === null ? "" : `, ${fmt(p.errorCount)} errors`;
-    bar.append(svg("title", {}, `${hhmm(p.s)}–${hhmm(p.e)} UTC: ${fmt(p.count)} records${errText}`));
-    chart.append(bar);
-    if (p.errorCount) {
-      const eh = (p.errorCount / max) * plotH;
-      chart.append(svg("rect", {
-        class: "err", x: x.toFixed(2), y: (top + plotH - eh).toFixed(2),
-        width: Math.max(0.5, step - gap).toFixed(2), height: eh.toFixed(2),
-      }));
-    }
+/**
+ * "Fit the data": the shortest preset range that holds FIT_SHARE of the records of the
+ * last 24 h, counted from the 1-minute buckets (each record is in exactly one). A lone late
+ * record hours back does not stretch the axis; "since first record" shows it. null when
+ * the last 24 h hold no record.
+ */
+function fitRange(all, types, nowMs) {
+  const perMinute = [];
+  types.forEach((t, i) => {
+    if (t.scope) return;
+    for (const r of all[i]) if (r.numberOfMinutes === 1) perMinute.push([r.startMs, r.count]);
   });
-  const ticks = Math.min(6, points.length);
-  for (let k = 0; k < ticks; k++) {
-    const i = Math.round((k * (points.length - 1)) / Math.max(1, ticks - 1));
-    const anchor = k === 0 ? "start" : k === ticks - 1 ? "end" : "middle";
-    const x = anchor === "start" ? left + i * step : anchor === "end" ? left + (i + 1) * step
-      : left + i * step + step / 2;
-    chart.append(svg("text", { x: x.toFixed(2), y: H - 6, "text-anchor": anchor },
-      hhmm(points[i].s)));
+  const total = perMinute.reduce((n, [, c]) => n + c, 0);
+  if (total === 0) return null; // nothing in the last 24 h: since the first record, if any
+  for (const preset of PRESETS) {
+    const from = alignDown(nowMs, 1) + MINUTE - preset * MINUTE;
+    const held = perMinute.reduce((n, [s, c]) => n + (s >= from ? c : 0), 0);
+    if (held >= FIT_SHARE * total) return preset;
   }
-  section.append(h2, totals, chart);
-  return section;
+  return PRESETS[PRESETS.length - 1];
+}
+
+const spanText = (min) => (min < 60 ? `${min} min` : min <= 2880 ? `${min / 60} h`
+  : `${Math.round(min / 1440)} days`);
+
+/**
+ * What the charts show now: window, effective bucket size and the words for it. `fitted`:
+ * the fitted span in minutes, null (fit found nothing in the last 24 h) or undefined
+ * (since first record).
+ */
+function planView(status, nowMs, fitted) {
+  const extent = status.extent ? status.extent[state.account] : undefined;
+  const sizeFor = (spanMin) => (state.size === "auto" ? autoSize(spanMin) : state.size);
+  if (state.range === "fit" && fitted === null) {
+    if (!extent) return planView(status, nowMs, PRESETS[0]);
+    // Nothing in the last day: the axis runs from the first bucket to the last one.
+    const firstMs = Date.parse(extent.first);
+    const lastMs = Date.parse(extent.last);
+    const win = chartWindow(lastMs, sizeFor(Math.max(1, (lastMs - firstMs) / MINUTE)), 0, firstMs);
+    const text = `from ${dayHhmm(win.startMs)} to ${dayHhmm(win.endMs)} UTC ` +
+      "(fit to the data; nothing in the last 24 h)";
+    return { win, text, rangeLabel: "data" };
+  }
+  if (fitted === undefined) {
+    const firstMs = extent ? Date.parse(extent.first) : nowMs;
+    const spanMin = Math.max(1, (nowMs - firstMs) / MINUTE);
+    const win = chartWindow(nowMs + 1, sizeFor(spanMin), spanMin, firstMs);
+    const text = win.clipped
+      ? `in the last ${spanText((win.endMs - win.startMs) / MINUTE)} (larger buckets show ` +
+        "all since the first record)"
+      : `since the first record (${dayHhmm(win.startMs)} UTC)`;
+    return { win, text, rangeLabel: "first" };
+  }
+  const spanMin = state.range === "fit" ? fitted : state.range;
+  const win = chartWindow(nowMs + 1, sizeFor(spanMin), spanMin);
+  const fitNote = state.range === "fit" ? " (fit to the data)" : "";
+  return { win, text: `in the last ${spanText(spanMin)}${fitNote}`, rangeLabel: String(spanMin) };
 }
 
 function ago(seconds) {
@@ -235,6 +233,22 @@ function ago(seconds) {
   if (seconds < 90) return `${Math.round(seconds)} s`;
   if (seconds < 5400) return `${Math.round(seconds / 60)} min`;
   return `${(seconds / 3600).toFixed(1)} h`;
+}
+
+/** The mapping's words: "current" only when this server delivers and nothing waits. */
+function freshnessText(status, pending, oldest) {
+  const waiting = `${fmt(pending)} stream record${pending === 1 ? "" : "s"} waiting ` +
+    `(oldest written ${ago(status.now - oldest)} ago)`;
+  if (status.streamMapping) {
+    return pending === 0 ? "Every stream record is delivered: buckets are current." : `${waiting}.`;
+  }
+  const off = "This server does not deliver stream records (started with --no-mapping). ";
+  return pending === 0
+    ? off + "None wait in the database now; new writes reach the charts only if another " +
+      "process on this database (such as demo --keep) delivers them. The activity below is " +
+      "what the database records, whoever delivered."
+    : off + `${waiting}: the charts miss them until another process on this database ` +
+      "delivers them.";
 }
 
 function drawActivity(status) {
@@ -247,17 +261,19 @@ function drawActivity(status) {
   const parked = rows.reduce((n, r) => n + r.parked, 0);
   const h2 = document.createElement("h2");
   h2.textContent = "Event source mapping";
+  const state_ = document.createElement("span");
+  state_.className = status.streamMapping ? "badge on" : "badge off";
+  state_.textContent = status.streamMapping ? "delivering" : "off in this server";
+  h2.append(state_);
   const summary = document.createElement("p");
   summary.id = "freshness";
+  summary.dataset.mapping = status.streamMapping ? "on" : "off";
   summary.dataset.pending = String(pending);
   summary.dataset.invocations = String(calls);
   summary.dataset.failed = String(failed);
   summary.dataset.parked = String(parked);
-  summary.textContent = pending === 0
-    ? `Every stream record is delivered: buckets are current. ${fmt(calls)} invocations, ` +
-      `${fmt(failed)} failed, ${fmt(parked)} parked.`
-    : `${fmt(pending)} stream records waiting (oldest written ${ago(status.now - oldest)} ago). ` +
-      `${fmt(calls)} invocations, ${fmt(failed)} failed, ${fmt(parked)} parked.`;
+  summary.textContent = `${freshnessText(status, pending, oldest)} ${fmt(calls)} invocations, ` +
+    `${fmt(failed)} failed, ${fmt(parked)} parked.`;
   const table = document.createElement("table");
   const head = table.createTHead().insertRow();
   for (const label of ["table", "calls", "records", "failed", "last", "lag", "waiting", "parked"]) {
@@ -271,7 +287,7 @@ function drawActivity(status) {
     tr.dataset.model = r.model;
     const cells = [
       r.model, fmt(r.invocations), fmt(r.records), fmt(r.failed),
-      r.last_at === null ? "—" : ago(status.now - r.last_at),
+      r.last_at === null ? "—" : `${ago(status.now - r.last_at)} ago`,
       r.last_lag === null ? "—" : `${r.last_lag.toFixed(1)} s`,
       r.pending ? `${fmt(r.pending)} (${ago(status.now - r.oldest_pending)})` : "0",
       fmt(r.parked),
@@ -287,19 +303,83 @@ function drawActivity(status) {
   note.className = "note";
   note.textContent = "last: since the last delivery ended · lag: from the oldest record's write " +
     "to its delivery's end · waiting: not yet checkpointed · parked: on the on-failure list";
-  aside.replaceChildren(h2, summary, table, note);
+  const wrap = document.createElement("div");
+  wrap.className = "table-wrap";
+  wrap.append(table);
+  aside.replaceChildren(h2, summary, wrap, note);
 }
 
-function fillAccounts(accounts) {
-  const select = $("account");
-  const current = state.account && accounts.includes(state.account) ? state.account : accounts[0];
-  const same = select.options.length === accounts.length &&
-    accounts.every((a, i) => select.options[i].value === a);
-  if (!same) {
-    select.replaceChildren(...accounts.map((a) => new Option(a, a)));
+/** Replace a select's options only when they changed (an open dropdown stays open). */
+function fillSelect(select, values, wanted) {
+  const same = select.options.length === values.length &&
+    values.every((v, i) => select.options[i].value === v);
+  if (!same) select.replaceChildren(...values.map((v) => new Option(v, v)));
+  const current = wanted && values.includes(wanted) ? wanted : values[0] ?? null;
+  if (current) select.value = current;
+  select.disabled = values.length === 0;
+  return current;
+}
+
+/** Scorecards and scores present in the fetched scoped buckets; keeps the user's choice. */
+function fillScopes(types, all) {
+  const scorecards = new Set();
+  const scores = new Set();
+  types.forEach((t, i) => {
+    for (const r of t.scope ? all[i] : []) if (r.scorecardId) scorecards.add(r.scorecardId);
+  });
+  const sorted = [...scorecards].sort();
+  state.scorecard = fillSelect($("scorecard"), sorted, state.scorecard);
+  types.forEach((t, i) => {
+    if (t.scope !== "score") return;
+    for (const r of all[i]) if (r.scorecardId === state.scorecard && r.scoreId) scores.add(r.scoreId);
+  });
+  state.score = fillSelect($("score"), [...scores].sort(), state.score);
+  $("scopes").hidden = !types.some((t) => t.scope);
+}
+
+function drawCharts(types, all, view, generation) {
+  const plain = [];
+  const scoped = [];
+  types.forEach((t, i) => {
+    let records = all[i];
+    let scopeId = null;
+    if (t.scope === "scorecard") {
+      scopeId = state.scorecard;
+      records = records.filter((r) => r.scorecardId === scopeId);
+    } else if (t.scope === "score") {
+      scopeId = state.score;
+      records = records.filter((r) => r.scoreId === scopeId);
+    }
+    const points = view.win.slots.map(([s, e]) => ({ s, e, ...selectBuckets(records, s, e) }));
+    const total = selectBuckets(records, view.win.startMs, view.win.endMs);
+    const tracksErrors = all[i].some((r) => r.errorCount !== null && r.errorCount !== undefined);
+    const section = chartSection(t.recordType, t.model, points, total, view.win, scopeId,
+      tracksErrors);
+    (t.scope ? scoped : plain).push(section);
+  });
+  $("charts").replaceChildren(...plain);
+  $("scoped").replaceChildren(...scoped);
+  for (const section of [...plain, ...scoped]) renderChart(section);
+  const charts = $("charts");
+  charts.dataset.size = String(view.win.size);
+  charts.dataset.range = view.rangeLabel;
+  charts.dataset.start = iso(view.win.startMs);
+  charts.dataset.end = iso(view.win.endMs);
+  charts.dataset.account = state.account;
+  $("shown").textContent = `${view.text[0].toUpperCase()}${view.text.slice(1)}, ` +
+    `${view.win.size}-minute buckets.`;
+  charts.dataset.scorecard = state.scorecard ?? "";
+  charts.dataset.score = state.score ?? "";
+  charts.dataset.generation = String(generation); // tests wait for the controls' generation
+  // A tooltip open over a redrawn chart shows the new values of the same slot.
+  const tip = $("tooltip");
+  if (!tip.hidden) {
+    const section = document.querySelector(
+      `section.chart[data-record-type="${tip.dataset.recordType}"]`);
+    const i = section ? section.points.findIndex((p) => iso(p.s) === tip.dataset.start) : -1;
+    if (i >= 0) showTooltip(section, i, Number(tip.dataset.x), Number(tip.dataset.y));
+    else hideTooltip();
   }
-  state.account = current ?? null;
-  if (state.account) select.value = state.account;
 }
 
 async function refresh() {
@@ -308,34 +388,56 @@ async function refresh() {
   const generation = state.generation;
   try {
     const status = await fetchStatus();
-    fillAccounts(status.accounts);
+    state.account = fillSelect($("account"), status.accounts, state.account);
     drawActivity(status);
     $("controls").hidden = false;
     $("connect").hidden = true;
+    $("legend").hidden = !state.account;
     if (!state.account) {
       setMessage("No AggregatedMetrics yet. Write records (metrics-agg demo --keep DIR, or " +
         "metrics-agg seed) and they appear here as the mapping delivers them.");
       $("charts").replaceChildren();
+      $("scoped").replaceChildren();
+      $("scopes").hidden = true;
     } else {
-      const win = chartWindow(Date.now(), state.size, state.hours);
+      const nowMs = Date.now();
       const types = status.recordTypes;
-      const all = await Promise.all(types.map((t) =>
-        queryRecordType(state.account, t.recordType, new Date(win.startMs), new Date(win.endMs))));
+      const fetchAll = (fromMs, toMs) => Promise.all(types.map((t) =>
+        queryRecordType(state.account, t.recordType, fromMs, toMs)));
+      // Fitting reads the last 24 h (from the first bucket on); the fitted window lies
+      // inside it, unless the last 24 h are empty and the fit falls back to the first record.
+      let view = state.range === "fit" ? null
+        : planView(status, nowMs, state.range === "first" ? undefined : state.range);
+      let fromMs;
+      let toMs;
+      if (view === null) {
+        const extent = status.extent[state.account];
+        const first = extent ? Date.parse(extent.first) : nowMs;
+        fromMs = alignDown(Math.max(first, nowMs - 1440 * MINUTE), 60);
+        toMs = alignDown(nowMs, 60) + 60 * MINUTE;
+      } else {
+        fromMs = view.win.startMs;
+        toMs = view.win.endMs;
+      }
+      let all = await fetchAll(fromMs, toMs);
       if (generation !== state.generation) return; // the controls changed meanwhile
-      const charts = types.map((t, i) => drawChart(t.recordType, t.model, all[i], win));
-      $("charts").replaceChildren(...charts);
-      $("charts").dataset.size = String(state.size);
-      $("charts").dataset.hours = String(state.hours);
-      $("charts").dataset.start = iso(win.startMs);
-      $("charts").dataset.end = iso(win.endMs);
-      $("charts").dataset.account = state.account;
+      if (view === null) {
+        view = planView(status, nowMs, fitRange(all, types, nowMs));
+        if (view.win.startMs < fromMs || view.win.endMs > toMs) {
+          all = await fetchAll(view.win.startMs, view.win.endMs);
+          if (generation !== state.generation) return;
+        }
+      }
+      fillScopes(types, all);
+      drawCharts(types, all, view, generation);
       setMessage("");
     }
     state.lastOk = Date.now();
     const live = $("live");
     live.className = "";
+    const size = $("charts").dataset.size;
     live.textContent = `live · updated ${new Date().toISOString().slice(11, 19)} UTC · ` +
-      `every ${REFRESH_MS / 1000} s · ${state.size}-minute buckets`;
+      `every ${REFRESH_MS / 1000} s` + (state.account && size ? ` · ${size}-minute buckets` : "");
     document.body.dataset.refreshes = String(Number(document.body.dataset.refreshes || 0) + 1);
   } catch (err) {
     if (err instanceof AuthError) {
@@ -361,13 +463,26 @@ function schedule() {
 function forget(message) {
   clearInterval(state.timer);
   state.key = null;
-  state.generation += 1;
+  bump();
   $("controls").hidden = true;
   $("connect").hidden = false;
+  $("legend").hidden = true;
+  $("scopes").hidden = true;
   $("charts").replaceChildren();
+  $("scoped").replaceChildren();
   $("activity").replaceChildren();
   $("live").textContent = "";
+  hideTooltip();
   setMessage(message, true);
+}
+
+/** A control changed: drop any refresh in flight and draw with the new choice. */
+function changed(apply) {
+  return (e) => {
+    apply(e.target.value);
+    bump();
+    refresh();
+  };
 }
 
 document.addEventListener("DOMContentLoaded", () => {
@@ -376,26 +491,27 @@ document.addEventListener("DOMContentLoaded", () => {
     const input = $("api-key");
     state.key = input.value;
     input.value = "";
-    state.generation += 1;
+    bump();
     setMessage("Connecting…");
     schedule();
   });
-  $("account").addEventListener("change", (e) => {
-    state.account = e.target.value;
-    state.generation += 1;
-    refresh();
-  });
-  $("hours").addEventListener("change", (e) => {
-    state.hours = Number(e.target.value);
-    state.generation += 1;
-    refresh();
-  });
+  $("account").addEventListener("change", changed((v) => { state.account = v; }));
+  $("range").addEventListener("change", changed((v) => {
+    state.range = v === "fit" || v === "first" ? v : Number(v);
+  }));
+  $("scorecard").addEventListener("change", changed((v) => { state.scorecard = v; }));
+  $("score").addEventListener("change", changed((v) => { state.score = v; }));
   for (const radio of document.querySelectorAll("input[name=size]")) {
-    radio.addEventListener("change", (e) => {
-      state.size = Number(e.target.value);
-      state.generation += 1;
-      refresh();
-    });
+    radio.addEventListener("change", changed((v) => {
+      state.size = v === "auto" ? "auto" : Number(v);
+    }));
   }
   $("disconnect").addEventListener("click", () => forget("Key forgotten."));
+  let resizeTimer = null;
+  window.addEventListener("resize", () => {
+    clearTimeout(resizeTimer);
+    resizeTimer = setTimeout(() => {
+      for (const section of document.querySelectorAll("section.chart")) renderChart(section);
+    }, 100);
+  });
 });
