@@ -271,7 +271,8 @@ def _run_units(
                 sequence=unit.lowest_sequence,
             )
         _log.info("── unit %d/%d", i, len(units))
-        return run_unit(
+        t0 = time.monotonic()
+        outcome = run_unit(
             client,
             unit,
             config=config,
@@ -279,6 +280,16 @@ def _run_units(
             clock=clock,
             incremental=kind == "stream",
             reconcile=reconcile,
+        )
+        # The structured log's per-unit figures (`report.log_report`); a stream unit sets
+        # its own hours and minutes (the touched ones), a direct recount every minute.
+        hours = outcome.hours or sum(r.hours for r in unit.ranges)
+        minutes = outcome.minutes_recounted or (0 if kind == "stream" else hours * 60)
+        return replace(
+            outcome,
+            hours=hours,
+            minutes_recounted=minutes if outcome.ok else 0,
+            seconds=round(time.monotonic() - t0, 3),
         )
 
     return run_side_by_side(units, one, config.unit_parallelism)
@@ -432,7 +443,7 @@ def handle_event(
             outcomes, failed_messages = _run_queued(
                 active, queued, config=config, deadline=deadline, clock=clock
             )
-            log_report(outcomes, time.monotonic() - t0, active.request_count - before)
+            log_report(outcomes, time.monotonic() - t0, active.request_count - before, kind=kind)
         else:
             try:
                 plan = scheduled_units(
@@ -460,7 +471,7 @@ def handle_event(
                 or (kind == "recount" and event.get("reason") == RECHECK_REASON),
             )
             outcomes += undiscovered
-            log_report(outcomes, time.monotonic() - t0, active.request_count - before)
+            log_report(outcomes, time.monotonic() - t0, active.request_count - before, kind=kind)
         requests = active.request_count - before
     finally:
         if own:
