@@ -184,16 +184,18 @@ def test_human_lines_without_the_variable() -> None:
     before = list(root.handlers)
     handler = logging.StreamHandler()
     try:
-        logs.configure(environ={}, handler=handler, human=logging.Formatter("%(message)s"))
+        logs.configure({}, handler=handler, human=logging.Formatter("%(message)s"))
         assert not isinstance(handler.formatter, logs.JsonFormatter)
-        logs.configure(environ={"AWS_LAMBDA_LOG_FORMAT": "JSON"}, handler=handler)
+        logs.configure({"AWS_LAMBDA_LOG_FORMAT": "JSON"}, handler=handler)
+        assert logs.structured()
         assert isinstance(handler.formatter, logs.JsonFormatter)
         record = logging.LogRecord("metrics_agg", logging.WARNING, "", 0, "x %d", (1,), None)
         record.model = "Item"
         line = json.loads(handler.formatter.format(record))
         assert line["level"] == "WARN" and line["message"] == "x 1" and line["model"] == "Item"
     finally:
-        for h in root.handlers:
+        logs.configure({}, handler=logging.NullHandler())  # back to human lines
+        for h in list(root.handlers):
             if h not in before:
                 root.removeHandler(h)
         logging.getLogger("metrics_agg").setLevel(logging.NOTSET)

@@ -18,11 +18,11 @@ __all__ = [
     "configure",
     "json_lines",
     "package_level",
+    "structured",
 ]
 
 import json
 import logging
-import os
 import sys
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -50,6 +50,7 @@ class _Invocation:
     request_id: str | None = None
     cold_start: bool | None = None
     started: int = 0
+    json: bool = False  # what the last `configure` chose
 
 
 def begin_invocation(context: object) -> None:
@@ -59,15 +60,19 @@ def begin_invocation(context: object) -> None:
     _Invocation.cold_start = _Invocation.started == 1
 
 
-def json_lines(environ: Mapping[str, str] | None = None) -> bool:
-    env = os.environ if environ is None else environ
-    return env.get(LOG_FORMAT_ENV, "").strip().upper() == "JSON"
+def json_lines(environ: Mapping[str, str]) -> bool:
+    return environ.get(LOG_FORMAT_ENV, "").strip().upper() == "JSON"
 
 
-def package_level(environ: Mapping[str, str] | None = None) -> int:
+def structured() -> bool:
+    """True when the lines are JSON (`configure`): the report then adds a line per unit."""
+    return _Invocation.json
+
+
+def package_level(environ: Mapping[str, str]) -> int:
     """The ``metrics_agg`` logger's level: Lambda's ``AWS_LAMBDA_LOG_LEVEL`` (set from
     ApplicationLogLevel), else ``LOG_LEVEL``, else INFO; an unknown name is INFO."""
-    env = os.environ if environ is None else environ
+    env = environ
     name = (env.get("AWS_LAMBDA_LOG_LEVEL") or env.get("LOG_LEVEL") or "INFO").strip().upper()
     return logging.getLevelNamesMapping().get(_FROM_LAMBDA.get(name, name), logging.INFO)
 
@@ -98,14 +103,17 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure(
+    environ: Mapping[str, str],
     *,
-    environ: Mapping[str, str] | None = None,
     level: int | None = None,
     human: logging.Formatter | None = None,
     stream: TextIO | None = None,
     handler: logging.Handler | None = None,
 ) -> logging.Handler | None:
     """Set up the root logger's lines; the one place the Lambda shell and the CLI call.
+
+    ``environ``: the process environment, given by the caller (the Lambda bootstrap or the
+    CLI), as only they and `config` read it.
 
     JSON lines when `json_lines`, else ``human`` (default ``LEVEL logger message``).
     ``handler``: added to the root logger (the CLI's). Without one, a stderr handler is
@@ -116,9 +124,10 @@ def configure(
     Returns the handler it added, for the caller to remove.
     """
     root = logging.getLogger()
+    _Invocation.json = json_lines(environ)
     formatter = (
         JsonFormatter()
-        if json_lines(environ)
+        if _Invocation.json
         else human or logging.Formatter("%(levelname)s %(name)s %(message)s")
     )
     added: logging.Handler | None = handler

@@ -29,7 +29,7 @@ def configure_logging(environ: Mapping[str, str] | None = None) -> None:
     at WARNING, so botocore/urllib3 chatter stays out); only the ``metrics_agg`` logger is
     lowered. Outside Lambda (smoke test, local runs) a stderr handler is added.
     """
-    logs.configure(environ=environ)
+    logs.configure(os.environ if environ is None else environ)
 
 
 def read_api_key_secret(secret_id: str, *, region: str | None = None) -> str:

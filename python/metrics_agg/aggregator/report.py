@@ -98,7 +98,7 @@ def _unit_fields(o: UnitOutcome, kind: str) -> dict[str, object]:
 def log_report(
     outcomes: Sequence[UnitOutcome], seconds: float, requests: int, *, kind: str = "recount"
 ) -> None:
-    """The verdict line; with JSON logs (`logs.json_lines`) one line per unit before it.
+    """The verdict line; with JSON logs (`logs.structured`) one line per unit before it.
 
     The human log has already said each unit's figures in its own lines; a JSON line per
     unit carries them as fields, so Logs Insights can aggregate them.
@@ -106,7 +106,7 @@ def log_report(
     failed = [o for o in outcomes if not o.ok]
     counted = sum(o.records_counted for o in outcomes)
     written = sum(o.buckets_written for o in outcomes)
-    if logs.json_lines():
+    if logs.structured():
         for o in outcomes:
             fields = _unit_fields(o, kind)
             _log.log(

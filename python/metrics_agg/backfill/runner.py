@@ -53,11 +53,10 @@ class BackfillQueues:
     progress: str  # where units report (the function's METRICS_AGG_BACKFILL_PROGRESS_URL)
 
 
-def default_journal_path(run_id: str, environ: Mapping[str, str] | None = None) -> Path:
+def default_journal_path(run_id: str, environ: Mapping[str, str]) -> Path:
     """``$XDG_STATE_HOME/metrics-agg/backfill-<run>.jsonl`` (default ``~/.local/state``): one
-    place per user, whatever directory the command runs in."""
-    env = os.environ if environ is None else environ
-    state = env.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    place per user, whatever directory the command runs in. ``environ``: the CLI's."""
+    state = environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(state) / "metrics-agg" / f"backfill-{run_id}.jsonl"
 
 

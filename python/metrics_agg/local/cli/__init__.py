@@ -7,6 +7,7 @@ __all__ = ["main"]
 import argparse
 import importlib
 import logging
+import os
 import re
 import sys
 from collections.abc import Sequence
@@ -65,7 +66,9 @@ def _setup_logging(verbose: bool) -> CliLogHandler:
     libraries' (urllib3 logs a retry object's repr per attempt)."""
     handler = CliLogHandler(sys.stderr)
     # JSON lines instead when AWS_LAMBDA_LOG_FORMAT=JSON, as in Lambda (`logs`).
-    logs.configure(handler=handler, human=logging.Formatter("%(message)s"), level=logging.NOTSET)
+    logs.configure(
+        os.environ, handler=handler, human=logging.Formatter("%(message)s"), level=logging.NOTSET
+    )
     root = logging.getLogger()
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
     for noisy in ("urllib3", "botocore", "boto3", "s3transfer", "asyncio", "uvicorn"):

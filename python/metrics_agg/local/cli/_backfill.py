@@ -10,6 +10,7 @@ from __future__ import annotations
 __all__ = ["register"]
 
 import argparse
+import os
 import sys
 import time
 from datetime import timedelta
@@ -154,7 +155,9 @@ def _cmd_backfill(args: argparse.Namespace) -> int:
         print(f"metrics-agg backfill: {exc}", file=err)
         return EXIT_USAGE
     run_id = run_id_for(queues.units, None if args.all_accounts else accounts, models)
-    journal = Journal(Path(args.journal) if args.journal else default_journal_path(run_id))
+    journal = Journal(
+        Path(args.journal) if args.journal else default_journal_path(run_id, os.environ)
+    )
     if args.fresh:
         journal.reset()
     hourly = sum(1 for u in units if u.hours == 1)
