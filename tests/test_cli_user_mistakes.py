@@ -180,7 +180,7 @@ def test_ctrl_c_in_backfill_says_how_to_resume(
     _clean(err)
     assert err.strip().splitlines()[-1] == (
         "metrics-agg backfill: interrupted; resume with the same command: the journal keeps "
-        "the finished units"
+        "the units sent and finished"
     )
 
 

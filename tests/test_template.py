@@ -312,3 +312,22 @@ def test_activity_alarm_watches_a_metric_the_function_emits() -> None:
     assert alarm["Namespace"] == emf.NAMESPACE
     assert alarm["MetricName"] == "ActivityRecordsNotWritten" in emf.metric_names()
     assert alarm["Dimensions"] == [{"Name": "Stack", "Value": {"Ref": "AWS::StackName"}}]
+
+
+def test_paths_named_in_template_comments_exist() -> None:
+    """A comment that points a reader at a file must point at one that exists."""
+    named = set()
+    for line in TEMPLATE.read_text(encoding="utf-8").splitlines():
+        if "#" not in line:
+            continue
+        comment = line.split("#", 1)[1]
+        named |= set(re.findall(r"\b((?:python|tests|docs|lambda|scripts)/[\w./-]*\w)", comment))
+    assert named  # the template does point at files
+    missing = sorted(p for p in named if not (ROOT / p).exists())
+    assert missing == []
+
+
+def test_build_output_and_deploy_answers_stay_out_of_git() -> None:
+    ignored = (ROOT / ".gitignore").read_text(encoding="utf-8").split()
+    assert ".aws-sam/" in ignored
+    assert "samconfig.toml" in ignored

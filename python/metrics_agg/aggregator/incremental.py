@@ -197,4 +197,6 @@ def run_stream_unit(
         fallback_hours=len(inv.recount_hours),
         derived=second.created + second.updated,
         recheck_hours=recheck,
+        hours=len(touched_hours),
+        minutes_recounted=len(minutes),
     )

@@ -9,11 +9,11 @@ from __future__ import annotations
 __all__ = ["API_KEY_SECRET_ENV", "configure_logging", "load_config", "read_api_key_secret"]
 
 import json
-import logging
 import os
 from collections.abc import Mapping
 from typing import Any
 
+from metrics_agg import logs
 from metrics_agg.config import Config
 from metrics_agg.errors import ConfigError
 
@@ -22,19 +22,14 @@ API_KEY_SECRET_ENV = "PLEXUS_API_KEY_SECRET_ARN"
 
 
 def configure_logging(environ: Mapping[str, str] | None = None) -> None:
-    """Let the package's INFO summary lines through (level from ``LOG_LEVEL``, default INFO).
+    """Let the package's INFO summary lines through, as JSON lines in Lambda (`logs`).
 
-    The Lambda runtime already puts a handler on the root logger (which stays at WARNING,
-    so botocore/urllib3 chatter stays out); only the ``metrics_agg`` logger is lowered.
-    Outside Lambda (smoke test, local runs) a plain stderr handler is added.
+    Level: ``AWS_LAMBDA_LOG_LEVEL`` (the template's ApplicationLogLevel), else ``LOG_LEVEL``,
+    default INFO. The Lambda runtime already puts a handler on the root logger (which stays
+    at WARNING, so botocore/urllib3 chatter stays out); only the ``metrics_agg`` logger is
+    lowered. Outside Lambda (smoke test, local runs) a stderr handler is added.
     """
-    env = os.environ if environ is None else environ
-    name = (env.get("LOG_LEVEL") or "INFO").strip().upper()
-    level = logging.getLevelNamesMapping().get(name, logging.INFO)
-    root = logging.getLogger()
-    if not root.handlers:
-        logging.basicConfig(format="%(levelname)s %(name)s %(message)s")
-    logging.getLogger("metrics_agg").setLevel(level)
+    logs.configure(os.environ if environ is None else environ)
 
 
 def read_api_key_secret(secret_id: str, *, region: str | None = None) -> str:

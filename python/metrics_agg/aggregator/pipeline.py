@@ -274,7 +274,8 @@ def _run_units(
                 sequence=unit.lowest_sequence,
             )
         _log.info("── unit %d/%d", i, len(units))
-        return run_unit(
+        t0 = time.monotonic()
+        outcome = run_unit(
             client,
             unit,
             config=config,
@@ -282,6 +283,16 @@ def _run_units(
             clock=clock,
             incremental=kind == "stream",
             reconcile=reconcile,
+        )
+        # The structured log's per-unit figures (`report.log_report`); a stream unit sets
+        # its own hours and minutes (the touched ones), a direct recount every minute.
+        hours = outcome.hours or sum(r.hours for r in unit.ranges)
+        minutes = outcome.minutes_recounted or (0 if kind == "stream" else hours * 60)
+        return replace(
+            outcome,
+            hours=hours,
+            minutes_recounted=minutes if outcome.ok else 0,
+            seconds=round(time.monotonic() - t0, 3),
         )
 
     return run_side_by_side(units, one, config.unit_parallelism)
@@ -487,7 +498,6 @@ def handle_event(
             outcomes, failed_messages = _run_queued(
                 active, queued, config=config, deadline=deadline, clock=clock
             )
-            log_report(outcomes, time.monotonic() - t0, active.request_count - before)
         else:
             try:
                 plan = scheduled_units(
@@ -520,11 +530,12 @@ def handle_event(
                 or (kind == "recount" and event.get("reason") == RECHECK_REASON),
             )
             outcomes += undiscovered
-            log_report(outcomes, time.monotonic() - t0, active.request_count - before)
         if activity is not None and kind != "scheduled":
             outcomes, failed_messages, records_written, records_not_written = _record_activity(
                 activity, units, queued, outcomes, failed_messages, wall
             )
+        # One report, after the activity records: a unit they failed is reported failed.
+        log_report(outcomes, time.monotonic() - t0, active.request_count - before, kind=kind)
         requests = active.request_count - before
     finally:
         if own:

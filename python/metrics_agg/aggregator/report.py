@@ -1,7 +1,8 @@
 """The human log of one invocation (docs/design.md §4.7): per-unit lines and the final verdict.
 
 Pure formatting over typed outcomes, logged to the ``metrics_agg`` logger at INFO (failures
-and offset warnings at WARNING); the EMF figures are `emf`'s.
+and offset warnings at WARNING); the EMF figures are `emf`'s. The verdict line carries the
+invocation's figures as ``extra`` fields, which JSON logs (`logs`) turn into keys.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ __all__ = ["fmt_count", "log_counts", "log_report", "warn_offsets", "window_text
 import logging
 from collections.abc import Sequence
 
+from metrics_agg import logs
 from metrics_agg.aggregator.zones import offset_warning
 from metrics_agg.config import Config
 from metrics_agg.models import (
@@ -71,10 +73,64 @@ def log_counts(counts: UnitCounts, ok: bool) -> None:
 _NAMED = 10  # failed units named in the summary line
 
 
-def log_report(outcomes: Sequence[UnitOutcome], seconds: float, requests: int) -> None:
+def _unit_fields(o: UnitOutcome, kind: str) -> dict[str, object]:
+    """One unit's fields of the JSON log (docs/operations.md, "Structured logs")."""
+    fields: dict[str, object] = {
+        "summary": "unit",
+        "eventKind": kind,
+        "model": o.key.model,
+        "account": o.key.account_id,
+        "unit": f"{o.key.model}/{o.key.account_id}",
+        "outcome": "ok" if o.ok else "failed",
+        "hours": o.hours,
+        "minutesRecounted": o.minutes_recounted,
+        "recordsCounted": o.records_counted,
+        "bucketsWritten": o.buckets_written,
+        "driftRepaired": o.drift_repaired,
+        "durationMs": round(o.seconds * 1000.0, 1),
+    }
+    if not o.ok:
+        fields["error"] = o.error
+        fields["sequence"] = o.sequence
+    return fields
+
+
+def log_report(
+    outcomes: Sequence[UnitOutcome], seconds: float, requests: int, *, kind: str = "recount"
+) -> None:
+    """The verdict line; with JSON logs (`logs.structured`) one line per unit before it.
+
+    The human log has already said each unit's figures in its own lines; a JSON line per
+    unit carries them as fields, so Logs Insights can aggregate them.
+    """
     failed = [o for o in outcomes if not o.ok]
     counted = sum(o.records_counted for o in outcomes)
     written = sum(o.buckets_written for o in outcomes)
+    if logs.structured():
+        for o in outcomes:
+            fields = _unit_fields(o, kind)
+            _log.log(
+                logging.INFO if o.ok else logging.WARNING,
+                "unit %s %s",
+                fields["unit"],
+                fields["outcome"],
+                extra=fields,
+            )
+    summary: dict[str, object] = {
+        "summary": "invocation",
+        "eventKind": kind,
+        "outcome": "PARTIAL" if failed else "SUCCESS",
+        "units": len(outcomes),
+        "failedCount": len(failed),
+        "failedUnits": [
+            {"unit": f"{o.key.model}/{o.key.account_id}", "sequence": o.sequence} for o in failed
+        ],
+        "recordsCounted": counted,
+        "bucketsWritten": written,
+        "driftRepaired": sum(o.drift_repaired for o in outcomes),
+        "httpRequests": requests,
+        "durationMs": round(seconds * 1000.0, 1),
+    }
     if not failed:
         _log.info(
             "✓ SUCCESS: %d unit(s), %s records counted, %s buckets written, "
@@ -84,6 +140,7 @@ def log_report(outcomes: Sequence[UnitOutcome], seconds: float, requests: int) -
             fmt_count(written),
             requests,
             seconds,
+            extra=summary,
         )
         return
     names = "; ".join(f"{o.key.model} · {o.key.account_id}: {o.error}" for o in failed[:_NAMED])
@@ -99,6 +156,7 @@ def log_report(outcomes: Sequence[UnitOutcome], seconds: float, requests: int) -
         fmt_count(written),
         requests,
         seconds,
+        extra=summary,
     )
 
 

@@ -7,12 +7,13 @@ __all__ = ["main"]
 import argparse
 import importlib
 import logging
+import os
 import re
 import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from metrics_agg import __version__
+from metrics_agg import __version__, logs
 from metrics_agg.local.cli._guard import CliLogHandler, run_guarded
 
 # `--start -2h`: argparse takes a leading "-" for an option unless the argument looks like a
@@ -64,9 +65,11 @@ def _setup_logging(verbose: bool) -> CliLogHandler:
     """Human lines on stderr; ``-v`` opens the package's debug log, not the HTTP and AWS
     libraries' (urllib3 logs a retry object's repr per attempt)."""
     handler = CliLogHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(message)s"))
+    # JSON lines instead when AWS_LAMBDA_LOG_FORMAT=JSON, as in Lambda (`logs`).
+    logs.configure(
+        os.environ, handler=handler, human=logging.Formatter("%(message)s"), level=logging.NOTSET
+    )
     root = logging.getLogger()
-    root.addHandler(handler)
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
     for noisy in ("urllib3", "botocore", "boto3", "s3transfer", "asyncio", "uvicorn"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -10,6 +10,7 @@ from __future__ import annotations
 __all__ = ["register"]
 
 import argparse
+import os
 import sys
 import time
 from datetime import timedelta
@@ -92,7 +93,13 @@ def _hourly_counts(
 
 
 def _cmd_backfill(args: argparse.Namespace) -> int:
-    from metrics_agg.backfill.runner import BackfillQueues, Journal, run_backfill, run_id_for
+    from metrics_agg.backfill.runner import (
+        BackfillQueues,
+        Journal,
+        default_journal_path,
+        run_backfill,
+        run_id_for,
+    )
     from metrics_agg.backfill.sqs import QueueClient, local_queue_url
     from metrics_agg.backfill.units import plan_backfill
     from metrics_agg.timestamps import format_bucket_time, utc_now
@@ -148,7 +155,9 @@ def _cmd_backfill(args: argparse.Namespace) -> int:
         print(f"metrics-agg backfill: {exc}", file=err)
         return EXIT_USAGE
     run_id = run_id_for(queues.units, None if args.all_accounts else accounts, models)
-    journal = Journal(Path(args.journal or Path(".metrics-agg") / f"backfill-{run_id}.jsonl"))
+    journal = Journal(
+        Path(args.journal) if args.journal else default_journal_path(run_id, os.environ)
+    )
     if args.fresh:
         journal.reset()
     hourly = sum(1 for u in units if u.hours == 1)
@@ -177,13 +186,18 @@ def _cmd_backfill(args: argparse.Namespace) -> int:
     finally:
         client.close()
     if args.no_wait:
-        print(f"queued {progress.queued} unit(s); {progress.already_done} already done", file=err)
+        print(
+            f"queued {progress.queued - progress.resumed} unit(s); {progress.resumed} sent "
+            f"before and still queued; {progress.already_done} already done",
+            file=err,
+        )
         return EXIT_OK
     bar(progress, final=True)
     seconds = time.monotonic() - progress.started
     print(
         f"{progress.done} unit(s) done, {progress.already_done} done before, "
         f"{progress.failed} failed, {len(progress.unreported)} unreported; "
+        f"{progress.resumed} followed from an earlier run ({progress.resent} sent again); "
         f"{fmt_count(progress.records)} records counted, "
         f"{fmt_count(progress.buckets)} buckets written in {seconds:.1f} s",
         file=sys.stdout,
@@ -208,8 +222,9 @@ def register(sub: Any) -> None:
             "stored 60-minute buckets say a day is large), send them as recount events to\n"
             "the backfill queue, whose mapping runs them on the deployed function with a\n"
             "bounded concurrency, and show their progress. Idempotent and resumable: a\n"
-            "journal records finished units, so the same command run again sends only the\n"
-            "rest, and a unit run twice ends at the same buckets."
+            "journal records every unit sent and finished, so the same command run again\n"
+            "(after Ctrl-C, say) follows what is still queued and sends only what was never\n"
+            "sent, failed or got lost; --fresh sends everything again."
         ),
         epilog=(
             "examples:\n"
@@ -275,7 +290,10 @@ def register(sub: Any) -> None:
         help="do not read the stored 60-minute buckets: one unit per day",
     )
     p.add_argument(
-        "--journal", metavar="PATH", help="journal file (default .metrics-agg/backfill-RUN.jsonl)"
+        "--journal",
+        metavar="PATH",
+        help="journal file (default $XDG_STATE_HOME/metrics-agg/backfill-RUN.jsonl, "
+        "XDG_STATE_HOME defaulting to ~/.local/state)",
     )
     p.add_argument("--fresh", action="store_true", help="forget the journal: send every unit again")
     p.add_argument("--no-wait", action="store_true", help="send the units and exit")
@@ -289,5 +307,7 @@ def register(sub: Any) -> None:
     add_connection_args(p)
     p.set_defaults(
         func=guard("backfill", _cmd_backfill),
-        on_interrupt="resume with the same command: the journal keeps the finished units",
+        on_interrupt=(
+            "resume with the same command: the journal keeps the units sent and finished"
+        ),
     )
