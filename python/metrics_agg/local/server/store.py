@@ -38,6 +38,7 @@ from metrics_agg.local.server._store_tables import (
     IndexSpec,
     TableSpec,
 )
+from metrics_agg.local.server.capacity import CapacityMeter, IndexKey
 
 Item = dict[str, Any]
 # DynamoDB stops a Query page at 1 MB of data read, whatever the limit.
@@ -64,6 +65,21 @@ def _derived(table: TableSpec, item: Mapping[str, Any]) -> dict[str, Any]:
     return {c: (v if isinstance(v, str) else None) for c, v in values.items()}
 
 
+def _index_key(index: IndexSpec) -> Callable[[Mapping[str, Any]], tuple[str, ...] | None]:
+    """An item's key in a global secondary index, or None when it is not in it."""
+
+    def key(item: Mapping[str, Any]) -> tuple[str, ...] | None:
+        derived = _derived(index.table, item)
+        values = [
+            item.get(c) if c in index.table.key else derived.get(c)
+            for c in (index.partition, index.sort)
+        ]
+        pk, sk = values
+        return (pk, sk) if isinstance(pk, str) and isinstance(sk, str) else None
+
+    return key
+
+
 def _dumps(item: Mapping[str, Any]) -> str:
     return orjson.dumps(item).decode()
 
@@ -86,6 +102,8 @@ class Store(StreamTables, IndexLag):
         # Rows each index's Query/Scan pages read (before any filter), for measurements:
         # what DynamoDB would charge read capacity for.
         self.rows_read: Counter[str] = Counter()
+        # DynamoDB capacity units of every read and write (`meter_capacity`); None: not metered.
+        self.capacity: CapacityMeter | None = None
         self._init_lag()
         self._init_schema()
 
@@ -166,7 +184,24 @@ class Store(StreamTables, IndexLag):
         return None if row is None else dict(orjson.loads(row[0]))
 
     def get(self, model: str, key: Sequence[str]) -> Item | None:
-        return self._get(self._conn(), TABLES[model], key)
+        t = TABLES[model]
+        item = self._get(self._conn(), t, key)
+        if self.capacity is not None:
+            self.capacity.read_item(t.name, item)
+        return item
+
+    def meter_capacity(self) -> CapacityMeter:
+        """Start counting DynamoDB read and write units (a fresh meter, returned).
+
+        Each table's global secondary indexes are the non-base indexes of `_store_tables`,
+        keyed by the same derived columns the SQLite indexes use."""
+        indexes: dict[str, list[IndexKey]] = {}
+        for ix in INDEXES.values():
+            if ix.name == ix.table.model:
+                continue
+            indexes.setdefault(ix.table.name, []).append(IndexKey(ix.name, _index_key(ix)))
+        self.capacity = CapacityMeter(indexes)
+        return self.capacity
 
     def _write(
         self,
@@ -185,6 +220,8 @@ class Store(StreamTables, IndexLag):
         with transaction(self._conn()) as conn:
             old = self._get(conn, t, key)
             if (old is not None) != must_exist or not conditions.matches(condition, old):
+                if self.capacity is not None:
+                    self.capacity.failed_write(t.name, old)
                 raise ConditionalCheckFailed(model)
             new = change(old)
             where = " AND ".join(f"{_q(c)} = ?" for c in t.key)
@@ -204,6 +241,8 @@ class Store(StreamTables, IndexLag):
                     t.name, self.stream_label, {c: key[i] for i, c in enumerate(t.key)}, old, new
                 )
                 conn.execute(APPEND_STREAM_SQL, (t.name, orjson.dumps(record).decode()))
+        if self.capacity is not None:
+            self.capacity.wrote(t.name, old, new)
         if self.index_lag > 0:
             self._remember(t.name, tuple(key), old)
         if t.streamed:
@@ -318,6 +357,8 @@ class Store(StreamTables, IndexLag):
                 break
         with self._lock:
             self.rows_read[index.name] += len(items)
+        if self.capacity is not None:
+            self.capacity.read_page(t.name, items)
         last = last if full or len(items) == limit else None
         # The base table (`AggregatedMetrics`) is read consistently; its indexes may lag.
         if self.index_lag > 0 and partition is not None and index.name != "AggregatedMetrics":
