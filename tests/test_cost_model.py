@@ -24,7 +24,7 @@ from metrics_agg.local.server.store import ConditionalCheckFailed
 from truth_helpers import Stream, iso, recent_now
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
-import cost_model  # noqa: E402
+import cost_model
 
 METRICS = "AggregatedMetrics-local-NONE"
 
@@ -196,9 +196,7 @@ def test_price_conversion_per_million_writes() -> None:
     assert bill.sqs == pytest.approx(0.005 * 0.40)
     arm = price(figures, arch="arm64")
     assert arm.lambda_compute == pytest.approx(1000 * 0.0000133334)
-    assert bill.total == pytest.approx(
-        6.0 + 0.9375 + 0.025 + 0.004 + 0.0166667 + 0.002, rel=1e-6
-    )
+    assert bill.total == pytest.approx(6.0 + 0.9375 + 0.025 + 0.004 + 0.0166667 + 0.002, rel=1e-6)
     half_memory = per_million(_usage(memory_mb=512))
     assert half_memory.gb_seconds == pytest.approx(500.0)
 
