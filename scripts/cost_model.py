@@ -95,6 +95,7 @@ class Measured:
     invocations_http_requests: int  # as the invocations themselves counted them (EMF)
     buckets_written_emf: int
     rechecks_queued: int
+    late_inserts: int
     notes: list[str] = field(default_factory=list)
 
 
@@ -135,6 +136,7 @@ class Writer:
             m: {r["id"]: r for r in store.all_records(m)} for m in workload.models
         }
         self.counts = {"insert": 0, "modify_counted": 0, "modify_noop": 0, "delete": 0}
+        self.late = 0  # inserts into hours the warm-up never aggregated
 
     def _pick(self, model: str) -> dict[str, Any] | None:
         pool = self.pool[model]
@@ -161,6 +163,7 @@ class Writer:
             at = now
             if rng.random() < self.w.late:
                 at = now - timedelta(hours=rng.randrange(2, 30), minutes=rng.randrange(60))
+                self.late += 1
             item = self.store.create(model, _new_fields(model, rng.choice(self.accounts), at, rng))
             self.pool[model][item["id"]] = item
         elif kind == "delete":
@@ -341,6 +344,7 @@ def run_path(
         invocations_http_requests=tallies["requests"],
         buckets_written_emf=tallies["buckets"],
         rechecks_queued=tallies["rechecks"],
+        late_inserts=writer.late,
         notes=notes,
     )
 
