@@ -19,7 +19,7 @@ items the store actually reads and writes:
 
 from __future__ import annotations
 
-__all__ = ["CapacityMeter", "IndexKey", "TableUsage", "item_size"]
+__all__ = ["CapacityMeter", "IndexKey", "TableUsage", "item_size", "meter_for_tables"]
 
 import math
 import threading
@@ -27,6 +27,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
+
+from metrics_agg.local.server._store_tables import INDEXES, IndexSpec, TableSpec
+
+# The store's derived index columns of an item (`store._derived`): strings or None.
+Derived = Callable[[TableSpec, Mapping[str, Any]], Mapping[str, str | None]]
 
 READ_UNIT_BYTES = 4096
 WRITE_UNIT_BYTES = 1024
@@ -166,3 +171,29 @@ class CapacityMeter:
                 t: replace(u, gsi_writes_by_index=dict(u.gsi_writes_by_index))
                 for t, u in self._usage.items()
             }
+
+
+def meter_for_tables(derived: Derived) -> CapacityMeter:
+    """A meter for the local tables: each table's global secondary indexes are its
+    non-base indexes in `_store_tables`, keyed by the columns the store derives."""
+    indexes: dict[str, list[IndexKey]] = {}
+    for ix in INDEXES.values():
+        if ix.name != ix.table.model:
+            indexes.setdefault(ix.table.name, []).append(IndexKey(ix.name, _index_key(ix, derived)))
+    return CapacityMeter(indexes)
+
+
+def _index_key(
+    index: IndexSpec, derived: Derived
+) -> Callable[[Mapping[str, Any]], tuple[str, ...] | None]:
+    """An item's key in a global secondary index, or None when it is not in it."""
+
+    def key(item: Mapping[str, Any]) -> tuple[str, ...] | None:
+        columns = derived(index.table, item)
+        pk, sk = (
+            item.get(c) if c in index.table.key else columns.get(c)
+            for c in (index.partition, index.sort)
+        )
+        return (pk, sk) if isinstance(pk, str) and isinstance(sk, str) else None
+
+    return key

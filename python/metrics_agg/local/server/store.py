@@ -38,7 +38,7 @@ from metrics_agg.local.server._store_tables import (
     IndexSpec,
     TableSpec,
 )
-from metrics_agg.local.server.capacity import CapacityMeter, IndexKey
+from metrics_agg.local.server.capacity import CapacityMeter, meter_for_tables
 
 Item = dict[str, Any]
 # DynamoDB stops a Query page at 1 MB of data read, whatever the limit.
@@ -63,21 +63,6 @@ def _derived(table: TableSpec, item: Mapping[str, Any]) -> dict[str, Any]:
         values["skRecordTypeTime"] = f"{rt}#{ts}" if both else None
         values["skTimeRecordType"] = f"{ts}#{rt}" if both else None
     return {c: (v if isinstance(v, str) else None) for c, v in values.items()}
-
-
-def _index_key(index: IndexSpec) -> Callable[[Mapping[str, Any]], tuple[str, ...] | None]:
-    """An item's key in a global secondary index, or None when it is not in it."""
-
-    def key(item: Mapping[str, Any]) -> tuple[str, ...] | None:
-        derived = _derived(index.table, item)
-        values = [
-            item.get(c) if c in index.table.key else derived.get(c)
-            for c in (index.partition, index.sort)
-        ]
-        pk, sk = values
-        return (pk, sk) if isinstance(pk, str) and isinstance(sk, str) else None
-
-    return key
 
 
 def _dumps(item: Mapping[str, Any]) -> str:
@@ -191,16 +176,8 @@ class Store(StreamTables, IndexLag):
         return item
 
     def meter_capacity(self) -> CapacityMeter:
-        """Start counting DynamoDB read and write units (a fresh meter, returned).
-
-        Each table's global secondary indexes are the non-base indexes of `_store_tables`,
-        keyed by the same derived columns the SQLite indexes use."""
-        indexes: dict[str, list[IndexKey]] = {}
-        for ix in INDEXES.values():
-            if ix.name == ix.table.model:
-                continue
-            indexes.setdefault(ix.table.name, []).append(IndexKey(ix.name, _index_key(ix)))
-        self.capacity = CapacityMeter(indexes)
+        """Start counting DynamoDB read and write units (a fresh meter, returned)."""
+        self.capacity = meter_for_tables(_derived)
         return self.capacity
 
     def _write(
