@@ -19,6 +19,7 @@ million writes and dollars.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import logging
@@ -27,6 +28,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -182,6 +184,19 @@ def run_path(
     )
 
 
+@contextlib.contextmanager
+def _quiet_logs() -> Iterator[None]:
+    """The table is the output: the aggregator's log lines are muted while a row runs
+    (and the logger is left as it was, for callers such as the tests)."""
+    logger = logging.getLogger("metrics_agg")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def run_row(
     workload: Workload,
     paths: tuple[str, ...],
@@ -191,9 +206,7 @@ def run_row(
     warm: Path | None = None,
 ) -> list[Measured]:
     """One row: each path on its own copy of one warmed database (`warm`, or a fresh one)."""
-    logging.basicConfig(level=logging.CRITICAL)
-    logging.getLogger("metrics_agg").setLevel(logging.CRITICAL)
-    with tempfile.TemporaryDirectory() as tmp:
+    with _quiet_logs(), tempfile.TemporaryDirectory() as tmp:
         if warm is None:
             warm = Path(tmp) / "warm.sqlite3"
             warm_database(warm, workload)
@@ -319,7 +332,8 @@ def main(argv: list[str] | None = None) -> int:
             for w in workloads:
                 if w.accounts not in warmed:
                     warmed[w.accounts] = Path(tmp) / f"warm-{w.accounts}.sqlite3"
-                    warm_database(warmed[w.accounts], w)
+                    with _quiet_logs():
+                        warm_database(warmed[w.accounts], w)
                 rows.append(run_row(w, paths, warm=warmed[w.accounts], **options))
                 print(f"... {w.label}: {time.monotonic() - t0:.0f} s", file=sys.stderr, flush=True)
     took = time.monotonic() - t0

@@ -7,6 +7,7 @@ script's quick mode runs end to end. No figure here is timed.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import sys
 from collections.abc import Callable
@@ -228,7 +229,9 @@ def test_template_memory_size_is_read() -> None:
 
 def test_quick_mode_runs_both_paths(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "cost.json"
+    level = logging.getLogger("metrics_agg").level
     assert cost_model.main(["--quick", "--seconds", "2", "--json", str(out)]) == 0
+    assert logging.getLogger("metrics_agg").level == level  # muted only while it ran
     doc = json.loads(out.read_text())
     (row,) = doc["rows"]
     assert [m["path"] for m in row] == ["per-unit", "shared"]
