@@ -289,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--accounts", default="1,10,50", help="accounts touched")
     parser.add_argument("--windows", default="1,10", help="batching windows, seconds")
     parser.add_argument("--paths", default=",".join(PATHS), help="invocation paths")
-    parser.add_argument("--seconds", type=float, default=12.0, help="writing time per run")
+    parser.add_argument("--seconds", type=float, default=10.0, help="writing time per run")
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--late", type=float, default=0.05, help="share of back-dated inserts")
     parser.add_argument("--warm", type=int, default=20, help="records per pair already counted")
