@@ -20,6 +20,7 @@ import json
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -82,6 +83,14 @@ class LocalQueues:
     def __init__(self) -> None:
         self._queues: dict[str, _Queue] = {}
         self._lock = threading.Condition()
+        # SQS requests by operation (the cost model's meter): every call over SQS's protocol,
+        # plus the local SQS mapping's non-empty receives and delete batches.
+        self.requests: Counter[str] = Counter()
+        self.messages_sent: Counter[str] = Counter()  # by queue name
+
+    def count_request(self, operation: str) -> None:
+        with self._lock:
+            self.requests[operation] += 1
 
     def create(
         self,
@@ -122,6 +131,7 @@ class LocalQueues:
             if delay_seconds:
                 m.visible_at = time.monotonic() + delay_seconds  # never received: "delayed"
             q.messages[message_id] = m
+            self.messages_sent[name] += 1
             self._lock.notify_all()
             return message_id
 
@@ -265,6 +275,7 @@ def handle_sqs_request(
     Raises:
         SqsProtocolError: what SQS would answer with an error.
     """
+    queues.count_request(operation)
     if operation == "GetQueueUrl":
         name = req.get("QueueName")
         if not isinstance(name, str):

@@ -76,6 +76,8 @@ class SqsEventSourceMapping:
             try:
                 got = self.queues.receive_wait(self.queue, self.batch_size, 0.2)
                 if got:
+                    # Billed like the mapping's calls on AWS (empty long polls are not counted).
+                    self.queues.count_request("ReceiveMessage")
                     self._deliver(got)
             except Exception:  # keep the poller alive; log and poll again
                 log.exception("SQS event source mapping for %s failed; retrying", self.queue)
@@ -117,9 +119,11 @@ class SqsEventSourceMapping:
         finally:
             with self._lock:
                 self._running -= 1
-        for m in messages:
-            if m.message_id not in failed:
-                self.queues.delete(self.queue, m.receipt_handle)
+        done = [m for m in messages if m.message_id not in failed]
+        for m in done:
+            self.queues.delete(self.queue, m.receipt_handle)
+        if done:
+            self.queues.count_request("DeleteMessageBatch")
 
 
 def _failed_ids(response: Any, messages: Sequence[QueueMessage]) -> set[str]:

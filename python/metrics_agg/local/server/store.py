@@ -39,6 +39,7 @@ from metrics_agg.local.server._store_tables import (
     IndexSpec,
     TableSpec,
 )
+from metrics_agg.local.server.capacity import CapacityMeter, meter_for_tables
 
 Item = dict[str, Any]
 # DynamoDB stops a Query page at 1 MB of data read, whatever the limit.
@@ -87,6 +88,8 @@ class Store(StreamTables, ActivityRows, IndexLag):
         # Rows each index's Query/Scan pages read (before any filter), for measurements:
         # what DynamoDB would charge read capacity for.
         self.rows_read: Counter[str] = Counter()
+        # DynamoDB capacity units of every read and write (`meter_capacity`); None: not metered.
+        self.capacity: CapacityMeter | None = None
         self._init_lag()
         self._init_schema()
 
@@ -167,7 +170,16 @@ class Store(StreamTables, ActivityRows, IndexLag):
         return None if row is None else dict(orjson.loads(row[0]))
 
     def get(self, model: str, key: Sequence[str]) -> Item | None:
-        return self._get(self._conn(), TABLES[model], key)
+        t = TABLES[model]
+        item = self._get(self._conn(), t, key)
+        if self.capacity is not None:
+            self.capacity.read_item(t.name, item)
+        return item
+
+    def meter_capacity(self) -> CapacityMeter:
+        """Start counting DynamoDB read and write units (a fresh meter, returned)."""
+        self.capacity = meter_for_tables(_derived)
+        return self.capacity
 
     def _write(
         self,
@@ -186,6 +198,8 @@ class Store(StreamTables, ActivityRows, IndexLag):
         with transaction(self._conn()) as conn:
             old = self._get(conn, t, key)
             if (old is not None) != must_exist or not conditions.matches(condition, old):
+                if self.capacity is not None:
+                    self.capacity.failed_write(t.name, old)
                 raise ConditionalCheckFailed(model)
             new = change(old)
             where = " AND ".join(f"{_q(c)} = ?" for c in t.key)
@@ -205,6 +219,8 @@ class Store(StreamTables, ActivityRows, IndexLag):
                     t.name, self.stream_label, {c: key[i] for i, c in enumerate(t.key)}, old, new
                 )
                 conn.execute(APPEND_STREAM_SQL, (t.name, orjson.dumps(record).decode()))
+        if self.capacity is not None:
+            self.capacity.wrote(t.name, old, new)
         if self.index_lag > 0:
             self._remember(t.name, tuple(key), old)
         if t.streamed:
@@ -319,6 +335,8 @@ class Store(StreamTables, ActivityRows, IndexLag):
                 break
         with self._lock:
             self.rows_read[index.name] += len(items)
+        if self.capacity is not None:
+            self.capacity.read_page(t.name, items)
         last = last if full or len(items) == limit else None
         # The base table (`AggregatedMetrics`) is read consistently; its indexes may lag.
         if self.index_lag > 0 and partition is not None and index.name != "AggregatedMetrics":
