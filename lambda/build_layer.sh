@@ -69,7 +69,7 @@ while [ $# -gt 0 ]; do
             [ $# -ge 2 ] || die "$1 needs a value"
             case "$1" in
                 --python) LAMBDA_PYTHON="$2" ;;
-                --wheel) GIVEN_WHEEL="$(realpath "$2")" ;;
+                --wheel) GIVEN_WHEEL="$(realpath -m "$2")" ;;
                 --out) GIVEN_OUT="$2" ;;
             esac
             shift 2

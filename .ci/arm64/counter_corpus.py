@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
-import test_parity as parity  # noqa: E402
+import test_parity as parity
 
 SEED = 20240507
 SHAPES = ["first", "second", "empty-first", "none", "nondict"]

@@ -20,8 +20,8 @@ layer, corpus_path, out_path = sys.argv[1:4]
 sys.path.insert(0, layer)
 
 import metrics_agg  # noqa: E402
-from metrics_agg import count_buckets, count_records  # noqa: E402
 from metrics_agg import _rust_counter as rust  # noqa: E402
+from metrics_agg import count_buckets, count_records  # noqa: E402
 from metrics_agg.counter import _pycounter  # noqa: E402
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -39,14 +39,21 @@ def run(case: dict[str, Any], backend: str) -> object:
             start = case["start"]
             loop: Any = LOOPS[backend]
             return tuple(
-                loop.count_strings([case["text"]], start_minute=start, end_minute=start + 1, sizes=[1])
+                loop.count_strings(
+                    [case["text"]], start_minute=start, end_minute=start + 1, sizes=[1]
+                )
             )
         w0, w1 = at(case["start"]), at(case["end"])
         if case["kind"] == "records":
             got = [
                 count_records(
-                    case["records"], w0, w1, fields=("editedAt", "updatedAt"),
-                    category_field=category, sizes=case["sizes"], backend=backend,  # type: ignore[arg-type]
+                    case["records"],
+                    w0,
+                    w1,
+                    fields=("editedAt", "updatedAt"),
+                    category_field=category,
+                    sizes=case["sizes"],
+                    backend=backend,  # type: ignore[arg-type]
                 )
                 for category in (None, "type")
             ]
@@ -57,13 +64,17 @@ def run(case: dict[str, Any], backend: str) -> object:
             if case["labels"] is not None:
                 got.append(
                     count_buckets(
-                        case["values"], w0, w1, sizes=case["sizes"],
-                        categories=case["labels"], backend=backend,  # type: ignore[arg-type]
+                        case["values"],
+                        w0,
+                        w1,
+                        sizes=case["sizes"],
+                        categories=case["labels"],
+                        backend=backend,  # type: ignore[arg-type]
                     )
                 )
         # Category order too (first seen), not only the contents.
         return [(dataclasses.asdict(r), list(r.category_counts)) for r in got]
-    except Exception as exc:  # noqa: BLE001 - an error is a result to compare too
+    except Exception as exc:  # an error is a result to compare too
         return ("error", type(exc).__name__, str(exc))
 
 

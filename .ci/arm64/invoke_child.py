@@ -15,6 +15,7 @@ layer, task, event_path, result_path = sys.argv[1:5]
 sys.path[:0] = [task, layer]
 
 import handler  # noqa: E402 - the cold start: config, logging, the package, the extension
+
 import metrics_agg  # noqa: E402
 
 

@@ -13,7 +13,6 @@ Every run must store the same AggregatedMetrics counts, and the right totals.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -120,7 +119,9 @@ def check_totals(stored: dict[str, int], seeded: list[dict[str, Any]]) -> None:
                 if key.startswith(f"{record_type}#") and key.endswith(f"#{size}")
             )
             if total != expected:
-                sys.exit(f"invoke: {record_type} {size}-minute buckets sum to {total}, not {expected}")
+                sys.exit(
+                    f"invoke: {record_type} {size}-minute buckets sum to {total}, not {expected}"
+                )
 
 
 def main() -> None:
