@@ -2,6 +2,7 @@
 # Build the Lambda layer: dist/metrics-agg-layer-<arch>.zip, the runtime only (no local tooling).
 #
 #   bash lambda/build_layer.sh [--arch x86_64|arm64] [--no-zig]
+#       [--python 3.11|3.12|3.13] [--wheel FILE] [--out FILE]
 #
 # 1. A manylinux2014 (glibc 2.17) wheel of the package with the compiled counter (maturin,
 #    release). zig is the linker (`maturin --zig`; the ziglang wheel from PyPI, installed
@@ -30,14 +31,21 @@
 #    Condition, so an arch-specific path there would make an arm64 deploy need the x86_64 zip.
 #    Deploy with the Architecture parameter of the last build (printed at the end).
 #
+# --python X.Y builds for another Lambda runtime than python3.12 (dependencies with compiled
+# code, e.g. orjson, are per CPython minor; template.yaml deploys 3.12). --wheel FILE installs
+# an already-built metrics_agg wheel instead of running maturin (one abi3 wheel, several
+# layers; a build leaves its wheel in dist/wheels/). --out FILE writes the zip there and
+# leaves dist/metrics-agg-layer.zip alone. .ci/arm64_checks.sh uses all three.
+#
 # Environment: PYTHON (host interpreter running pip and maturin; default python3), PYTHON312
-# (for the .pyc and the import check; found via pyenv when unset), MATURIN (default maturin),
+# (for the .pyc and the import check; found via pyenv when unset; PYTHON311/PYTHON313 the
+# same with --python 3.11/3.13), MATURIN (default maturin),
 # ZIG (a zig command; default zig on PATH, else the host Python's ziglang, else the cached
 # one), CARGO_TARGET_DIR (default /tmp/layer-target, away from the developers' target/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-usage() { sed -n '2,4p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,5p' "$0" | sed 's/^# \{0,1\}//'; }
 die() {
     echo "build_layer: $*" >&2
     exit 1
@@ -45,6 +53,9 @@ die() {
 
 ARCH=x86_64
 USE_ZIG=1
+LAMBDA_PYTHON=3.12
+GIVEN_WHEEL=
+GIVEN_OUT=
 while [ $# -gt 0 ]; do
     case "$1" in
         --arch)
@@ -54,6 +65,15 @@ while [ $# -gt 0 ]; do
             ;;
         --arch=*) ARCH="${1#*=}"; shift ;;
         --no-zig) USE_ZIG=0; shift ;;
+        --python | --wheel | --out)
+            [ $# -ge 2 ] || die "$1 needs a value"
+            case "$1" in
+                --python) LAMBDA_PYTHON="$2" ;;
+                --wheel) GIVEN_WHEEL="$(realpath -m "$2")" ;;
+                --out) GIVEN_OUT="$2" ;;
+            esac
+            shift 2
+            ;;
         -h | --help) usage; exit 0 ;;
         *) usage >&2; die "unknown argument: $1" ;;
     esac
@@ -64,8 +84,13 @@ case "$ARCH" in
     arm64) MACHINE=aarch64 ;;
     *) die "--arch must be x86_64 or arm64, got '$ARCH'" ;;
 esac
+case "$LAMBDA_PYTHON" in
+    3.11 | 3.12 | 3.13) ;;
+    *) die "--python must be 3.11, 3.12 or 3.13 (a Lambda runtime), got '$LAMBDA_PYTHON'" ;;
+esac
+[ -z "$GIVEN_WHEEL" ] || [ -f "$GIVEN_WHEEL" ] || die "--wheel: no such file: $GIVEN_WHEEL"
 TARGET="$MACHINE-unknown-linux-gnu"
-if [ "$ARCH" = arm64 ]; then
+if [ "$ARCH" = arm64 ] && [ -z "$GIVEN_WHEEL" ]; then
     rustup target list --installed 2>/dev/null | grep -qx "$TARGET" \
         || die "arm64 needs the Rust target: rustup target add $TARGET"
     if [ "$USE_ZIG" = 0 ]; then
@@ -75,7 +100,6 @@ if [ "$ARCH" = arm64 ]; then
     fi
 fi
 
-LAMBDA_PYTHON=3.12
 # Paths under python/ left out of the layer (tests/test_layer_smoke.py holds the same list).
 LOCAL_TOOLING="metrics_agg/local metrics_agg/__main__.py metrics_agg/graphql/codegen.py"
 MAX_ZIPPED=$((50 * 1024 * 1024))
@@ -84,14 +108,15 @@ PYTHON="${PYTHON:-python3}"
 MATURIN="${MATURIN:-maturin}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/tmp/layer-target}"
 
-find_python312() {
-    if [ -n "${PYTHON312:-}" ]; then
-        echo "$PYTHON312"
+find_python() { # $1: 3.12 -> $PYTHON312, python3.12, pyenv's 3.12.x
+    local given="PYTHON${1/./}"
+    if [ -n "${!given:-}" ]; then
+        echo "${!given}"
         return
     fi
     local candidate
-    for candidate in python3.12 "$(pyenv root 2>/dev/null)"/versions/3.12*/bin/python3.12; do
-        if "$candidate" -c 'import sys; assert sys.version_info[:2] == (3, 12)' 2>/dev/null; then
+    for candidate in "python$1" "$(pyenv root 2>/dev/null)"/versions/"$1"*/bin/python"$1"; do
+        if "$candidate" -c "import sys; assert sys.version_info[:2] == (${1/./, })" 2>/dev/null; then
             command -v "$candidate"
             return
         fi
@@ -117,17 +142,20 @@ find_zig() {
     fi
 }
 
-PY312="$(find_python312 || true)"
-OUT="dist/metrics-agg-layer-$ARCH.zip"
+RUNTIME_PY="$(find_python "$LAMBDA_PYTHON" || true)" # the runtime's minor (3.12 by default)
+OUT="${GIVEN_OUT:-dist/metrics-agg-layer-$ARCH.zip}"
 DEPLOY_ZIP="dist/metrics-agg-layer.zip"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/metrics-agg-layer.XXXXXX")"
 trap 'rm -rf "$WORK"' EXIT
 LAYER="$WORK/layer/python"
-mkdir -p "$LAYER" "$WORK/bin" dist
+mkdir -p "$LAYER" "$WORK/bin" "$WORK/wheels" dist "$(dirname "$OUT")"
 
 MATURIN_ARGS=(build --release --strip --quiet --target "$TARGET" --auditwheel check
     --out "$WORK/wheels" --interpreter "$PYTHON")
-if [ "$USE_ZIG" = 1 ]; then
+if [ -n "$GIVEN_WHEEL" ]; then
+    echo "build_layer: [1/4] wheel given: $(basename "$GIVEN_WHEEL")"
+    cp "$GIVEN_WHEEL" "$WORK/wheels/"
+elif [ "$USE_ZIG" = 1 ]; then
     # maturin runs `zig`: a wrapper on PATH points it at the one found above.
     printf '#!/bin/sh\nexec %s "$@"\n' "$(find_zig)" >"$WORK/bin/zig"
     chmod +x "$WORK/bin/zig"
@@ -137,7 +165,7 @@ if [ "$USE_ZIG" = 1 ]; then
 else
     echo "build_layer: [1/4] wheel ($TARGET, native linker, lowest manylinux tag, release)"
 fi
-"$MATURIN" "${MATURIN_ARGS[@]}"
+[ -n "$GIVEN_WHEEL" ] || "$MATURIN" "${MATURIN_ARGS[@]}"
 WHEEL="$(find "$WORK/wheels" -name 'metrics_agg-*.whl' | head -n 1)"
 [ -n "$WHEEL" ] || die "maturin produced no wheel"
 WHEEL_NAME="$(basename "$WHEEL")"
@@ -149,6 +177,9 @@ GLIBC_MINOR="$(echo "$WHEEL_NAME" | sed -n "s/.*manylinux_2_\([0-9]*\)_$MACHINE\
 [ "${GLIBC_MINOR:-99}" -le 34 ] \
     || die "$WHEEL_NAME needs glibc 2.$GLIBC_MINOR: newer than Amazon Linux 2023's 2.34"
 echo "build_layer:       $WHEEL_NAME"
+if [ -z "$GIVEN_WHEEL" ]; then
+    mkdir -p dist/wheels && cp "$WHEEL" dist/wheels/ # for --wheel (other runtimes, same build)
+fi
 if "$PYTHON" -m auditwheel --version >/dev/null 2>&1; then
     "$PYTHON" -m auditwheel show "$WHEEL" >"$WORK/auditwheel.txt"
     grep -q "manylinux_2_${GLIBC_MINOR}_$MACHINE" "$WORK/auditwheel.txt" \
@@ -202,18 +233,18 @@ find "$LAYER" -depth -type d \( -name __pycache__ -o -name tests -o -name test \
 find "$LAYER" -path '*.dist-info/*' \( -name RECORD -o -name INSTALLER -o -name REQUESTED \
     -o -name direct_url.json \) -delete
 find "$LAYER" -depth -path '*.dist-info/sboms' -exec rm -rf {} +
-if [ -n "$PY312" ]; then
+if [ -n "$RUNTIME_PY" ]; then
     # Paths as Lambda mounts the layer (tracebacks, and a zip that does not vary with $WORK).
-    "$PY312" -m compileall -q -j 0 --invalidation-mode unchecked-hash \
+    "$RUNTIME_PY" -m compileall -q -j 0 --invalidation-mode unchecked-hash \
         -s "$LAYER" -p /opt/python "$LAYER" >/dev/null
 else
-    echo "build_layer: WARNING: no python3.12 found, so no precompiled .pyc (slower cold start)" >&2
+    echo "build_layer: WARNING: no python$LAMBDA_PYTHON found, so no precompiled .pyc (slower cold start)" >&2
 fi
 
 echo "build_layer: [4/4] check and zip"
-if [ "$ARCH" = x86_64 ] && [ -n "$PY312" ]; then
+if [ "$ARCH" = x86_64 ] && [ -n "$RUNTIME_PY" ]; then
     # Isolated (-I -S): only the layer and the standard library.
-    (cd "$WORK" && "$PY312" -I -S -c '
+    (cd "$WORK" && "$RUNTIME_PY" -I -S -c '
 import sys
 sys.path.insert(0, "layer/python")
 import metrics_agg, metrics_agg.aggregator.pipeline, metrics_agg.aggregator.lambda_support
@@ -234,5 +265,9 @@ echo "build_layer: contents: $(find "$LAYER" -maxdepth 1 -name '*.dist-info' -pr
     | sed 's/\.dist-info$//' | LC_ALL=C sort | tr '\n' ' ')"
 [ "$ZIPPED" -le "$MAX_ZIPPED" ] || die "the layer is $(mb "$ZIPPED") zipped: over the 50 MB bar"
 [ "$UNZIPPED" -le "$MAX_UNZIPPED" ] || die "the layer is $(mb "$UNZIPPED") unzipped: over 250 MB"
+if [ -n "$GIVEN_OUT" ]; then
+    echo "build_layer: $DEPLOY_ZIP left as it was (--out); this layer is for python$LAMBDA_PYTHON"
+    exit 0
+fi
 cp "$OUT" "$DEPLOY_ZIP"
 echo "build_layer: $DEPLOY_ZIP (what template.yaml deploys) is now $ARCH: deploy with Architecture=$ARCH"
