@@ -552,3 +552,7 @@ class UnitOutcome:
     # Stream units: hours this unit recounted or derived that no scheduled reconcile is sure
     # to reread (`aggregator.recheck`); the pipeline hands them over for a delayed recount.
     recheck_hours: tuple[datetime, ...] = ()
+    # HTTP requests this unit's work was in (a shared request counts for every unit in it;
+    # retries not counted), and the hours it recounted or derived.
+    requests: int = 0
+    hours: int = 0

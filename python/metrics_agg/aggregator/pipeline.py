@@ -72,6 +72,7 @@ from metrics_agg.aggregator.report import (
     warn_offsets,
     window_text,
 )
+from metrics_agg.aggregator.shared import run_shared_units
 from metrics_agg.aggregator.write import diff_buckets, plan_writes, write_changes
 from metrics_agg.aggregator.zones import merge_offsets
 from metrics_agg.config import Config
@@ -255,6 +256,18 @@ def _run_units(
     kind: str = "recount",
     reconcile: bool = False,
 ) -> list[UnitOutcome]:
+    if kind == "stream" and config.invocation_path == "shared":
+        # docs/incremental.md "Shared requests": all units of the batch share each request.
+        if units and deadline.remaining() < MIN_UNIT_SECONDS:
+            _log.warning("%d unit(s) not started: deadline too close", len(units))
+            return [
+                UnitOutcome(
+                    u.key, ok=False, error="not started: deadline", sequence=u.lowest_sequence
+                )
+                for u in units
+            ]
+        return run_shared_units(client, units, config=config, deadline=deadline, clock=clock)
+
     def one(i: int, unit: WorkUnit) -> UnitOutcome:
         if deadline.remaining() < MIN_UNIT_SECONDS:
             _log.warning(

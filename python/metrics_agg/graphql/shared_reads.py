@@ -1,0 +1,253 @@
+"""The reads of many work units in shared HTTP requests (docs/incremental.md "Shared requests").
+
+A stream invocation touches many (model, account) units. Each needs its stored rows and,
+for the incremental path, the source records of its touched minutes. `read_units` sends
+the first page of every unit's reads as aliases of as few query documents as the alias
+cap allows (`MAX_SHARED_ALIASES`): each alias names its own account (``$a<i>``), so units
+of different accounts share a request. An alias whose page has a ``nextToken`` continues
+on its own, as in `_slices`.
+
+Failure stays per unit: an error that names an alias fails only the unit that alias
+belongs to; a request that fails as a whole fails the units with an alias in it. A unit
+with any failed alias gets its error instead of rows, never part of its rows.
+
+The slices are the ones the one-unit reads build (`stored.stored_slices`,
+`reads.source_slices`), so each alias reads exactly what the per-unit path reads.
+"""
+
+from __future__ import annotations
+
+__all__ = ["MAX_SHARED_ALIASES", "UnitReads", "UnitRows", "read_units"]
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from metrics_agg.deadline import Deadline
+from metrics_agg.errors import GraphQLErrorInfo, ReadError, TransportError
+from metrics_agg.graphql._parallel import run_all
+from metrics_agg.graphql._slices import Slice, aliased_list_document
+from metrics_agg.graphql.reads import dedupe_reads, source_slices
+from metrics_agg.graphql.stored import decode_stored_rows, stored_slices
+from metrics_agg.graphql.transport import GraphQLApi, is_throttling_error_type
+from metrics_agg.models import ModelSpec, SourceRead, StoredBucket
+
+# Aliases per request. Each alias returns at most one page, so the cap bounds the response
+# to this many pages; 256 holds the first pages of 50 units of any model.
+MAX_SHARED_ALIASES = 256
+
+_Rows = list[dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class UnitReads:
+    """One unit's part of a shared read: its stored rows over ``stored_windows`` and, with
+    ``spec``, the source reads ``source`` (each with the key margin the caller passes)."""
+
+    account_id: str
+    record_types: tuple[str, ...]
+    stored_windows: tuple[tuple[datetime, datetime], ...]
+    spec: ModelSpec | None = None
+    source: tuple[SourceRead, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class UnitRows:
+    """A unit's rows: stored buckets (one per composite key), and each source read's
+    records de-duplicated by id; ``requests``: the HTTP requests its aliases were in."""
+
+    stored: list[StoredBucket]
+    source: list[_Rows]
+    requests: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Alias:
+    owner: int
+    account_id: str
+    slice: Slice
+
+
+@dataclass
+class _Owner:
+    groups: list[_Rows]
+    requests: int = 0
+    error: TransportError | None = None
+
+
+def _alias_error(field: str, err: GraphQLErrorInfo) -> ReadError:
+    return ReadError(
+        f"GraphQL read of {field} failed for this unit: {err.error_type or 'error'}: "
+        f"{err.message[:120]}",
+        errors=(err,),
+    )
+
+
+class _Shared:
+    def __init__(
+        self, client: GraphQLApi, owners: list[_Owner], limit: int, deadline: Deadline | None
+    ) -> None:
+        self.client = client
+        self.owners = owners
+        self.limit = limit
+        self.deadline = deadline
+        self.lock = threading.Lock()
+
+    def _fail(self, owner: int, error: TransportError) -> None:
+        with self.lock:
+            if self.owners[owner].error is None:
+                self.owners[owner].error = error
+
+    def _send(self, pages: Sequence[tuple[_Alias, str | None]]) -> list[Any]:
+        """One request; per alias its (rows, token), or the error that failed it."""
+        variables: dict[str, Any] = {"limit": self.limit}
+        for i, (alias, token) in enumerate(pages):
+            variables[f"a{i}"] = alias.account_id
+            variables[f"k{i}"] = alias.slice.condition()
+            variables[f"n{i}"] = token
+        document = aliased_list_document(tuple(a.slice.field for a, _ in pages), True)
+        with self.lock:
+            for owner in {a.owner for a, _ in pages}:
+                self.owners[owner].requests += 1
+        response = self.client.execute(
+            document, variables, kind="aliased-read", deadline=self.deadline
+        )
+        by_alias: dict[str, GraphQLErrorInfo] = {}
+        for err in response.errors:
+            name = err.path[0] if err.path else None
+            if not isinstance(name, str):  # an error of no alias: the whole request failed
+                raise ReadError(
+                    f"GraphQL shared read failed: {err.error_type or 'error'}: {err.message[:120]}",
+                    errors=response.errors,
+                )
+            by_alias.setdefault(name, err)
+        data = response.data or {}
+        out: list[Any] = []
+        for i in range(len(pages)):
+            failed = by_alias.get(f"q{i}")
+            if failed is not None:
+                out.append(failed)
+                continue
+            conn = data.get(f"q{i}")
+            items = conn.get("items") if isinstance(conn, dict) else None
+            token = conn.get("nextToken") if isinstance(conn, dict) else None
+            if not isinstance(items, list) or (token is not None and not isinstance(token, str)):
+                out.append(GraphQLErrorInfo("malformed connection", None, (f"q{i}",)))
+                continue
+            out.append(([row for row in items if isinstance(row, dict)], token))
+        return out
+
+    def page(self, pages: Sequence[tuple[_Alias, str | None]]) -> list[tuple[_Alias, str]]:
+        """Send ``pages`` (re-sending throttled aliases, which did not run), keep their
+        rows, fail the owners of failed aliases; the aliases left with a next page."""
+        pending = list(pages)
+        more: list[tuple[_Alias, str]] = []
+        attempt = 1
+        while pending:
+            try:
+                results = self._send(pending)
+            except TransportError as exc:
+                for alias, _ in pending:
+                    self._fail(alias.owner, exc)
+                return more
+            throttled = []
+            for (alias, token), result in zip(pending, results, strict=True):
+                if isinstance(result, GraphQLErrorInfo):
+                    if is_throttling_error_type(result.error_type):
+                        throttled.append((alias, token))
+                    else:
+                        self._fail(alias.owner, _alias_error(alias.slice.field, result))
+                    continue
+                rows, next_token = result
+                with self.lock:
+                    self.owners[alias.owner].groups[alias.slice.group].extend(rows)
+                if next_token is None:
+                    continue
+                if next_token == token:
+                    self._fail(
+                        alias.owner,
+                        ReadError(f"{alias.slice.field} pagination did not advance"),
+                    )
+                else:
+                    more.append((alias, next_token))
+            if throttled and not self.client.pause_before_retry(attempt, self.deadline):
+                for alias, _ in throttled:
+                    self._fail(alias.owner, ReadError(f"{alias.slice.field} throttled"))
+                throttled = []
+            pending = throttled
+            attempt += 1
+        return more
+
+    def to_end(self, alias: _Alias, token: str) -> None:
+        current: str | None = token
+        while current is not None and self.owners[alias.owner].error is None:
+            nxt = self.page([(alias, current)])
+            current = nxt[0][1] if nxt else None
+
+
+def _first_pages(
+    shared: _Shared, bundle: Sequence[_Alias]
+) -> Callable[[threading.Event], list[tuple[_Alias, str]]]:
+    return lambda _stop: shared.page([(a, None) for a in bundle])
+
+
+def _rest_of(shared: _Shared, alias: _Alias, token: str) -> Callable[[threading.Event], None]:
+    return lambda _stop: shared.to_end(alias, token)
+
+
+def read_units(
+    client: GraphQLApi,
+    units: Sequence[UnitReads],
+    *,
+    deadline: Deadline | None = None,
+    sort_key_margin_minutes: int | None = None,
+) -> list[UnitRows | TransportError]:
+    """Every unit's rows, or the error that failed it, in the order of ``units``.
+
+    Raises:
+        ValueError: naive datetimes, an empty range, or a bad ``query_index``.
+    """
+    config = client.config
+    limit = max(1, config.page_limit)
+    aliases: list[_Alias] = []
+    spans_of: list[list[tuple[datetime, datetime]]] = []
+    owners: list[_Owner] = []
+    for owner, unit in enumerate(units):
+        slices, spans = stored_slices(unit.record_types, unit.stored_windows, limit)
+        if unit.spec is not None and unit.source:
+            slices += source_slices(
+                unit.spec,
+                unit.source,
+                budget=1,
+                limit=limit,
+                zone=config.zone_margin_minutes,
+                key_margin=sort_key_margin_minutes,
+                first_group=1,
+            )
+        spans_of.append(spans)
+        owners.append(_Owner([[] for _ in range(1 + len(unit.source))]))
+        aliases.extend(_Alias(owner, unit.account_id, sl) for sl in slices)
+    shared = _Shared(client, owners, limit, deadline)
+    bundles = [
+        aliases[i : i + MAX_SHARED_ALIASES] for i in range(0, len(aliases), MAX_SHARED_ALIASES)
+    ]
+    workers = max(1, config.read_parallelism)
+    rests = run_all([_first_pages(shared, b) for b in bundles], workers)
+    follow = [(a, t) for rest in rests for a, t in rest]
+    if follow:
+        run_all([_rest_of(shared, a, t) for a, t in follow], workers)
+    out: list[UnitRows | TransportError] = []
+    for unit, state, spans in zip(units, owners, spans_of, strict=True):
+        if state.error is not None:
+            out.append(state.error)
+            continue
+        source = dedupe_reads(unit.spec, unit.source, state.groups[1:]) if unit.spec else []
+        stored = [
+            sb
+            for sb in decode_stored_rows(state.groups[0], spans)
+            if sb.key.account_id == unit.account_id
+        ]
+        out.append(UnitRows(stored, source, state.requests))
+    return out
