@@ -17,6 +17,7 @@ from typing import Any
 
 from metrics_agg.errors import GraphQLErrorInfo, ReadError, TransportError, WriteError
 from metrics_agg.graphql.api import UnitReads, UnitRows, WriteResult
+from metrics_agg.graphql.shared_reads import PROBE_ROWS
 from metrics_agg.models import (
     BucketKey,
     BucketValue,
@@ -199,7 +200,19 @@ class FakeApi:
                     source.append(
                         self._list_rows(client, u.spec, r.query_index, u.account_id, r.start, r.end)
                     )
-            out.append(UnitRows(stored, source, 1))
+            probes = []
+            if u.spec is not None:
+                for r in u.probes:
+                    self.read_calls -= 1
+                    rows = self._list_rows(
+                        client, u.spec, r.query_index, u.account_id, r.start, r.end
+                    )
+                    key = u.spec.sort_keys[r.query_index]
+                    inside = [
+                        x for x in rows if r.start <= parse_instant_or_none(x.get(key)) < r.end
+                    ]
+                    probes.append(inside if len(inside) <= PROBE_ROWS else None)
+            out.append(UnitRows(stored, source, 1, tuple(probes)))
         return out
 
     def write_buckets(

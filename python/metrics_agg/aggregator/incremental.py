@@ -93,9 +93,16 @@ def touched_hours(unit: WorkUnit) -> list[datetime]:
     return sorted({k.start.replace(minute=0) for k in unit.touched if k.minutes == 1})
 
 
-def plan_minutes(unit: WorkUnit, stored: Mapping[str, StoredBucket], *, errors: bool) -> MinutePlan:
-    """Self-check the touched hours on ``stored`` (logged fallbacks) and narrow the unit."""
-    inv = invalidate(unit, stored, errors=errors)
+def plan_minutes(
+    unit: WorkUnit,
+    stored: Mapping[str, StoredBucket],
+    *,
+    errors: bool,
+    new_hours: frozenset[datetime] = frozenset(),
+) -> MinutePlan:
+    """Self-check the touched hours on ``stored`` (logged fallbacks) and narrow the unit;
+    ``new_hours``: hours seen to hold nothing outside their touched minutes."""
+    inv = invalidate(unit, stored, errors=errors, new_hours=new_hours)
     for hour, reason in sorted(inv.reasons.items()):
         _log.warning(
             "      ⚠ fallback: hour %s recounted directly: %s", format_bucket_time(hour), reason

@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from metrics_agg.aggregator.incremental import (
     MinutePlan,
@@ -48,8 +49,8 @@ from metrics_agg.config import Config
 from metrics_agg.deadline import Deadline
 from metrics_agg.errors import TransportError
 from metrics_agg.graphql import api
-from metrics_agg.graphql.shared_reads import UnitReads
 from metrics_agg.graphql._parallel import run_all
+from metrics_agg.graphql.shared_reads import UnitReads
 from metrics_agg.graphql.transport import GraphQLApi
 from metrics_agg.models import (
     SOURCE_MODELS,
@@ -62,7 +63,7 @@ from metrics_agg.models import (
     WorkUnit,
     WriteOutcome,
 )
-from metrics_agg.timestamps import epoch_minute, utc_now
+from metrics_agg.timestamps import epoch_minute, parse_instant_or_none, utc_now
 
 _log = logging.getLogger("metrics_agg")
 
@@ -100,6 +101,33 @@ class _Unit:
             _log.error("      ✗ %s · %s failed: %s", key.model, key.account_id, self.error)
 
 
+def _new_hours(
+    unit: WorkUnit, hours: Sequence[datetime], probes: Sequence[list[dict[str, Any]] | None]
+) -> frozenset[datetime]:
+    """Hours whose probes (one per (hour, list query), hour-major) came back whole and hold
+    no record placed in one of the hour's untouched minutes (docs/incremental.md)."""
+    spec = SOURCE_MODELS[unit.key.model]
+    touched = {epoch_minute(k.start) for k in unit.touched if k.minutes == 1}
+    per_hour = len(spec.list_queries)
+    out = set()
+    for h, hour in enumerate(hours):
+        first = epoch_minute(hour)
+        clean = True
+        for qi in range(per_hour):
+            rows = probes[h * per_hour + qi]
+            if rows is None:
+                clean = False
+                break
+            for row in rows:
+                when = parse_instant_or_none(row.get(spec.sort_keys[qi]))
+                minute = None if when is None else epoch_minute(when)
+                if minute is None or (first <= minute < first + 60 and minute not in touched):
+                    clean = False
+        if clean:
+            out.add(hour)
+    return frozenset(out)
+
+
 def _spans_reads(model: str, spans: Sequence[HourRange]) -> tuple[SourceRead, ...]:
     """One read per (span, list query), in `read._fetch`'s order (range-major)."""
     queries = range(len(SOURCE_MODELS[model].list_queries))
@@ -128,6 +156,7 @@ def _read_step(
                 tuple((r.start, r.end) for r in hour_ranges(hours)),
                 SOURCE_MODELS[model],
                 _spans_reads(model, spans),
+                _spans_reads(model, hour_ranges(hours)),  # the probes
             )
         )
     results = api.read_units(client, reads, deadline=deadline, sort_key_margin_minutes=0)
@@ -138,10 +167,10 @@ def _read_step(
             continue
         u.requests += result.requests
         u.stored = {sb.key.composite_key: sb for sb in result.stored}
-        u.plan = plan_minutes(u.unit, u.stored, errors=u.errors)
+        new = _new_hours(u.unit, touched_hours(u.unit), result.probes)
+        u.plan = plan_minutes(u.unit, u.stored, errors=u.errors, new_hours=new)
         _log.info(
-            "[1/3] Querying %s · %s: %d minute(s) in %d range(s); %d hour(s) derived, "
-            "%d recounted",
+            "[1/3] Querying %s · %s: %d minute(s) in %d range(s); %d hour(s) derived, %d recounted",
             u.unit.key.model,
             u.unit.key.account_id,
             len(u.plan.inv.minutes),

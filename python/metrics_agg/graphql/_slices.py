@@ -106,7 +106,7 @@ def aliased_list_document(fields: tuple[str, ...], per_alias_account: bool = Fal
     Variables: ``$accountId`` and ``$limit`` shared; ``$k<i>`` (the key condition of
     alias i, typed as that field's key-condition argument) and ``$n<i>`` (its nextToken).
     ``per_alias_account`` (`shared_reads`: aliases of several accounts in one request):
-    ``$a<i>`` replaces ``$accountId`` as alias i's account.
+    ``$a<i>`` and ``$l<i>`` replace ``$accountId`` and ``$limit`` for alias i.
 
     Raises:
         KeyError: a field without a generated operation (regenerate the sgqlc code).
@@ -117,9 +117,10 @@ def aliased_list_document(fields: tuple[str, ...], per_alias_account: bool = Fal
     from metrics_agg.graphql import schema as s
 
     generated = generated_queries()
-    variables: dict[str, Any] = {"limit": Arg(s.Int)}
+    variables: dict[str, Any] = {}
     if not per_alias_account:
         variables["accountId"] = Arg(non_null(s.String))
+        variables["limit"] = Arg(s.Int)
     roots = []
     for i, field in enumerate(fields):
         if field not in generated:
@@ -131,6 +132,7 @@ def aliased_list_document(fields: tuple[str, ...], per_alias_account: bool = Fal
         (key_arg,) = [a for a in root.__field__.args.values() if a.graphql_name not in _COMMON_ARGS]
         if per_alias_account:
             variables[f"a{i}"] = Arg(non_null(s.String))
+            variables[f"l{i}"] = Arg(s.Int)
         variables[f"k{i}"] = Arg(key_arg.type)
         variables[f"n{i}"] = Arg(s.String)
         roots.append((root, key_arg.name))
@@ -141,7 +143,7 @@ def aliased_list_document(fields: tuple[str, ...], per_alias_account: bool = Fal
             **{
                 "account_id": Variable(f"a{i}" if per_alias_account else "accountId"),
                 key_name: Variable(f"k{i}"),
-                "limit": Variable("limit"),
+                "limit": Variable(f"l{i}" if per_alias_account else "limit"),
                 "next_token": Variable(f"n{i}"),
                 "__alias__": f"q{i}",
             }

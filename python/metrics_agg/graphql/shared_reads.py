@@ -5,7 +5,9 @@ for the incremental path, the source records of its touched minutes. `read_units
 the first page of every unit's reads as aliases of as few query documents as the alias
 cap allows (`MAX_SHARED_ALIASES`): each alias names its own account (``$a<i>``), so units
 of different accounts share a request. An alias whose page has a ``nextToken`` continues
-on its own, as in `_slices`.
+on its own, as in `_slices`. A *probe* (`UnitReads.probes`) reads at most `PROBE_ROWS`
+records and never continues: it says whether a range holds anything beyond what the
+caller expects (docs/incremental.md "Which hours fall back").
 
 Failure stays per unit: an error that names an alias fails only the unit that alias
 belongs to; a request that fails as a whole fails the units with an alias in it. A unit
@@ -17,11 +19,11 @@ The slices are the ones the one-unit reads build (`stored.stored_slices`,
 
 from __future__ import annotations
 
-__all__ = ["MAX_SHARED_ALIASES", "UnitReads", "UnitRows", "read_units"]
+__all__ = ["MAX_SHARED_ALIASES", "PROBE_ROWS", "UnitReads", "UnitRows", "read_units"]
 
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -37,6 +39,7 @@ from metrics_agg.models import ModelSpec, SourceRead, StoredBucket
 # Aliases per request. Each alias returns at most one page, so the cap bounds the response
 # to this many pages; 256 holds the first pages of 50 units of any model.
 MAX_SHARED_ALIASES = 256
+PROBE_ROWS = 4
 
 _Rows = list[dict[str, Any]]
 
@@ -51,16 +54,19 @@ class UnitReads:
     stored_windows: tuple[tuple[datetime, datetime], ...]
     spec: ModelSpec | None = None
     source: tuple[SourceRead, ...] = ()
+    probes: tuple[SourceRead, ...] = ()  # read with `PROBE_ROWS` as limit, one page
 
 
 @dataclass(frozen=True, slots=True)
 class UnitRows:
     """A unit's rows: stored buckets (one per composite key), and each source read's
-    records de-duplicated by id; ``requests``: the HTTP requests its aliases were in."""
+    records de-duplicated by id; ``requests``: the HTTP requests its aliases were in.
+    ``probes``: each probe's rows, or None when it had more than one page."""
 
     stored: list[StoredBucket]
     source: list[_Rows]
     requests: int
+    probes: tuple[_Rows | None, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,11 +74,13 @@ class _Alias:
     owner: int
     account_id: str
     slice: Slice
+    probe: bool = False
 
 
 @dataclass
 class _Owner:
     groups: list[_Rows]
+    cut: set[int] = field(default_factory=set)  # probe groups that had a next page
     requests: int = 0
     error: TransportError | None = None
 
@@ -102,9 +110,10 @@ class _Shared:
 
     def _send(self, pages: Sequence[tuple[_Alias, str | None]]) -> list[Any]:
         """One request; per alias its (rows, token), or the error that failed it."""
-        variables: dict[str, Any] = {"limit": self.limit}
+        variables: dict[str, Any] = {}
         for i, (alias, token) in enumerate(pages):
             variables[f"a{i}"] = alias.account_id
+            variables[f"l{i}"] = PROBE_ROWS if alias.probe else self.limit
             variables[f"k{i}"] = alias.slice.condition()
             variables[f"n{i}"] = token
         document = aliased_list_document(tuple(a.slice.field for a, _ in pages), True)
@@ -164,6 +173,10 @@ class _Shared:
                 with self.lock:
                     self.owners[alias.owner].groups[alias.slice.group].extend(rows)
                 if next_token is None:
+                    continue
+                if alias.probe:
+                    with self.lock:
+                        self.owners[alias.owner].cut.add(alias.slice.group)
                     continue
                 if next_token == token:
                     self._fail(
@@ -227,8 +240,22 @@ def read_units(
                 first_group=1,
             )
         spans_of.append(spans)
-        owners.append(_Owner([[] for _ in range(1 + len(unit.source))]))
+        first_probe = 1 + len(unit.source)
+        owners.append(_Owner([[] for _ in range(first_probe + len(unit.probes))]))
         aliases.extend(_Alias(owner, unit.account_id, sl) for sl in slices)
+        if unit.spec is not None and unit.probes:
+            aliases.extend(
+                _Alias(owner, unit.account_id, sl, probe=True)
+                for sl in source_slices(
+                    unit.spec,
+                    unit.probes,
+                    budget=1,
+                    limit=limit,
+                    zone=config.zone_margin_minutes,
+                    key_margin=0,
+                    first_group=first_probe,
+                )
+            )
     shared = _Shared(client, owners, limit, deadline)
     bundles = [
         aliases[i : i + MAX_SHARED_ALIASES] for i in range(0, len(aliases), MAX_SHARED_ALIASES)
@@ -243,11 +270,17 @@ def read_units(
         if state.error is not None:
             out.append(state.error)
             continue
-        source = dedupe_reads(unit.spec, unit.source, state.groups[1:]) if unit.spec else []
+        first_probe = 1 + len(unit.source)
+        groups = state.groups[1:first_probe]
+        source = dedupe_reads(unit.spec, unit.source, groups) if unit.spec else []
         stored = [
             sb
             for sb in decode_stored_rows(state.groups[0], spans)
             if sb.key.account_id == unit.account_id
         ]
-        out.append(UnitRows(stored, source, state.requests))
+        probes = tuple(
+            None if first_probe + i in state.cut else state.groups[first_probe + i]
+            for i in range(len(unit.probes))
+        )
+        out.append(UnitRows(stored, source, state.requests, probes))
     return out
