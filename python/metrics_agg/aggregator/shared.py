@@ -210,29 +210,37 @@ def _read_step(
         run_all([reread(u) for u in fallback], max(1, config.unit_parallelism))
 
 
-def _write_step(
+def _writes(
     client: GraphQLApi,
     live: list[_Unit],
-    jobs: list[tuple[UnitCounts, dict[str, StoredBucket]]],
+    step: str,
+    pause: Callable[[str], None],
     config: Config,
     deadline: Deadline,
-) -> list[WriteOutcome | None]:
+) -> list[_Unit]:
+    """One write step (1-minute or coarser) of every live unit; the units still alive."""
+    pause(step)
+    minute = step == "minute-writes"
+    jobs = [(u.counts, u.minute_stored) if minute else (u.coarse, u.replaced) for u in live]
     before = client.request_count
-    results = write_many(client, jobs, config=config, deadline=deadline)
+    results = write_many(
+        client, [(c, st) for c, st in jobs if c is not None], config=config, deadline=deadline
+    )
     sent = client.request_count - before
-    out: list[WriteOutcome | None] = []
     for u, result in zip(live, results, strict=True):
-        u.requests += sent if len(live) == 1 else _share(sent, len(live))
+        u.requests += _share(sent, len(live))
         if isinstance(result, TransportError):
             u.fail(result)
-            out.append(None)
+        elif minute:
+            u.first = result
         else:
-            out.append(result)
-    return out
+            u.second = result
+    return [u for u in live if u.error is None]
 
 
 def _share(sent: int, units: int) -> int:
-    """Requests a unit is counted for when ``units`` shared ``sent`` (at least one each)."""
+    """Requests a unit is counted for when ``units`` shared ``sent``: all of them when
+    they hold one request's writes, else its share (rounded up)."""
     return max(1, -(-sent // units)) if sent else 0
 
 
@@ -326,13 +334,7 @@ def _run(
     live = [u for u in live if u.error is None]
     if not live:
         return
-    pause("minute-writes")
-    firsts = _write_step(
-        client, live, [(u.counts, u.minute_stored) for u in live if u.counts], config, deadline
-    )
-    for u, first in zip(live, firsts, strict=True):
-        u.first = first
-    live = [u for u in live if u.error is None]
+    live = _writes(client, live, "minute-writes", pause, config, deadline)
     if not live:
         return
     # Every 1-minute write of these units is acknowledged (or superseded) here.
@@ -361,9 +363,4 @@ def _run(
     live = [u for u in live if u.error is None]
     if not live:
         return
-    pause("coarse-writes")
-    seconds = _write_step(
-        client, live, [(u.coarse, u.replaced) for u in live if u.coarse], config, deadline
-    )
-    for u, second in zip(live, seconds, strict=True):
-        u.second = second
+    _writes(client, live, "coarse-writes", pause, config, deadline)
