@@ -481,3 +481,28 @@ def test_read_unit_uses_every_range(fake: FakeApi) -> None:
     snap = read_unit(FakeClient(), unit, config=CONFIG, clock=lambda: NOW)
     assert [[r["id"] for r in rr.records] for rr in snap.ranges] == [["1"], ["2"]]
     assert snap.snapshot_time == NOW and fake.read_calls == 2
+
+
+def test_unit_outcomes_carry_the_same_fields_on_both_paths(
+    fake: FakeApi, monkeypatch: pytest.MonkeyPatch, path: str
+) -> None:
+    """The per-unit log fields (records counted, buckets written, hours, error) are filled
+    alike whichever path ran the units."""
+    seen: list[Any] = []
+    monkeypatch.setattr(pipeline, "log_report", lambda outcomes, *_: seen.extend(outcomes))
+    fake.add("Item", **item("x", "2024-05-01T12:00:00Z"))
+    run(event("item_insert"))
+    by_account = {o.key.account_id: o for o in seen}
+    assert set(by_account) == {"acct-1", "acct-2"}
+    one, two = by_account["acct-1"], by_account["acct-2"]
+    assert (one.records_counted, two.records_counted) == (3, 1)
+    assert one.ok and two.ok and one.error is None and two.error is None
+    assert one.hours == two.hours == 1
+    assert one.buckets_written > 0 and two.buckets_written > 0
+    fake.alias_error = "acct-2"  # every write of acct-2 fails
+    seen.clear()
+    run(event("item_insert"))
+    failed = {o.key.account_id: o for o in seen if not o.ok}
+    assert set(failed) == {"acct-2"}
+    assert failed["acct-2"].error and failed["acct-2"].error.startswith("WriteError")
+    assert failed["acct-2"].hours == 0 and failed["acct-2"].sequence

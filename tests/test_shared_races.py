@@ -21,7 +21,6 @@ from typing import Any
 import pytest
 
 from fakes_api import FakeApi, FakeClient, install
-from metrics_agg.aggregator import pipeline
 from metrics_agg.aggregator.events import parse_batch
 from metrics_agg.aggregator.plan import plan_units
 from metrics_agg.aggregator.shared import SHARED_STEPS, run_shared_units
@@ -29,7 +28,7 @@ from metrics_agg.config import Config
 from metrics_agg.deadline import Deadline
 from metrics_agg.local.server.streams import build_record, with_sequence
 from metrics_agg.models import UnitOutcome, WorkUnit
-from test_derivation_races import TABLE, Clock, Scheduler, _interleavings, _truth
+from test_derivation_races import TABLE, Clock, Scheduler, _interleavings, _truth, aggregate
 
 CONFIG = Config(endpoint="http://fake")
 ACCOUNTS = ("acct-s1", "acct-s2")
@@ -78,15 +77,7 @@ def _scenario(fake: FakeApi) -> tuple[list[WorkUnit], list[WorkUnit]]:
         ]
         for row in seeds[account]:
             fake.add("Item", **row)
-        outcome = pipeline.recount(
-            config=CONFIG,
-            account_id=account,
-            model="Item",
-            start=hour,
-            end=hour + timedelta(hours=1),
-            client=FakeClient(),  # type: ignore[arg-type]
-        )
-        assert outcome.ok
+        aggregate(account, hour)
     assert not _problems(fake)
 
     def change(old: dict[str, Any] | None, new: dict[str, Any] | None, seq: int) -> Any:

@@ -50,7 +50,7 @@ from datetime import datetime
 from typing import Any, TypedDict
 
 from metrics_agg.aggregator import emf
-from metrics_agg.aggregator._units import run_side_by_side
+from metrics_agg.aggregator._units import CountingApi, run_side_by_side
 from metrics_agg.aggregator.count import count_unit, cross_check
 from metrics_agg.aggregator.event_kinds import event_kind, recount_unit, scheduled_units
 from metrics_agg.aggregator.events import parse_batch
@@ -284,8 +284,9 @@ def _run_units(
                 sequence=unit.lowest_sequence,
             )
         _log.info("── unit %d/%d", i, len(units))
-        return run_unit(
-            client,
+        counted = CountingApi(client)
+        outcome = run_unit(
+            counted,
             unit,
             config=config,
             deadline=deadline,
@@ -293,6 +294,9 @@ def _run_units(
             incremental=kind == "stream",
             reconcile=reconcile,
         )
+        # Hours recounted or derived (a stream unit's come from its self-check).
+        hours = outcome.hours if kind == "stream" else sum(r.hours for r in unit.ranges)
+        return replace(outcome, requests=counted.sent, hours=hours if outcome.ok else 0)
 
     return run_side_by_side(units, one, config.unit_parallelism)
 

@@ -288,7 +288,6 @@ def run_shared_units(
                     sequence=s.unit.lowest_sequence,
                     offsets=s.snapshot.offsets if s.snapshot else None,
                     requests=s.requests,
-                    hours=len(s.plan.inv.hours) if s.plan else 0,
                 )
             )
         elif s in idle:
