@@ -94,7 +94,7 @@ class _Owner:
     error: TransportError | None = None
 
 
-_INDEXED = re.compile(r"\$([alkn])0\b")
+_INDEXED = re.compile(r"\$([alkns])0\b")
 
 
 @functools.lru_cache(maxsize=64)
@@ -105,17 +105,38 @@ def _one_alias(field: str) -> tuple[str, str]:
     return head.partition("(\n")[2], body.rpartition("\n}")[0]
 
 
+def _slots(fields: Sequence[str]) -> list[tuple[str, int | None]]:
+    """The aliases of one request by field, each field's count padded to a power of two
+    with skipped aliases (None): (field, page index). A server parses and validates each
+    new document (graphql-core: 0.2-0.6 s for 100-250 aliases); padded, the shapes of an
+    invocation's reads repeat, so the documents are cached."""
+    by_field: dict[str, list[int]] = {}
+    for i, f in enumerate(fields):
+        by_field.setdefault(f, []).append(i)
+    slots: list[tuple[str, int | None]] = []
+    for f in sorted(by_field):
+        real = by_field[f]
+        padded = 1 << (len(real) - 1).bit_length()
+        slots += [(f, i) for i in real] + [(f, None)] * (padded - len(real))
+    return slots
+
+
 @functools.lru_cache(maxsize=256)
-def shared_list_document(fields: tuple[str, ...]) -> str:
+def shared_list_document(fields: tuple[str, ...], skippable: bool = False) -> str:
     """`aliased_list_document(fields, per_alias_account=True)`, composed from the sgqlc
     output of each field's one-alias document with its index renamed. Same text (a test
     compares them); building it with sgqlc takes 0.1-0.2 s of CPU for a hundred aliases,
-    and shared shapes seldom repeat, so each invocation would pay that under the GIL."""
+    and shared shapes seldom repeat, so each invocation would pay that under the GIL.
+    ``skippable``: every alias also gets ``@skip(if: $s<i>)`` (`_slots`' padding)."""
     variables, selections = [], []
-    for i, field in enumerate(fields):
-        head, body = _one_alias(field)
-        variables.append(_INDEXED.sub(lambda m, i=i: f"${m.group(1)}{i}", head))
-        body = _INDEXED.sub(lambda m, i=i: f"${m.group(1)}{i}", body)
+    for i, name in enumerate(fields):
+        head, body = _one_alias(name)
+        if skippable:
+            head += "\n  $s0: Boolean!"
+            body = body.replace("\n    ) {", "\n    ) @skip(if: $s0) {", 1)
+        renamed = rf"$\g<1>{i}"  # $a0 -> $a<i>, and so on
+        variables.append(_INDEXED.sub(renamed, head))
+        body = _INDEXED.sub(renamed, body)
         selections.append(body.replace("  q0: ", f"  q{i}: ", 1))
     return (
         f"query SharedLists{len(fields)}(\n"
@@ -151,13 +172,22 @@ class _Shared:
 
     def _send(self, pages: Sequence[tuple[_Alias, str | None]]) -> list[Any]:
         """One request; per alias its (rows, token), or the error that failed it."""
+        slots = _slots([a.slice.field for a, _ in pages])
         variables: dict[str, Any] = {}
-        for i, (alias, token) in enumerate(pages):
-            variables[f"a{i}"] = alias.account_id
-            variables[f"l{i}"] = PROBE_ROWS if alias.probe else self.limit
-            variables[f"k{i}"] = alias.slice.condition()
-            variables[f"n{i}"] = token
-        document = shared_list_document(tuple(a.slice.field for a, _ in pages))
+        name_of: dict[int, str] = {}
+        for j, (_, i) in enumerate(slots):
+            if i is None:  # padding: skipped, its resolver never runs
+                variables |= {f"a{j}": "", f"l{j}": 1, f"k{j}": None, f"n{j}": None}
+                variables[f"s{j}"] = True
+                continue
+            alias, token = pages[i]
+            name_of[i] = f"q{j}"
+            variables[f"a{j}"] = alias.account_id
+            variables[f"l{j}"] = PROBE_ROWS if alias.probe else self.limit
+            variables[f"k{j}"] = alias.slice.condition()
+            variables[f"n{j}"] = token
+            variables[f"s{j}"] = False
+        document = shared_list_document(tuple(f for f, _ in slots), skippable=True)
         with self.lock:
             for owner in {a.owner for a, _ in pages}:
                 self.owners[owner].requests += 1
@@ -176,15 +206,15 @@ class _Shared:
         data = response.data or {}
         out: list[Any] = []
         for i in range(len(pages)):
-            failed = by_alias.get(f"q{i}")
+            failed = by_alias.get(name_of[i])
             if failed is not None:
                 out.append(failed)
                 continue
-            conn = data.get(f"q{i}")
+            conn = data.get(name_of[i])
             items = conn.get("items") if isinstance(conn, dict) else None
             token = conn.get("nextToken") if isinstance(conn, dict) else None
             if not isinstance(items, list) or (token is not None and not isinstance(token, str)):
-                out.append(GraphQLErrorInfo("malformed connection", None, (f"q{i}",)))
+                out.append(GraphQLErrorInfo("malformed connection", None, (name_of[i],)))
                 continue
             out.append(([row for row in items if isinstance(row, dict)], token))
         return out
