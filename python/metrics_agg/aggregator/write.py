@@ -29,7 +29,8 @@ from __future__ import annotations
 
 __all__ = ["MAX_ROUNDS", "diff_buckets", "plan_writes", "write_changes", "write_many"]
 
-from collections.abc import Iterable, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
@@ -38,6 +39,7 @@ from metrics_agg.config import Config
 from metrics_agg.deadline import Deadline
 from metrics_agg.errors import TransportError, WriteError
 from metrics_agg.graphql import api
+from metrics_agg.graphql._parallel import run_all
 from metrics_agg.graphql.api import stored_is_newer  # pure: stays real when tests fake `api`
 from metrics_agg.graphql.transport import GraphQLApi
 from metrics_agg.models import (
@@ -250,12 +252,15 @@ def _write_jobs(
                         errors=(err,) if err else (),
                     ),
                 )
-        for job in state:
-            if job.error is None and id(job) in recheck:
-                try:
-                    _resolve_conflicts(client, job, recheck[id(job)], deadline)
-                except TransportError as exc:
-                    fail(job, exc)
+        conflicted = [j for j in state if j.error is None and id(j) in recheck]
+        if not isolate:
+            for job in conflicted:  # one unit: its re-read raises
+                _resolve_conflicts(client, job, recheck[id(job)], deadline)
+        elif conflicted:  # several units: their re-reads side by side, each failing alone
+            run_all(
+                [_resolving(client, j, recheck[id(j)], deadline) for j in conflicted],
+                config.write_parallelism,
+            )
     return [
         j.error
         if j.error is not None
@@ -269,6 +274,19 @@ def _write_jobs(
         )
         for j in state
     ]
+
+
+def _resolving(
+    client: GraphQLApi, job: _Job, recheck: Sequence[BucketWrite], deadline: Deadline | None
+) -> Callable[[threading.Event], None]:
+    def run(_stop: threading.Event) -> None:
+        try:
+            _resolve_conflicts(client, job, recheck, deadline)
+        except TransportError as exc:
+            job.error = exc
+            job.pending = []
+
+    return run
 
 
 def _resolve_conflicts(
