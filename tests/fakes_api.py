@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from metrics_agg.errors import GraphQLErrorInfo, ReadError, WriteError
-from metrics_agg.graphql.api import WriteResult
+from metrics_agg.errors import GraphQLErrorInfo, ReadError, TransportError, WriteError
+from metrics_agg.graphql.api import UnitReads, UnitRows, WriteResult
+from metrics_agg.graphql.shared_reads import PROBE_ROWS
 from metrics_agg.models import (
     BucketKey,
     BucketValue,
@@ -49,6 +50,9 @@ class FakeApi:
     fail_read_call: int | None = None
     fail_write_call: int | None = None
     alias_error: str | None = None  # composite key whose write fails with a non-conflict error
+    # Shared reads (`read_units`): accounts whose aliases fail (a per-alias error).
+    alias_error_accounts: set[str] = field(default_factory=set)
+    shared_reads: int = 0  # read_units calls (one request each here)
     # Called before each write batch is applied (to simulate a racing writer).
     before_write: Callable[[FakeApi], None] | None = None
     # Rows the "index" does not show yet (GSI lag): ids hidden from the list reads.
@@ -164,6 +168,53 @@ class FakeApi:
             and any(start <= sb.key.start < end for start, end in windows)
         ]
 
+    def read_units(
+        self,
+        client: Any,
+        units: Sequence[UnitReads],
+        *,
+        deadline: Any = None,
+        sort_key_margin_minutes: int | None = None,
+    ) -> list[UnitRows | TransportError]:
+        """Every unit's reads as one request; ``fail_read_call`` fails it as a whole."""
+        self.shared_reads += 1
+        self.read_calls += 1
+        if self.fail_read_call == self.read_calls:
+            return [ReadError("injected read failure", status=500) for _ in units]
+        out: list[UnitRows | TransportError] = []
+        for u in units:
+            if u.account_id in self.alias_error_accounts:
+                out.append(ReadError("injected alias error"))
+                continue
+            stored = [
+                sb
+                for (acct, _), sb in self.stored.items()
+                if acct == u.account_id
+                and sb.key.record_type in u.record_types
+                and any(start <= sb.key.start < end for start, end in u.stored_windows)
+            ]
+            source = []
+            if u.spec is not None:
+                for r in u.source:
+                    self.read_calls -= 1  # one request for all of them
+                    source.append(
+                        self._list_rows(client, u.spec, r.query_index, u.account_id, r.start, r.end)
+                    )
+            probes = []
+            if u.spec is not None:
+                for r in u.probes:
+                    self.read_calls -= 1
+                    rows = self._list_rows(
+                        client, u.spec, r.query_index, u.account_id, r.start, r.end
+                    )
+                    key = u.spec.sort_keys[r.query_index]
+                    inside = [
+                        x for x in rows if r.start <= parse_instant_or_none(x.get(key)) < r.end
+                    ]
+                    probes.append(inside if len(inside) <= PROBE_ROWS else None)
+            out.append(UnitRows(stored, source, 1, tuple(probes)))
+        return out
+
     def write_buckets(
         self,
         client: Any,
@@ -172,10 +223,15 @@ class FakeApi:
         deadline: Any = None,
         per_request: int | None = None,
         parallelism: int | None = None,
+        isolate: bool = False,
     ) -> list[WriteResult]:
         self.write_calls += 1
         if self.fail_write_call == self.write_calls:
-            raise WriteError("injected write failure", status=500)
+            failure = WriteError("injected write failure", status=500)
+            if not isolate:
+                raise failure
+            info = GraphQLErrorInfo("injected", "WriteError")
+            return [WriteResult(w, False, False, info, failure) for w in writes]
         if self.before_write is not None:
             hook, self.before_write = self.before_write, None
             hook(self)
@@ -183,7 +239,7 @@ class FakeApi:
         for w in writes:
             self.writes.append(w)
             ident = (w.key.account_id, w.key.composite_key)
-            if self.alias_error == w.key.composite_key:
+            if self.alias_error in (w.key.composite_key, w.key.account_id):
                 results.append(
                     WriteResult(
                         w, ok=False, conflict=False, error=GraphQLErrorInfo("boom", "Unauthorized")
@@ -222,9 +278,11 @@ class FakeApi:
 def install(monkeypatch: Any, fake: FakeApi) -> FakeApi:
     """Point the pipeline's I/O stages at ``fake``."""
     import metrics_agg.aggregator.read
+    import metrics_agg.aggregator.shared
     import metrics_agg.aggregator.write
 
     monkeypatch.setattr(metrics_agg.aggregator.read, "api", fake)
+    monkeypatch.setattr(metrics_agg.aggregator.shared, "api", fake)
     monkeypatch.setattr(metrics_agg.aggregator.write, "api", fake)
     return fake
 

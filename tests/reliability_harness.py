@@ -451,6 +451,7 @@ class LoadReport:
     rechecks_not_queued: int = 0
     recheck_drift: int = 0
     left_after_rechecks: int | None = None
+    stream_ms: float = 0.0  # summed duration of the stream invocations
 
     def percentile(self, p: float) -> float:
         if not self.lags:
@@ -476,7 +477,10 @@ class LoadReport:
             f"{self.invocations / max(self.writes, 1):.3f} invocations, "
             f"{self.source_rows_read / max(self.writes, 1):.2f} source rows read, "
             f"{self.http_requests / max(self.writes, 1):.2f} HTTP requests; "
-            f"{self.fallbacks} hour fallbacks; reconcile after quiescence: DriftRepaired "
+            f"{self.fallbacks} hour fallbacks "
+            f"({self.fallbacks / max(self.invocations, 1):.2f} per invocation); mean stream "
+            f"invocation {self.stream_ms / max(self.invocations, 1):.0f} ms; "
+            f"reconcile after quiescence: DriftRepaired "
             f"{self.drift_repaired}, {self.left_after_reconcile} bucket(s) still differing "
             f"({self.left_in_reconcile_window} in its window); rechecks: "
             f"{self.rechecks_queued} hour(s) queued, {self.rechecks_not_queued} not"
@@ -501,6 +505,7 @@ class _Lag:
         self.invocations = 0
         self.failed = 0
         self.rows_read = self.requests = self.fallbacks = 0
+        self.stream_ms = 0.0  # summed DurationMs of the stream invocations
         self.rechecks_queued = self.rechecks_not_queued = self.recheck_drift = 0
 
     def wrote(self, model: str, rid: str, t: float) -> None:
@@ -515,6 +520,7 @@ class _Lag:
                 self.rows_read += metrics.source_rows_read
                 self.requests += metrics.http_requests
                 self.fallbacks += metrics.derivation_fallbacks
+                self.stream_ms += metrics.duration_ms
                 self.rechecks_queued += metrics.recheck_hours_queued
                 self.rechecks_not_queued += metrics.recheck_hours_not_queued
         elif metrics.event_kind == "sqs":  # the backfill queue's mapping runs the rechecks
@@ -700,6 +706,7 @@ def run_load(
         source_rows_read=lag.rows_read,
         http_requests=lag.requests,
         fallbacks=lag.fallbacks,
+        stream_ms=lag.stream_ms,
         drift_repaired=drift,
         left_after_reconcile=len(left),
         left_in_reconcile_window=len(left_in_window),

@@ -157,6 +157,19 @@ def _unit(
     return unit
 
 
+def aggregate(account: str, hour: datetime) -> None:
+    """Recount ``hour`` of ``account``'s Items directly, as the reconcile would."""
+    outcome = pipeline.recount(
+        config=CONFIG,
+        account_id=account,
+        model="Item",
+        start=hour,
+        end=hour + timedelta(hours=1),
+        client=FakeClient(),  # type: ignore[arg-type]
+    )
+    assert outcome.ok
+
+
 def _scenario(fake: FakeApi, which: Sequence[int] = (0, 1, 2)) -> list[WorkUnit]:
     """An aggregated hour, then changes in different minutes (the source updated first):
     0 inserts at :10, 1 deletes at :20, 2 moves a record from :30 to :41. Returns the
@@ -176,15 +189,8 @@ def _scenario(fake: FakeApi, which: Sequence[int] = (0, 1, 2)) -> list[WorkUnit]
     ]
     for row in seeds:
         fake.add("Item", **row)
-    outcome = pipeline.recount(
-        config=CONFIG,
-        account_id=ACCOUNT,
-        model="Item",
-        start=hour,
-        end=hour + timedelta(hours=1),
-        client=FakeClient(),  # type: ignore[arg-type]
-    )
-    assert outcome.ok and not _problems(fake)
+    aggregate(ACCOUNT, hour)
+    assert not _problems(fake)
     units = []
     for i in which:
         if i == 0:

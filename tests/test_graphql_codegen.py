@@ -59,3 +59,20 @@ def test_stored_bucket_and_write_documents_are_valid() -> None:
         document = _write_document(*shape)
         parse_checked(document)
         assert _write_document(*shape) is document  # built once per batch shape
+
+
+def test_shared_documents_are_the_sgqlc_documents() -> None:
+    """The shared reads compose their many-alias documents from one-alias sgqlc output
+    (fast for any shape); the text must equal what sgqlc builds for the whole shape."""
+    from metrics_agg.graphql._slices import aliased_list_document
+    from metrics_agg.graphql.shared_reads import shared_list_document
+    from metrics_agg.graphql.stored import STORED_BUCKETS_QUERY
+
+    fields = (
+        STORED_BUCKETS_QUERY,
+        "listItemByAccountIdAndCreatedAt",
+        "listFeedbackItemByAccountIdAndEditedAt",
+        "listFeedbackItemByAccountIdAndUpdatedAt",
+    ) * 4
+    for shape in (fields[:1], fields[:3], fields):
+        assert shared_list_document(shape) == aliased_list_document(shape, True)

@@ -1,10 +1,18 @@
-"""The orchestrator and the read/merge stage against the in-memory fake api (no server)."""
+"""The orchestrator and the read/merge stage against the in-memory fake api (no server).
+
+Every test runs on both stream paths (`Config.invocation_path`): "shared" (the units of an
+invocation share their requests) and "per-unit" (each unit its own). Fault injection
+differs where the paths do: the per-unit path fails the n-th call, the shared path one
+unit's aliases (a shared call fails every unit in it, which its own test checks).
+"""
 
 from __future__ import annotations
 
 import io
 import json
 import logging
+from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,6 +33,15 @@ EVENTS = Path(__file__).parent / "events"
 NOW = datetime(2024, 5, 1, 12, 30, tzinfo=UTC)
 # Units one after another: the fault-injection tests count calls in key order.
 CONFIG = Config(endpoint="http://fake", unit_parallelism=1)
+_PATH = {"config": CONFIG}
+
+
+@pytest.fixture(autouse=True, params=["shared", "per-unit"])
+def path(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The stream path every `run` of the test takes."""
+    _PATH["config"] = replace(CONFIG, invocation_path=request.param)
+    yield request.param
+    _PATH["config"] = CONFIG
 
 
 def event(name: str) -> dict[str, Any]:
@@ -37,10 +54,10 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> FakeApi:
     return install(monkeypatch, FakeApi())
 
 
-def run(ev: dict[str, Any], config: Config = CONFIG, **kw: Any) -> dict[str, Any]:
+def run(ev: dict[str, Any], config: Config | None = None, **kw: Any) -> dict[str, Any]:
     return pipeline.handle_event(
         ev,
-        config=config,
+        config=config or _PATH["config"],
         client=FakeClient(),  # type: ignore[arg-type]
         now=kw.pop("now", NOW),
         **kw,
@@ -161,23 +178,52 @@ def test_feedback_two_queries_count_once(fake: FakeApi) -> None:
     assert count(fake, "feedbackItemsByScore#score-1#2024-05-01T12:08:00Z#1") == 0
 
 
-def test_read_failure_fails_only_that_unit(fake: FakeApi) -> None:
-    fake.fail_read_call = 1  # acct-1's read (units run in key order)
+def test_read_failure_fails_only_that_unit(fake: FakeApi, path: str) -> None:
+    if path == "shared":
+        fake.alias_error_accounts = {"acct-1"}  # acct-1's aliases of the shared read
+    else:
+        fake.fail_read_call = 1  # acct-1's read (units run in key order)
     out = run(event("item_insert"))
     assert out == {"batchItemFailures": [{"itemIdentifier": "4421584500000000017450439091"}]}
     assert not any(ck for (acct, ck) in fake.stored if acct == "acct-1")
     assert count(fake, "items#2024-05-01T12:12:00Z#1", "acct-2") == 1
 
 
-def test_write_failure_reports_sequence(fake: FakeApi) -> None:
-    fake.fail_write_call = 3  # acct-2's 1-minute writes (acct-1: calls 1 and 2)
+def test_write_failure_reports_sequence(fake: FakeApi, path: str) -> None:
+    if path == "shared":
+        fake.alias_error = "acct-2"  # acct-2's aliases of the shared writes
+    else:
+        fake.fail_write_call = 3  # acct-2's 1-minute writes (acct-1: calls 1 and 2)
     out = run(event("item_insert"))
     assert out == {"batchItemFailures": [{"itemIdentifier": "4421584600000000017450439181"}]}
 
 
-def test_failed_minute_write_derives_nothing(fake: FakeApi) -> None:
+@pytest.mark.parametrize("stage", ["read", "write"])
+def test_shared_request_failure_fails_each_unit_in_it(fake: FakeApi, path: str, stage: str) -> None:
+    """A shared request that fails as a whole fails every unit with a part in it, each
+    reported by its own lowest sequence number; nothing of them is written."""
+    if path != "shared":
+        pytest.skip("the per-unit path sends no shared request")
+    if stage == "read":
+        fake.fail_read_call = 1
+    else:
+        fake.fail_write_call = 1  # the 1-minute writes of both units
+    out = run(event("item_insert"))
+    assert out == {
+        "batchItemFailures": [
+            {"itemIdentifier": "4421584500000000017450439091"},
+            {"itemIdentifier": "4421584600000000017450439181"},
+        ]
+    }
+    assert not [ck for (_, ck) in fake.stored if ck.endswith("#5") or ck.endswith("#60")]
+
+
+def test_failed_minute_write_derives_nothing(fake: FakeApi, path: str) -> None:
     """docs/design.md §4.8: a 1-minute write that fails means nothing is derived; unit reported."""
-    fake.fail_write_call = 1  # acct-1's 1-minute writes
+    if path == "shared":
+        fake.alias_error = "acct-1"
+    else:
+        fake.fail_write_call = 1  # acct-1's 1-minute writes
     out = run(event("item_insert"))
     assert out == {"batchItemFailures": [{"itemIdentifier": "4421584500000000017450439091"}]}
     assert not [ck for (acct, ck) in fake.stored if acct == "acct-1"]
@@ -194,7 +240,7 @@ def test_deadline_leaves_units_unstarted(fake: FakeApi) -> None:
 
 
 def test_human_log_and_emf(
-    fake: FakeApi, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+    fake: FakeApi, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch, path: str
 ) -> None:
     caplog.set_level(logging.INFO, logger="metrics_agg")
     lines: list[str] = []
@@ -233,7 +279,9 @@ def test_human_log_and_emf(
     }
     # NOW (12:30) minus the batch's oldest ApproximateCreationDateTime (12:10:00).
     assert doc["FreshnessSeconds"] == 1200.0
-    assert doc["DerivationFallbacks"] == 2  # acct-1 and acct-2: first aggregation of 12:00
+    # First aggregation of 12:00 for both; acct-2's hour holds nothing but the batch's
+    # minute, which the shared path's probe sees, so only acct-1's (record "x") falls back.
+    assert doc["DerivationFallbacks"] == (1 if path == "shared" else 2)
 
 
 def test_freshness_is_the_oldest_record_and_only_for_streams(
@@ -264,9 +312,12 @@ def test_freshness_is_the_oldest_record_and_only_for_streams(
     }
 
 
-def test_partial_log(fake: FakeApi, caplog: pytest.LogCaptureFixture) -> None:
+def test_partial_log(fake: FakeApi, caplog: pytest.LogCaptureFixture, path: str) -> None:
     caplog.set_level(logging.INFO, logger="metrics_agg")
-    fake.fail_read_call = 2
+    if path == "shared":
+        fake.alias_error_accounts = {"acct-2"}
+    else:
+        fake.fail_read_call = 2
     run(event("item_insert"))
     assert "⚠ PARTIAL: 1 of 2 unit(s) failed" in caplog.text
 
@@ -432,3 +483,28 @@ def test_read_unit_uses_every_range(fake: FakeApi) -> None:
     snap = read_unit(FakeClient(), unit, config=CONFIG, clock=lambda: NOW)
     assert [[r["id"] for r in rr.records] for rr in snap.ranges] == [["1"], ["2"]]
     assert snap.snapshot_time == NOW and fake.read_calls == 2
+
+
+def test_unit_outcomes_carry_the_same_fields_on_both_paths(
+    fake: FakeApi, monkeypatch: pytest.MonkeyPatch, path: str
+) -> None:
+    """The per-unit log fields (records counted, buckets written, hours, error) are filled
+    alike whichever path ran the units."""
+    seen: list[Any] = []
+    monkeypatch.setattr(pipeline, "log_report", lambda outcomes, *_: seen.extend(outcomes))
+    fake.add("Item", **item("x", "2024-05-01T12:00:00Z"))
+    run(event("item_insert"))
+    by_account = {o.key.account_id: o for o in seen}
+    assert set(by_account) == {"acct-1", "acct-2"}
+    one, two = by_account["acct-1"], by_account["acct-2"]
+    assert (one.records_counted, two.records_counted) == (3, 1)
+    assert one.ok and two.ok and one.error is None and two.error is None
+    assert one.hours == two.hours == 1
+    assert one.buckets_written > 0 and two.buckets_written > 0
+    fake.alias_error = "acct-2"  # every write of acct-2 fails
+    seen.clear()
+    run(event("item_insert"))
+    failed = {o.key.account_id: o for o in seen if not o.ok}
+    assert set(failed) == {"acct-2"}
+    assert failed["acct-2"].error and failed["acct-2"].error.startswith("WriteError")
+    assert failed["acct-2"].hours == 0 and failed["acct-2"].sequence

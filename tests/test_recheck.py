@@ -152,8 +152,10 @@ def test_hours_outside_the_window_are_handed_over_once(
     assert sink.calls == [OLD]  # one send, sorted, deduplicated, no 11:00 or 12:00
     (line,) = metrics
     assert line["RecheckHoursQueued"] == 3 and line["RecheckHoursNotQueued"] == 0
-    # Every hour here is a first aggregation (a fallback); a derived one is handed over too.
-    assert line["DerivationFallbacks"] == 5
+    # Every hour here is a first aggregation holding nothing but the batch's records: the
+    # shared path's probe sees that and derives them (docs/incremental.md "Which hours fall
+    # back"); derived hours are handed over like recounted ones.
+    assert line["DerivationFallbacks"] == 0
     more = (("e", "acct-1", "2024-05-01T09:45:00Z"),)
     add(fake, more)
     assert run(stream(*more), sink) == {"batchItemFailures": []}
@@ -199,7 +201,8 @@ def test_without_a_queue_the_hours_are_logged_and_counted(
 
 def test_a_failed_unit_hands_nothing_over(fake: FakeApi, metrics: list[dict[str, Any]]) -> None:
     add(fake, ROWS)
-    fake.fail_read_call = 1  # acct-1's source read: the unit is reported for a retry
+    # acct-1's aliases of the shared read fail: the unit is reported for a retry.
+    fake.alias_error_accounts = {"acct-1"}
     sink = Sink()
     out = run(stream(*ROWS), sink)
     assert out["batchItemFailures"] == [{"itemIdentifier": "100"}]

@@ -19,6 +19,7 @@ import pytest
 
 from metrics_agg.aggregator import pipeline
 from metrics_agg.config import Config
+from metrics_agg.graphql.shared_reads import PROBE_ROWS
 from metrics_agg.graphql.transport import GraphQLClient
 from metrics_agg.local.server import LocalStack, seed_records
 from recording_client import RecordingClient
@@ -38,7 +39,8 @@ class CountingClient(RecordingClient):
         for sent in self.requests:
             for name, value in sent.variables.items():
                 between = value.get("between") if isinstance(value, dict) else None
-                if name.startswith("k") and between and isinstance(between[0], str):
+                probe = sent.variables.get(f"l{name[1:]}") == PROBE_ROWS  # `shared_reads`
+                if name.startswith("k") and between and isinstance(between[0], str) and not probe:
                     out.add((between[0], between[1]))
         return out
 
@@ -90,9 +92,10 @@ def _new_record(model: str, account: str, at: datetime) -> dict[str, Any]:
     return record
 
 
+@pytest.mark.parametrize("path", ["shared", "per-unit"])
 @pytest.mark.parametrize("model", FAMILIES)
 def test_steady_state_is_five_requests(
-    make_local_stack: Callable[..., LocalStack], model: str
+    make_local_stack: Callable[..., LocalStack], model: str, path: str
 ) -> None:
     stack = make_local_stack()
     account = f"budget-{model}"
@@ -119,17 +122,19 @@ def test_steady_state_is_five_requests(
     event = {"Records": stack.store.read_stream(table, after, 10)}
     assert len(event["Records"]) == 1
     stack.faults.reset_counts()
-    client = CountingClient(stack.config())
+    config = stack.config(invocation_path=path)
+    client = CountingClient(config)
     with client:
-        assert pipeline.handle_event(event, config=stack.config(), client=client) == {
+        assert pipeline.handle_event(event, config=config, client=client) == {
             "batchItemFailures": []
         }
         requests = client.request_count
     # 1 stored-bucket read (all recordTypes of the family), 1 source read of the touched
     # minute (FeedbackItem: both list queries), 1 request of aliased 1-minute writes,
-    # 1 derivation read, 1 request of aliased 5/15/60-minute writes.
+    # 1 derivation read, 1 request of aliased 5/15/60-minute writes. The shared path
+    # sends the first two as one.
     sent = [s.variables for s in client.requests]
-    assert requests <= 5, f"{model}: {requests} HTTP requests: {sent}"
+    assert requests <= (4 if path == "shared" else 5), f"{model}: {requests} requests: {sent}"
     assert stack.faults.requests == requests
     # The source read is the touched minute alone (no sort-key margin, docs/design.md §4.8).
     for lo, hi in client.source_ranges():
@@ -204,3 +209,58 @@ def test_failed_sub_range_page_writes_nothing(
         out = _recount(stack, "Item", account, start, end, client, config)
     assert out["status"] == "PARTIAL"
     assert stack.store.all_metrics(account) == []
+
+
+@pytest.mark.parametrize("units", [1, 10, 50])
+def test_shared_steady_state_requests_do_not_grow_with_units(
+    local_stack: LocalStack, units: int
+) -> None:
+    """docs/incremental.md "Shared requests": a steady-state batch touching ``units``
+    (model, account) pairs sends one shared read, the 1-minute writes, one derivation read
+    and the coarser writes: 4 requests whatever ``units`` is, plus one per
+    ``mutations_per_request`` writes beyond the first of each write step."""
+    stack = local_stack
+    now = datetime.now(UTC)
+    hour = now.replace(minute=0, second=0, microsecond=0)
+    accounts = [f"acct-shared-{i}" for i in range(units)]
+    with GraphQLClient(stack.config()) as client:
+        for i, account in enumerate(accounts):
+            seed_records(
+                stack.store,
+                "Item",
+                account,
+                5,
+                hour,
+                max(now - timedelta(seconds=1), hour + timedelta(seconds=1)),
+                seed=i,
+                stream=False,
+            )
+            out = _recount(stack, "Item", account, hour, hour + timedelta(hours=1), client)
+            assert out["status"] == "SUCCESS"
+    table = "Item-local-NONE"
+    after = stack.store.stream_end(table)
+    for account in accounts:
+        stack.store.create("Item", _new_record("Item", account, datetime.now(UTC)))
+    event = {"Records": stack.store.read_stream(table, after, 1000)}
+    assert len(event["Records"]) == units
+    for per_request, bound in ((25, None), (10_000, 4)):
+        config = stack.config(mutations_per_request=per_request, invocation_path="shared")
+        client = CountingClient(config)
+        with client:
+            response = pipeline.handle_event(event, config=config, client=client)
+        assert response == {"batchItemFailures": []}
+        writes = [s for s in client.requests if s.kind == "write"]
+        reads = [s for s in client.requests if s.kind != "write"]
+        assert len(reads) == 2, [sorted(s.variables) for s in reads]  # shared + derivation
+        # Each write step: its writes in requests of `mutations_per_request`.
+        sizes = [sum(1 for k in s.variables if k[0] in "cu") for s in writes]
+        assert all(n <= per_request for n in sizes)
+        assert len(writes) <= 2 + sum(sizes) // per_request
+        if bound is not None:
+            assert client.request_count <= bound, client.request_count
+        # The batch's minute alone is read: no hour fell back.
+        for lo, hi in client.source_ranges():
+            minutes = (datetime.fromisoformat(hi + "Z") - datetime.fromisoformat(lo + "Z")).seconds
+            assert minutes == 60, (lo, hi)
+        for account in accounts:
+            assert_matches_truth(stack.store, account)

@@ -552,8 +552,10 @@ class UnitOutcome:
     # Stream units: hours this unit recounted or derived that no scheduled reconcile is sure
     # to reread (`aggregator.recheck`); the pipeline hands them over for a delayed recount.
     recheck_hours: tuple[datetime, ...] = ()
-    # The structured log's per-unit fields (`report.log_report`): hours of the unit, minutes
-    # recounted from source records, and wall time of the unit.
+    # The structured log's per-unit fields (`report.log_report`): HTTP requests this unit's
+    # work was in (a shared request counts for every unit in it; retries not counted), the
+    # hours it recounted or derived, minutes recounted from source records, and wall time.
+    requests: int = 0
     hours: int = 0
     minutes_recounted: int = 0
     seconds: float = 0.0

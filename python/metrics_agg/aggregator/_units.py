@@ -9,13 +9,17 @@ back and handed on, in order, when it ends (one unit's block after another).
 
 from __future__ import annotations
 
-__all__ = ["run_side_by_side"]
+__all__ = ["CountingApi", "run_side_by_side"]
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from typing import Any, TypeVar
+
+from metrics_agg.config import Config
+from metrics_agg.deadline import Deadline
+from metrics_agg.graphql.transport import GraphQLApi, GraphQLResponse, Kind
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -70,3 +74,40 @@ def run_side_by_side(items: Sequence[T], run: Callable[[int, T], R], parallelism
             return [f.result() for f in futures]
     finally:
         _log.removeFilter(hold)
+
+
+class CountingApi:
+    """A client seen through one unit: counts the requests that unit's work sends
+    (`UnitOutcome.requests`; retries inside `execute` not counted), delegates the rest.
+    Units side by side share one client, whose own count mixes them."""
+
+    def __init__(self, client: GraphQLApi) -> None:
+        self._client = client
+        self._lock = threading.Lock()
+        self.sent = 0
+
+    @property
+    def config(self) -> Config:
+        return self._client.config
+
+    @property
+    def request_count(self) -> int:
+        return self._client.request_count
+
+    def execute(
+        self,
+        document: str,
+        variables: Mapping[str, Any] | None = None,
+        *,
+        kind: Kind,
+        deadline: Deadline | None = None,
+    ) -> GraphQLResponse:
+        with self._lock:
+            self.sent += 1
+        return self._client.execute(document, variables, kind=kind, deadline=deadline)
+
+    def pause_before_retry(self, attempt: int, deadline: Deadline | None = None) -> bool:
+        return self._client.pause_before_retry(attempt, deadline)
+
+    def close(self) -> None:
+        self._client.close()

@@ -23,16 +23,27 @@ with the name of each step before it starts: the race tests interleave invocatio
 
 from __future__ import annotations
 
-__all__ = ["STEPS", "run_stream_unit"]
+__all__ = [
+    "STEPS",
+    "MinutePlan",
+    "coarse_counts",
+    "count_snapshot",
+    "finish",
+    "plan_minutes",
+    "run_stream_unit",
+    "touched_hours",
+]
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 
 from metrics_agg.aggregator.count import count_minutes
 from metrics_agg.aggregator.derivation import derive_coarse, overlay_own_writes
 from metrics_agg.aggregator.invalidation import (
+    Invalidation,
     coarse_parents,
     hour_ranges,
     invalidate,
@@ -45,7 +56,16 @@ from metrics_agg.aggregator.write import plan_writes, write_changes
 from metrics_agg.config import Config
 from metrics_agg.deadline import Deadline
 from metrics_agg.graphql.transport import GraphQLApi
-from metrics_agg.models import SOURCE_MODELS, UnitCounts, UnitOutcome, WorkUnit
+from metrics_agg.models import (
+    SOURCE_MODELS,
+    HourRange,
+    Snapshot,
+    StoredBucket,
+    UnitCounts,
+    UnitOutcome,
+    WorkUnit,
+    WriteOutcome,
+)
 from metrics_agg.timestamps import epoch_minute, format_bucket_time, utc_now
 
 _log = logging.getLogger("metrics_agg")
@@ -56,6 +76,157 @@ Pause = Callable[[str], None]
 
 def _no_pause(_step: str) -> None:
     return None
+
+
+@dataclass(frozen=True, slots=True)
+class MinutePlan:
+    """What a unit recounts after its self-check: the minutes (as key-condition spans),
+    the hours they lie in, and the unit narrowed to them."""
+
+    inv: Invalidation
+    spans: tuple[HourRange, ...]
+    ranges: tuple[HourRange, ...]
+    minute_unit: WorkUnit
+
+
+def touched_hours(unit: WorkUnit) -> list[datetime]:
+    return sorted({k.start.replace(minute=0) for k in unit.touched if k.minutes == 1})
+
+
+def plan_minutes(
+    unit: WorkUnit,
+    stored: Mapping[str, StoredBucket],
+    *,
+    errors: bool,
+    new_hours: frozenset[datetime] = frozenset(),
+) -> MinutePlan:
+    """Self-check the touched hours on ``stored`` (logged fallbacks) and narrow the unit;
+    ``new_hours``: hours seen to hold nothing outside their touched minutes."""
+    inv = invalidate(unit, stored, errors=errors, new_hours=new_hours)
+    for hour, reason in sorted(inv.reasons.items()):
+        _log.warning(
+            "      ⚠ fallback: hour %s recounted directly: %s", format_bucket_time(hour), reason
+        )
+    minutes = inv.minutes
+    ranges = hour_ranges(inv.hours)
+    minute_unit = WorkUnit(
+        key=unit.key,
+        ranges=ranges,
+        changes=unit.changes,
+        touched=frozenset(
+            k for k in unit.touched if k.minutes == 1 and epoch_minute(k.start) in minutes
+        ),
+    )
+    return MinutePlan(inv, minute_spans(minutes), ranges, minute_unit)
+
+
+def count_snapshot(
+    plan: MinutePlan, snapshot: Snapshot, stored: Mapping[str, StoredBucket], config: Config
+) -> tuple[UnitCounts, dict[str, StoredBucket]] | None:
+    """The 1-minute counts and the stored rows they replace; None: the cross-check failed."""
+    counts = count_minutes(snapshot, backend=config.counter_backend, errors=config.errors)
+    _log.info(
+        "[2/3] Counting: %s rows read, %s records in the minutes (%d merged, %d removed "
+        "from the batch); Cross-check: %s in 1-min buckets vs %s records %s",
+        fmt_count(snapshot.records_read),
+        fmt_count(counts.processed),
+        snapshot.merged_from_batch,
+        snapshot.removed_by_batch,
+        fmt_count(counts.one_minute_total),
+        fmt_count(counts.processed),
+        "✓" if counts.one_minute_total == counts.processed else "✗",
+    )
+    if counts.one_minute_total != counts.processed:
+        return None
+    minutes = plan.inv.minutes
+    minute_stored = {
+        ck: sb
+        for ck, sb in stored.items()
+        if sb.key.minutes == 1 and epoch_minute(sb.key.start) in minutes
+    }
+    return counts, minute_stored
+
+
+def coarse_counts(
+    plan: MinutePlan,
+    counts: UnitCounts,
+    minute_stored: Mapping[str, StoredBucket],
+    first: WriteOutcome,
+    rows: Mapping[str, StoredBucket],
+    read_time: datetime,
+    *,
+    errors: bool,
+) -> tuple[UnitCounts, dict[str, StoredBucket]]:
+    """The derived 5/15/60-minute values (as counts to write) and the rows they replace,
+    from ``rows`` (read after the 1-minute writes ``first`` were acknowledged)."""
+    planned = plan_writes(counts, minute_stored)
+    own = [(w.key, w.value) for w in planned if w.key.composite_key not in first.superseded_keys]
+    rows = overlay_own_writes(rows, own, counts.snapshot_time)
+    always = {p for w in planned for p in coarse_parents(w.key)}
+    desired, replaced = derive_coarse(
+        plan.minute_unit,
+        rows,
+        hours=plan.inv.hours,
+        always=always,
+        recount_hours=plan.inv.recount_hours,
+        read_time=read_time,
+        errors=errors,
+    )
+    coarse = UnitCounts(
+        unit=WorkUnit(key=plan.minute_unit.key, ranges=plan.ranges, touched=frozenset(always)),
+        snapshot_time=read_time,
+        desired=desired,
+        processed=0,
+        missing=0,
+        invalid=0,
+        outside_window=0,
+        one_minute_total=0,
+        errors=errors,
+    )
+    return coarse, replaced
+
+
+def finish(
+    unit: WorkUnit,
+    plan: MinutePlan,
+    snapshot: Snapshot,
+    counts: UnitCounts,
+    first: WriteOutcome,
+    second: WriteOutcome,
+    *,
+    now: datetime,
+    seconds: float,
+    requests: int = 0,
+) -> UnitOutcome:
+    """The unit's outcome once its coarser writes are acknowledged (and its log line)."""
+    # After every write: only a reconcile starting later (and after the lag) can repair it.
+    recheck = outside_reconcile(plan.inv.hours, now=now)
+    _log.info(
+        "[3/3] Wrote %d 1-minute and %d derived bucket(s) (%d superseded by a newer "
+        "snapshot; %.2f s)",
+        first.created + first.updated,
+        second.created + second.updated,
+        first.superseded + second.superseded,
+        seconds,
+    )
+    return UnitOutcome(
+        unit.key,
+        ok=True,
+        records_counted=counts.processed,
+        invalid=counts.invalid,
+        missing=counts.missing,
+        buckets_written=first.created + first.updated + second.created + second.updated,
+        superseded=first.superseded + second.superseded,
+        offsets=snapshot.offsets,
+        records_read=snapshot.records_read,
+        fallback_hours=len(plan.inv.recount_hours),
+        derived=second.created + second.updated,
+        recheck_hours=recheck,
+        requests=requests,
+        hours=len(plan.inv.hours),
+        minutes_recounted=len(plan.inv.minutes),
+        seconds=round(seconds, 3),
+    )
 
 
 def run_stream_unit(
@@ -74,129 +245,54 @@ def run_stream_unit(
     """
     key = unit.key
     t0 = time.monotonic()
-    touched_hours = sorted({k.start.replace(minute=0) for k in unit.touched if k.minutes == 1})
-    if not touched_hours:
+    hours = touched_hours(unit)
+    if not hours:
         _log.info(
             "      nothing to recount: no batch timestamp within the limits%s",
             f" ({unit.unchanged} MODIFY changing nothing counted)" if unit.unchanged else "",
         )
         return UnitOutcome(key, ok=True)
     pause("stored-read")
-    stored = read_stored(client, unit, deadline=deadline, ranges=hour_ranges(touched_hours))
+    stored = read_stored(client, unit, deadline=deadline, ranges=hour_ranges(hours))
     # errorCount is derived like the count where the model has error rules (issue 13).
     with_errors = bool(config.error_rules()[key.model])
-    inv = invalidate(unit, stored, errors=with_errors)
-    for hour, reason in sorted(inv.reasons.items()):
-        _log.warning(
-            "      ⚠ fallback: hour %s recounted directly: %s", format_bucket_time(hour), reason
-        )
-    minutes = inv.minutes
-    spans = minute_spans(minutes)
-    ranges = hour_ranges(inv.hours)
-    minute_unit = WorkUnit(
-        key=key,
-        ranges=ranges,
-        changes=unit.changes,
-        touched=frozenset(
-            k for k in unit.touched if k.minutes == 1 and epoch_minute(k.start) in minutes
-        ),
-    )
+    plan = plan_minutes(unit, stored, errors=with_errors)
     margin = config.zone_margin_minutes
     _log.info(
         "[1/3] Querying %s: %d minute(s) in %d range(s)%s; %d hour(s) derived, %d recounted",
         ", ".join(SOURCE_MODELS[key.model].list_queries),
-        len(minutes),
-        len(spans),
+        len(plan.inv.minutes),
+        len(plan.spans),
         f" (widened by a {margin}-min zone margin)" if margin else "",
-        len(inv.derive_hours),
-        len(inv.recount_hours),
+        len(plan.inv.derive_hours),
+        len(plan.inv.recount_hours),
     )
     pause("source-read")
     snapshot = read_unit(
         client,
-        minute_unit,
+        plan.minute_unit,
         config=config,
         deadline=deadline,
         clock=clock,
         stored=stored,
-        spans=spans,
+        spans=plan.spans,
         sort_key_margin_minutes=0,
     )
-    counts = count_minutes(snapshot, backend=config.counter_backend, errors=config.errors)
-    _log.info(
-        "[2/3] Counting: %s rows read, %s records in the minutes (%d merged, %d removed "
-        "from the batch); Cross-check: %s in 1-min buckets vs %s records %s",
-        fmt_count(snapshot.records_read),
-        fmt_count(counts.processed),
-        snapshot.merged_from_batch,
-        snapshot.removed_by_batch,
-        fmt_count(counts.one_minute_total),
-        fmt_count(counts.processed),
-        "✓" if counts.one_minute_total == counts.processed else "✗",
-    )
-    if counts.one_minute_total != counts.processed:
+    counted = count_snapshot(plan, snapshot, stored, config)
+    if counted is None:
         return UnitOutcome(key, ok=False, error="cross-check failed", sequence=unit.lowest_sequence)
-    minute_stored = {
-        ck: sb
-        for ck, sb in stored.items()
-        if sb.key.minutes == 1 and epoch_minute(sb.key.start) in minutes
-    }
-    planned = plan_writes(counts, minute_stored)
+    counts, minute_stored = counted
     pause("minute-writes")
     first = write_changes(client, counts, config=config, deadline=deadline, stored=minute_stored)
     # Every 1-minute write is acknowledged (or superseded by a newer snapshot) here.
     pause("derivation-read")
     read_time = clock()
-    rows = read_stored(client, unit, deadline=deadline, ranges=ranges)
-    own = [(w.key, w.value) for w in planned if w.key.composite_key not in first.superseded_keys]
-    rows = overlay_own_writes(rows, own, counts.snapshot_time)
-    always = {p for w in planned for p in coarse_parents(w.key)}
-    desired, replaced = derive_coarse(
-        minute_unit,
-        rows,
-        hours=inv.hours,
-        always=always,
-        recount_hours=inv.recount_hours,
-        read_time=read_time,
-        errors=with_errors,
-    )
-    coarse_counts = UnitCounts(
-        unit=WorkUnit(key=key, ranges=ranges, touched=frozenset(always)),
-        snapshot_time=read_time,
-        desired=desired,
-        processed=0,
-        missing=0,
-        invalid=0,
-        outside_window=0,
-        one_minute_total=0,
-        errors=with_errors,
+    rows = read_stored(client, unit, deadline=deadline, ranges=plan.ranges)
+    coarse, replaced = coarse_counts(
+        plan, counts, minute_stored, first, rows, read_time, errors=with_errors
     )
     pause("coarse-writes")
-    second = write_changes(client, coarse_counts, config=config, deadline=deadline, stored=replaced)
-    written = first.created + first.updated + second.created + second.updated
-    # After every write: only a reconcile starting later (and after the lag) can repair it.
-    recheck = outside_reconcile(inv.hours, now=clock())
-    _log.info(
-        "[3/3] Wrote %d 1-minute and %d derived bucket(s) (%d superseded by a newer "
-        "snapshot; %.2f s)",
-        first.created + first.updated,
-        second.created + second.updated,
-        first.superseded + second.superseded,
-        time.monotonic() - t0,
-    )
-    return UnitOutcome(
-        key,
-        ok=True,
-        records_counted=counts.processed,
-        invalid=counts.invalid,
-        missing=counts.missing,
-        buckets_written=written,
-        superseded=first.superseded + second.superseded,
-        offsets=snapshot.offsets,
-        records_read=snapshot.records_read,
-        fallback_hours=len(inv.recount_hours),
-        derived=second.created + second.updated,
-        recheck_hours=recheck,
-        hours=len(touched_hours),
-        minutes_recounted=len(minutes),
+    second = write_changes(client, coarse, config=config, deadline=deadline, stored=replaced)
+    return finish(
+        unit, plan, snapshot, counts, first, second, now=clock(), seconds=time.monotonic() - t0
     )

@@ -10,7 +10,9 @@ rows that already disagree would only carry the disagreement forward. The check,
 
 - the model's base 60-minute row exists (a hour never aggregated, or aggregated before
   deployment by something that wrote no rows, has none: its untouched minutes were never
-  counted into 1-minute rows);
+  counted into 1-minute rows), unless the hour is known to hold no record outside its
+  touched minutes (``new_hours``: a series new in the hour, whose rows read as zero
+  because there was nothing to count; the shared path probes the source for this);
 - for every scope with a stored row in the hour (recordType, and scorecard/score for
   feedback): the 60-minute row equals the sum of its 1-minute rows (count, feedback
   metadata and, for a model with error rules, errorCount; a missing row is 0), and so does
@@ -149,14 +151,14 @@ def _agrees(
 
 
 def _check_hour(
-    unit: WorkUnit, hour: datetime, rows: list[StoredBucket], errors: bool
+    unit: WorkUnit, hour: datetime, rows: list[StoredBucket], errors: bool, new: bool = False
 ) -> str | None:
     spec = SOURCE_MODELS[unit.key.model]
     base = BucketKey(unit.key.account_id, spec.record_type, hour, 60).composite_key
     by_scope: dict[str, dict[int, dict[int, StoredBucket]]] = defaultdict(lambda: defaultdict(dict))
     for sb in rows:
         by_scope[scope_of(sb.key)][sb.key.minutes][epoch_minute(sb.key.start)] = sb
-    if not any(sb.key.composite_key == base for sb in rows):
+    if not new and not any(sb.key.composite_key == base for sb in rows):
         return "no stored 60-minute row (first aggregation of this hour, or pre-deployment data)"
     first = epoch_minute(hour)
     for scope, sizes in sorted(by_scope.items()):
@@ -189,13 +191,18 @@ def _check_hour(
 
 
 def invalidate(
-    unit: WorkUnit, stored: Mapping[str, StoredBucket], *, errors: bool = False
+    unit: WorkUnit,
+    stored: Mapping[str, StoredBucket],
+    *,
+    errors: bool = False,
+    new_hours: frozenset[datetime] = frozenset(),
 ) -> Invalidation:
     """Touched minutes of ``unit`` and the self-check of their hours on ``stored`` (pure).
 
     ``stored``: the unit's stored rows of every size over the touched hours, read before
     this invocation wrote anything. ``errors``: the model has error rules (errorCount is
-    checked too).
+    checked too). ``new_hours``: hours seen to hold no record outside their touched
+    minutes (module doc).
     """
     touched = frozenset(epoch_minute(k.start) for k in unit.touched if k.minutes == 1)
     per_hour: dict[int, set[int]] = defaultdict(set)
@@ -209,7 +216,7 @@ def invalidate(
     reasons: dict[datetime, str] = {}
     for first in sorted(per_hour):
         hour = from_epoch_minute(first)
-        reason = _check_hour(unit, hour, rows.get(first, []), errors)
+        reason = _check_hour(unit, hour, rows.get(first, []), errors, hour in new_hours)
         if reason is None:
             derive.append(hour)
         else:

@@ -52,7 +52,7 @@ from datetime import datetime
 from typing import Any, TypedDict
 
 from metrics_agg.aggregator import emf
-from metrics_agg.aggregator._units import run_side_by_side
+from metrics_agg.aggregator._units import CountingApi, run_side_by_side
 from metrics_agg.aggregator.activity import ActivityLog, activity_for, unit_activity
 from metrics_agg.aggregator.count import count_unit, cross_check
 from metrics_agg.aggregator.event_kinds import event_kind, recount_unit, scheduled_units
@@ -75,6 +75,7 @@ from metrics_agg.aggregator.report import (
     warn_offsets,
     window_text,
 )
+from metrics_agg.aggregator.shared import run_shared_units
 from metrics_agg.aggregator.write import diff_buckets, plan_writes, write_changes
 from metrics_agg.aggregator.zones import merge_offsets
 from metrics_agg.config import Config
@@ -258,6 +259,18 @@ def _run_units(
     kind: str = "recount",
     reconcile: bool = False,
 ) -> list[UnitOutcome]:
+    if kind == "stream" and config.invocation_path == "shared":
+        # docs/incremental.md "Shared requests": all units of the batch share each request.
+        if units and deadline.remaining() < MIN_UNIT_SECONDS:
+            _log.warning("%d unit(s) not started: deadline too close", len(units))
+            return [
+                UnitOutcome(
+                    u.key, ok=False, error="not started: deadline", sequence=u.lowest_sequence
+                )
+                for u in units
+            ]
+        return run_shared_units(client, units, config=config, deadline=deadline, clock=clock)
+
     def one(i: int, unit: WorkUnit) -> UnitOutcome:
         if deadline.remaining() < MIN_UNIT_SECONDS:
             _log.warning(
@@ -275,8 +288,9 @@ def _run_units(
             )
         _log.info("── unit %d/%d", i, len(units))
         t0 = time.monotonic()
+        counted = CountingApi(client)
         outcome = run_unit(
-            client,
+            counted,
             unit,
             config=config,
             deadline=deadline,
@@ -284,13 +298,14 @@ def _run_units(
             incremental=kind == "stream",
             reconcile=reconcile,
         )
-        # The structured log's per-unit figures (`report.log_report`); a stream unit sets
-        # its own hours and minutes (the touched ones), a direct recount every minute.
-        hours = outcome.hours or sum(r.hours for r in unit.ranges)
+        # The structured log's per-unit figures (`report.log_report`): a stream unit sets its
+        # own hours and minutes (the touched ones), a direct recount every minute of its hours.
+        hours = outcome.hours if kind == "stream" else sum(r.hours for r in unit.ranges)
         minutes = outcome.minutes_recounted or (0 if kind == "stream" else hours * 60)
         return replace(
             outcome,
-            hours=hours,
+            requests=counted.sent,
+            hours=hours if outcome.ok else 0,
             minutes_recounted=minutes if outcome.ok else 0,
             seconds=round(time.monotonic() - t0, 3),
         )

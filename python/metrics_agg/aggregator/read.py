@@ -24,7 +24,7 @@ Any `ReadError`/`DeadlineExceeded` propagates: the unit fails as a whole (docs/d
 
 from __future__ import annotations
 
-__all__ = ["read_stored", "read_unit"]
+__all__ = ["merge_snapshot", "read_stored", "read_unit"]
 
 import itertools
 from collections.abc import Callable, Mapping, Sequence
@@ -200,13 +200,25 @@ def read_unit(
         ReadError: a list query failed after its retries (nothing of the unit is trusted).
         DeadlineExceeded: the deadline left no time for a read.
     """
-    spec = SOURCE_MODELS[unit.key.model]
     ranges = unit.ranges if spans is None else spans
     # Taken before the first request: every write of this snapshot is conditional on it.
     snapshot_time = clock()
     fetched = _fetch(
         client, unit, ranges, config, deadline or Deadline(), stored or {}, sort_key_margin_minutes
     )
+    return merge_snapshot(unit, ranges, fetched, snapshot_time, config)
+
+
+def merge_snapshot(
+    unit: WorkUnit,
+    ranges: tuple[HourRange, ...],
+    fetched: Sequence[tuple[int, list[dict[str, Any]]]],
+    snapshot_time: datetime,
+    config: Config,
+) -> Snapshot:
+    """The rows read for ``ranges`` (``(range index, rows)`` per read) merged by id with
+    the batch's images (module doc); shared by `read_unit` and the shared path."""
+    spec = SOURCE_MODELS[unit.key.model]
     # docs/design.md §4.3: rows whose timestamp's zone offset exceeds the read margin are evidence
     # that a recount can miss records (`zones`); the pipeline reports them.
     offsets = scan_offsets(

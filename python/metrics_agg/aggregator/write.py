@@ -27,17 +27,19 @@ the unit (the caller reports it and the stream retries it).
 
 from __future__ import annotations
 
-__all__ = ["MAX_ROUNDS", "diff_buckets", "plan_writes", "write_changes"]
+__all__ = ["MAX_ROUNDS", "diff_buckets", "plan_writes", "write_changes", "write_many"]
 
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import replace
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from metrics_agg.aggregator.read import read_stored
 from metrics_agg.config import Config
 from metrics_agg.deadline import Deadline
-from metrics_agg.errors import WriteError
+from metrics_agg.errors import TransportError, WriteError
 from metrics_agg.graphql import api
+from metrics_agg.graphql._parallel import run_all
 from metrics_agg.graphql.api import stored_is_newer  # pure: stays real when tests fake `api`
 from metrics_agg.graphql.transport import GraphQLApi
 from metrics_agg.models import (
@@ -150,69 +152,163 @@ def write_changes(
     """
     if stored is None:
         stored = read_stored(client, counts.unit, deadline=deadline)
-    pending = plan_writes(counts, stored)
-    compared = len(_targets(counts, stored))
-    created = updated = superseded = rounds = 0
-    superseded_keys: set[str] = set()
-    while pending:
-        if rounds == MAX_ROUNDS:
-            raise WriteError(
-                f"{len(pending)} bucket write(s) still conflicting after {MAX_ROUNDS} rounds"
-            )
-        rounds += 1
+    (out,) = _write_jobs(client, [(counts, stored)], config, deadline, isolate=False)
+    assert isinstance(out, WriteOutcome)  # without isolate, failures raise
+    return out
+
+
+def write_many(
+    client: GraphQLApi,
+    jobs: Sequence[tuple[UnitCounts, Mapping[str, StoredBucket]]],
+    *,
+    config: Config,
+    deadline: Deadline | None = None,
+) -> list[WriteOutcome | TransportError]:
+    """`write_changes` for several units at once (docs/incremental.md "Shared requests"):
+    each round sends every unit's pending writes together, ``mutations_per_request`` per
+    request. A unit's outcome, or the error that failed it: a failed alias or conflict
+    re-read fails only its unit, a failed request the units with a write in it."""
+    return _write_jobs(client, jobs, config, deadline, isolate=True)
+
+
+@dataclass
+class _Job:
+    counts: UnitCounts
+    pending: list[BucketWrite]
+    compared: int
+    created: int = 0
+    updated: int = 0
+    superseded: int = 0
+    rounds: int = 0
+    superseded_keys: set[str] = field(default_factory=set)
+    error: TransportError | None = None
+
+
+def _write_jobs(
+    client: GraphQLApi,
+    jobs: Sequence[tuple[UnitCounts, Mapping[str, StoredBucket]]],
+    config: Config,
+    deadline: Deadline | None,
+    *,
+    isolate: bool,
+) -> list[WriteOutcome | TransportError]:
+    state = [_Job(c, plan_writes(c, st), len(_targets(c, st))) for c, st in jobs]
+
+    def fail(job: _Job, error: TransportError) -> None:
+        if not isolate:
+            raise error
+        job.error = job.error or error
+        job.pending = []
+
+    while live := [j for j in state if j.pending and j.error is None]:
+        batch: list[tuple[_Job, BucketWrite]] = []
+        for job in live:
+            if job.rounds == MAX_ROUNDS:
+                fail(
+                    job,
+                    WriteError(
+                        f"{len(job.pending)} bucket write(s) still conflicting after "
+                        f"{MAX_ROUNDS} rounds"
+                    ),
+                )
+                continue
+            job.rounds += 1
+            batch.extend((job, w) for w in job.pending)
+            job.pending = []
+        if not batch:
+            break
         results = api.write_buckets(
             client,
-            pending,
+            [w for _, w in batch],
             deadline=deadline,
             per_request=config.mutations_per_request,
             parallelism=config.write_parallelism,
+            **({"isolate": True} if isolate else {}),
         )
-        retry: list[BucketWrite] = []
-        recheck: list[BucketWrite] = []
-        for res in results:
+        recheck: dict[int, list[BucketWrite]] = {}
+        for (job, _), res in zip(batch, results, strict=True):
             w = res.write
-            if res.ok:
+            if job.error is not None:
+                continue
+            if res.request_error is not None:
+                fail(job, res.request_error)
+            elif res.ok:
                 if w.create:
-                    created += 1
+                    job.created += 1
                 else:
-                    updated += 1
+                    job.updated += 1
             elif res.conflict:
                 if w.create:  # lost the create race: the key exists now
-                    retry.append(BucketWrite(w.key, w.value, w.snapshot_time, create=False))
+                    job.pending.append(BucketWrite(w.key, w.value, w.snapshot_time, create=False))
                 else:
-                    recheck.append(w)
+                    recheck.setdefault(id(job), []).append(w)
             else:
                 err = res.error
-                raise WriteError(
-                    f"write of {w.key.composite_key} failed: "
-                    f"{err.error_type if err else 'unknown error'}",
-                    errors=(err,) if err else (),
+                fail(
+                    job,
+                    WriteError(
+                        f"write of {w.key.composite_key} failed: "
+                        f"{err.error_type if err else 'unknown error'}",
+                        errors=(err,) if err else (),
+                    ),
                 )
-        if recheck:
-            fresh = read_stored(
-                client,
-                counts.unit,
-                deadline=deadline,
-                ranges=_ranges_holding(counts.unit.ranges, (w.key for w in recheck)),
-                record_types=sorted({w.key.record_type for w in recheck}),
+        conflicted = [j for j in state if j.error is None and id(j) in recheck]
+        if not isolate:
+            for job in conflicted:  # one unit: its re-read raises
+                _resolve_conflicts(client, job, recheck[id(job)], deadline)
+        elif conflicted:  # several units: their re-reads side by side, each failing alone
+            run_all(
+                [_resolving(client, j, recheck[id(j)], deadline) for j in conflicted],
+                config.write_parallelism,
             )
-            for w in recheck:
-                now_stored = fresh.get(w.key.composite_key)
-                if now_stored is None:
-                    retry.append(BucketWrite(w.key, w.value, w.snapshot_time, create=True))
-                elif stored_is_newer(now_stored.updated_at, w.snapshot_time):
-                    superseded += 1  # docs/design.md §4.5: a newer snapshot already wrote it
-                    superseded_keys.add(w.key.composite_key)
-                else:
-                    # Older as an instant (another writer's fraction width may sort it
-                    # after ours): compare-and-swap on the exact stored string.
-                    retry.append(replace(w, expected_updated_at=now_stored.updated_at))
-        pending = retry
-    return WriteOutcome(
-        compared=compared,
-        created=created,
-        updated=updated,
-        superseded=superseded,
-        rounds=rounds,
-        superseded_keys=frozenset(superseded_keys),
+    return [
+        j.error
+        if j.error is not None
+        else WriteOutcome(
+            compared=j.compared,
+            created=j.created,
+            updated=j.updated,
+            superseded=j.superseded,
+            rounds=j.rounds,
+            superseded_keys=frozenset(j.superseded_keys),
+        )
+        for j in state
+    ]
+
+
+def _resolving(
+    client: GraphQLApi, job: _Job, recheck: Sequence[BucketWrite], deadline: Deadline | None
+) -> Callable[[threading.Event], None]:
+    def run(_stop: threading.Event) -> None:
+        try:
+            _resolve_conflicts(client, job, recheck, deadline)
+        except TransportError as exc:
+            job.error = exc
+            job.pending = []
+
+    return run
+
+
+def _resolve_conflicts(
+    client: GraphQLApi, job: _Job, recheck: Sequence[BucketWrite], deadline: Deadline | None
+) -> None:
+    """Re-read the buckets whose update lost its condition and decide each (module doc)."""
+    unit = job.counts.unit
+    fresh = read_stored(
+        client,
+        unit,
+        deadline=deadline,
+        ranges=_ranges_holding(unit.ranges, (w.key for w in recheck)),
+        record_types=sorted({w.key.record_type for w in recheck}),
     )
+    for w in recheck:
+        now_stored = fresh.get(w.key.composite_key)
+        if now_stored is None:
+            job.pending.append(BucketWrite(w.key, w.value, w.snapshot_time, create=True))
+        elif stored_is_newer(now_stored.updated_at, w.snapshot_time):
+            job.superseded += 1  # docs/design.md §4.5: a newer snapshot already wrote it
+            job.superseded_keys.add(w.key.composite_key)
+        else:
+            # Older as an instant (another writer's fraction width may sort it
+            # after ours): compare-and-swap on the exact stored string.
+            job.pending.append(replace(w, expected_updated_at=now_stored.updated_at))

@@ -100,11 +100,13 @@ def _copy_selection(source: Any, target: Any) -> None:
 
 
 @functools.lru_cache(maxsize=128)
-def aliased_list_document(fields: tuple[str, ...]) -> str:
+def aliased_list_document(fields: tuple[str, ...], per_alias_account: bool = False) -> str:
     """One query with an alias ``q<i>`` per root field in ``fields`` (cached per shape).
 
     Variables: ``$accountId`` and ``$limit`` shared; ``$k<i>`` (the key condition of
     alias i, typed as that field's key-condition argument) and ``$n<i>`` (its nextToken).
+    ``per_alias_account`` (`shared_reads`: aliases of several accounts in one request):
+    ``$a<i>`` and ``$l<i>`` replace ``$accountId`` and ``$limit`` for alias i.
 
     Raises:
         KeyError: a field without a generated operation (regenerate the sgqlc code).
@@ -115,7 +117,10 @@ def aliased_list_document(fields: tuple[str, ...]) -> str:
     from metrics_agg.graphql import schema as s
 
     generated = generated_queries()
-    variables: dict[str, Any] = {"accountId": Arg(non_null(s.String)), "limit": Arg(s.Int)}
+    variables: dict[str, Any] = {}
+    if not per_alias_account:
+        variables["accountId"] = Arg(non_null(s.String))
+        variables["limit"] = Arg(s.Int)
     roots = []
     for i, field in enumerate(fields):
         if field not in generated:
@@ -125,16 +130,20 @@ def aliased_list_document(fields: tuple[str, ...]) -> str:
             )
         (root,) = list(generated[field])
         (key_arg,) = [a for a in root.__field__.args.values() if a.graphql_name not in _COMMON_ARGS]
+        if per_alias_account:
+            variables[f"a{i}"] = Arg(non_null(s.String))
+            variables[f"l{i}"] = Arg(s.Int)
         variables[f"k{i}"] = Arg(key_arg.type)
         variables[f"n{i}"] = Arg(s.String)
         roots.append((root, key_arg.name))
-    op = Operation(s.schema.query_type, name=f"AliasedLists{len(fields)}", variables=variables)
+    name = f"{'SharedLists' if per_alias_account else 'AliasedLists'}{len(fields)}"
+    op = Operation(s.schema.query_type, name=name, variables=variables)
     for i, (root, key_name) in enumerate(roots):
         selection = op[root.__field__.name](
             **{
-                "account_id": Variable("accountId"),
+                "account_id": Variable(f"a{i}" if per_alias_account else "accountId"),
                 key_name: Variable(f"k{i}"),
-                "limit": Variable("limit"),
+                "limit": Variable(f"l{i}" if per_alias_account else "limit"),
                 "next_token": Variable(f"n{i}"),
                 "__alias__": f"q{i}",
             }

@@ -7,7 +7,13 @@ through sgqlc objects (docs/design.md §8: that costs more than counting the rec
 
 from __future__ import annotations
 
-__all__ = ["SORT_KEY_MARGIN", "list_source_reads", "require_aware"]
+__all__ = [
+    "SORT_KEY_MARGIN",
+    "dedupe_reads",
+    "list_source_reads",
+    "require_aware",
+    "source_slices",
+]
 
 import bisect
 import itertools
@@ -167,7 +173,42 @@ def list_source_reads(
     budget = max(1, parallelism if parallelism is not None else config.read_parallelism)
     limit = max(1, page_limit if page_limit is not None else config.page_limit)
     zone = zone_margin_minutes if zone_margin_minutes is not None else config.zone_margin_minutes
-    margin = _margin(zone, sort_key_margin_minutes)
+    slices = source_slices(
+        spec, reads, budget=budget, limit=limit, zone=zone, key_margin=sort_key_margin_minutes
+    )
+    rows = read_slices(
+        client, account_id, slices, len(reads), limit=limit, parallelism=budget, deadline=deadline
+    )
+    return dedupe_reads(spec, reads, rows)
+
+
+def dedupe_reads(
+    spec: ModelSpec, reads: Sequence[SourceRead], rows: Sequence[list[dict[str, Any]]]
+) -> list[list[dict[str, Any]]]:
+    """Each read's rows (``rows[i]`` for ``reads[i]``) de-duplicated by id."""
+    return [
+        _dedupe_by_id([group], spec.sort_keys[read.query_index])
+        for group, read in zip(rows, reads, strict=True)
+    ]
+
+
+def source_slices(
+    spec: ModelSpec,
+    reads: Sequence[SourceRead],
+    *,
+    budget: int,
+    limit: int,
+    zone: int,
+    key_margin: int | None,
+    first_group: int = 0,
+) -> list[Slice]:
+    """The slices of ``reads`` (read i in group ``first_group + i``), sized as
+    `list_source_reads` says; shared with the multi-unit read of `shared_reads`.
+
+    Raises:
+        ValueError: naive datetimes, an empty range, or a bad ``query_index``.
+    """
+    margin = _margin(zone, key_margin)
     slices: list[Slice] = []
     for group, read in enumerate(reads):
         if not 0 <= read.query_index < len(spec.list_queries):
@@ -196,11 +237,5 @@ def list_source_reads(
         )
         for a, b in itertools.pairwise(cuts):
             expected = None if unknown and parts == 1 else known / (len(cuts) - 1)
-            slices.append(Slice(field, keys, a, b, group, expected))
-    rows = read_slices(
-        client, account_id, slices, len(reads), limit=limit, parallelism=budget, deadline=deadline
-    )
-    return [
-        _dedupe_by_id([group], spec.sort_keys[read.query_index])
-        for group, read in zip(rows, reads, strict=True)
-    ]
+            slices.append(Slice(field, keys, a, b, first_group + group, expected))
+    return slices

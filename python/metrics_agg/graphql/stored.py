@@ -9,8 +9,10 @@ from __future__ import annotations
 __all__ = [
     "STORED_BUCKETS_QUERY",
     "decode_stored_bucket",
+    "decode_stored_rows",
     "list_stored_buckets",
     "list_stored_buckets_over",
+    "stored_slices",
 ]
 
 import itertools
@@ -101,29 +103,7 @@ def list_stored_buckets_over(
     """
     config = client.config
     limit = max(1, config.page_limit)
-    spans: list[tuple[datetime, datetime, int, int]] = []
-    for start, end in windows:
-        require_aware(start, end)
-        if end > start:
-            last = epoch_minute(end)
-            spans.append(
-                (
-                    start,
-                    end,
-                    epoch_minute(start),
-                    last + (0 if from_epoch_minute(last) == end else 1),
-                )
-            )
-    slices: list[Slice] = []
-    for record_type in dict.fromkeys(record_types):
-        keys = _stored_keys(record_type)
-        for _, _, lo, hi in spans:
-            parts = max(1, min(hi - lo, math.ceil((hi - lo) * _ROWS_PER_MINUTE / limit)))
-            cuts = [lo + ((hi - lo) * i) // parts for i in range(parts + 1)]
-            for a, b in itertools.pairwise(cuts):
-                slices.append(
-                    Slice(STORED_BUCKETS_QUERY, keys, a, b, 0, (b - a) * _ROWS_PER_MINUTE)
-                )
+    slices, spans = stored_slices(record_types, windows, limit)
     if not slices:
         return []
     (rows,) = read_slices(
@@ -135,7 +115,49 @@ def list_stored_buckets_over(
         parallelism=config.read_parallelism,
         deadline=deadline,
     )
-    out: dict[str, StoredBucket] = {}  # by composite key: a split re-reads its first key
+    return decode_stored_rows(rows, spans)
+
+
+Span = tuple[datetime, datetime]
+
+
+def stored_slices(
+    record_types: Sequence[str], windows: Sequence[tuple[datetime, datetime]], limit: int
+) -> tuple[list[Slice], list[Span]]:
+    """The slices (all in group 0) that read ``record_types`` over ``windows``, and the
+    non-empty windows (what `decode_stored_rows` keeps). Shared by the one-unit read
+    and the multi-unit read of `shared_reads`.
+
+    Raises:
+        ValueError: naive datetimes.
+    """
+    spans: list[tuple[int, int]] = []
+    kept: list[Span] = []
+    for start, end in windows:
+        require_aware(start, end)
+        if end > start:
+            last = epoch_minute(end)
+            spans.append((epoch_minute(start), last + (0 if from_epoch_minute(last) == end else 1)))
+            kept.append((start, end))
+    slices: list[Slice] = []
+    for record_type in dict.fromkeys(record_types):
+        keys = _stored_keys(record_type)
+        for lo, hi in spans:
+            parts = max(1, min(hi - lo, math.ceil((hi - lo) * _ROWS_PER_MINUTE / limit)))
+            cuts = [lo + ((hi - lo) * i) // parts for i in range(parts + 1)]
+            for a, b in itertools.pairwise(cuts):
+                slices.append(
+                    Slice(STORED_BUCKETS_QUERY, keys, a, b, 0, (b - a) * _ROWS_PER_MINUTE)
+                )
+    return slices, kept
+
+
+def decode_stored_rows(
+    rows: Sequence[Mapping[str, Any]], spans: Sequence[Span]
+) -> list[StoredBucket]:
+    """Decoded rows starting in one of ``spans``, one per composite key (a split re-reads
+    its first key); undecodable rows are skipped with a warning."""
+    out: dict[str, StoredBucket] = {}
     skipped = 0
     for row in rows:
         bucket = decode_stored_bucket(row)
@@ -146,7 +168,7 @@ def list_stored_buckets_over(
                     "skipping undecodable AggregatedMetrics row compositeKey=%r",
                     str(row.get("compositeKey"))[:200],
                 )
-        elif any(start <= bucket.key.start < end for start, end, _, _ in spans):
+        elif any(start <= bucket.key.start < end for start, end in spans):
             out[bucket.key.composite_key] = bucket
     if skipped:
         logger.warning("skipped %d undecodable AggregatedMetrics rows", skipped)

@@ -46,7 +46,9 @@ from metrics_agg.graphql.retry import RetryPolicy
 
 logger = logging.getLogger("metrics_agg.graphql")
 
-Kind = Literal["read", "write"]
+# "aliased-read": a read whose aliases belong to different work (`shared_reads`): like a
+# write, errors that belong to aliases are returned, not raised; a failure is a ReadError.
+Kind = Literal["read", "write", "aliased-read"]
 
 _MAX_MESSAGE = 300  # server messages are truncated before they reach a log or exception
 
@@ -185,18 +187,19 @@ class GraphQLClient:
     ) -> GraphQLResponse:
         """Send one GraphQL request, retrying transient failures.
 
-        ``kind="read"``: any GraphQL error fails the call. ``kind="write"``: errors that
-        belong to aliases (``path[0]``) are returned in ``.errors``, not raised.
+        ``kind="read"``: any GraphQL error fails the call. ``kind="write"`` and
+        ``"aliased-read"``: errors that belong to aliases (``path[0]``) are returned in
+        ``.errors``, not raised.
 
         Raises:
-            ReadError: a read failed (HTTP status, connection, GraphQL errors) after retries.
+            ReadError: a read (or an aliased read as a whole) failed after retries.
             WriteError: a write request failed as a whole after retries.
             DeadlineExceeded: the deadline left no time for the next attempt or backoff.
         """
         deadline = deadline or Deadline(None)
         op = _operation_name(document)
         body = orjson.dumps({"query": document, "variables": dict(variables or {})})
-        error_cls = ReadError if kind == "read" else WriteError
+        error_cls = WriteError if kind == "write" else ReadError
         max_attempts = self.retry.max_attempts
         last: _Fault | None = None
         for attempt in range(1, max_attempts + 1):

@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 
 from metrics_agg.deadline import Deadline
-from metrics_agg.errors import GraphQLErrorInfo
+from metrics_agg.errors import GraphQLErrorInfo, TransportError
 from metrics_agg.graphql._parallel import Cancelled, run_all
 from metrics_agg.graphql.transport import GraphQLApi, is_throttling_error_type
 from metrics_agg.models import BucketWrite
@@ -37,6 +37,8 @@ class WriteResult:
     ok: bool
     conflict: bool  # DynamoDB:ConditionalCheckFailedException for this alias
     error: GraphQLErrorInfo | None = None
+    # ``isolate``: the request holding this write failed as a whole (nothing of it landed).
+    request_error: TransportError | None = None
 
 
 _ALIAS = re.compile(r"^[cu][0-9]+$")
@@ -212,11 +214,14 @@ def write_buckets(
     deadline: Deadline | None = None,
     per_request: int | None = None,
     parallelism: int | None = None,
+    isolate: bool = False,
 ) -> list[WriteResult]:
     """Send the writes as aliased mutations, ``per_request`` per HTTP request, in parallel.
 
     Results follow the order of ``writes``. A failed alias (conflict or other error) is a
-    result; only a request that failed as a whole raises.
+    result; only a request that failed as a whole raises. With ``isolate`` (writes of
+    several units in one call) it does not: each write of that request is a result with
+    its ``request_error``, and the other requests run on.
 
     Raises:
         WriteError: a whole request failed after retries (pending requests are cancelled).
@@ -233,7 +238,13 @@ def write_buckets(
         def run(stop: threading.Event) -> list[WriteResult]:
             if stop.is_set():
                 raise Cancelled
-            return _write_chunk(client, chunk, deadline)
+            if not isolate:
+                return _write_chunk(client, chunk, deadline)
+            try:
+                return _write_chunk(client, chunk, deadline)
+            except TransportError as exc:
+                info = GraphQLErrorInfo(str(exc)[:300], type(exc).__name__)
+                return [WriteResult(w, False, False, info, exc) for w in chunk]
 
         return run
 

@@ -24,7 +24,14 @@ from typing import Any
 
 import uvicorn
 
-from metrics_agg.config import COUNTER_ENV, EMF_ENV, ERRORS_ENV, ZONE_MARGIN_ENV, Config
+from metrics_agg.config import (
+    COUNTER_ENV,
+    EMF_ENV,
+    ERRORS_ENV,
+    INVOCATION_PATH_ENV,
+    ZONE_MARGIN_ENV,
+    Config,
+)
 from metrics_agg.local.server.app import LocalAppSync
 from metrics_agg.local.server.dashboard import Delivery
 from metrics_agg.local.server.faults import FaultPlan
@@ -34,7 +41,7 @@ from metrics_agg.local.server.sqs_mapping import SqsEventSourceMapping
 from metrics_agg.local.server.store import Store
 
 log = logging.getLogger("metrics_agg.local.server")
-_FROM_ENVIRONMENT = (ZONE_MARGIN_ENV, COUNTER_ENV, EMF_ENV, ERRORS_ENV)
+_FROM_ENVIRONMENT = (ZONE_MARGIN_ENV, COUNTER_ENV, EMF_ENV, ERRORS_ENV, INVOCATION_PATH_ENV)
 
 # The queue names `metrics-agg backfill --local` addresses (backfill.sqs.local_queue_url).
 BACKFILL_QUEUE = "metrics-agg-backfill"
@@ -271,7 +278,8 @@ class LocalStack:
         The activity table is the stack's (``activity_table=None`` turns recording off and
         the scheduled pass back to discovery). The zone margin, the counter backend, the EMF
         switch and the error rules come from the environment (METRICS_AGG_ZONE_MARGIN_MINUTES,
-        METRICS_AGG_COUNTER, METRICS_AGG_EMF, METRICS_AGG_ERRORS), as in Lambda,
+        METRICS_AGG_COUNTER, METRICS_AGG_EMF, METRICS_AGG_ERRORS, and
+        METRICS_AGG_INVOCATION_PATH for the cost comparison), as in Lambda,
         so the local mapping (`serve`, `demo`) behaves the way a deployment would; the
         tuning knobs keep their defaults.
         """
