@@ -491,7 +491,7 @@ def test_unit_outcomes_carry_the_same_fields_on_both_paths(
     """The per-unit log fields (records counted, buckets written, hours, error) are filled
     alike whichever path ran the units."""
     seen: list[Any] = []
-    monkeypatch.setattr(pipeline, "log_report", lambda outcomes, *_: seen.extend(outcomes))
+    monkeypatch.setattr(pipeline, "log_report", lambda outcomes, *_, **__: seen.extend(outcomes))
     fake.add("Item", **item("x", "2024-05-01T12:00:00Z"))
     run(event("item_insert"))
     by_account = {o.key.account_id: o for o in seen}
@@ -501,6 +501,7 @@ def test_unit_outcomes_carry_the_same_fields_on_both_paths(
     assert one.ok and two.ok and one.error is None and two.error is None
     assert one.hours == two.hours == 1
     assert one.buckets_written > 0 and two.buckets_written > 0
+    assert one.minutes_recounted >= 1 and two.minutes_recounted >= 1
     fake.alias_error = "acct-2"  # every write of acct-2 fails
     seen.clear()
     run(event("item_insert"))
