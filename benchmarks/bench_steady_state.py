@@ -7,9 +7,10 @@ For each size the same account holds N Item records spread over the previous and
 current hour, every bucket stored (one direct recount). One new record is written (stamped
 in the middle of the previous hour, where every minute holds its share) and its one-record
 stream event is run through the *direct* path (the original design: recount the current
-and previous hour, every size from the source) and the *incremental* path
-(docs/design.md §4.8: recount the touched minute, derive 5/15/60), both in the same run, in one
-benchmark group per size. Per round: source rows read, HTTP requests, wall time; the
+and previous hour, every size from the source), the *incremental* path
+(docs/design.md §4.8: recount the touched minute, derive 5/15/60; one unit's own requests)
+and the *shared* path (the default stream path: the same work in requests the units of an
+invocation share, docs/incremental.md), all in the same run, in one benchmark group per size. Per round: source rows read, HTTP requests, wall time; the
 touched minute's own volume (records in that minute) is the yardstick for rows read.
 """
 
@@ -27,6 +28,7 @@ import pytest
 from metrics_agg.aggregator import pipeline
 from metrics_agg.aggregator.events import parse_batch
 from metrics_agg.aggregator.plan import plan_units
+from metrics_agg.aggregator.shared import run_shared_units
 from metrics_agg.deadline import Deadline
 from metrics_agg.graphql.transport import GraphQLClient
 from metrics_agg.local.server import LocalStack, seed_records
@@ -102,7 +104,7 @@ def _prepare(stack: LocalStack, size: int) -> tuple[dict[str, Any], int]:
 
 
 @pytest.mark.parametrize("size", SIZES)
-@pytest.mark.parametrize("path", ["direct", "incremental"])
+@pytest.mark.parametrize("path", ["direct", "incremental", "shared"])
 def test_steady_state_at_volume(benchmark: Any, stack: LocalStack, path: str, size: int) -> None:
     event, volume = _prepare(stack, size)
     config = stack.config()
@@ -112,9 +114,16 @@ def test_steady_state_at_volume(benchmark: Any, stack: LocalStack, path: str, si
     def run() -> None:
         with GraphQLClient(config) as client:
             t0 = time.perf_counter()
-            outcome = pipeline.run_unit(
-                client, unit, config=config, deadline=Deadline(), incremental=path == "incremental"
-            )
+            if path == "shared":
+                (outcome,) = run_shared_units(client, [unit], config=config, deadline=Deadline())
+            else:
+                outcome = pipeline.run_unit(
+                    client,
+                    unit,
+                    config=config,
+                    deadline=Deadline(),
+                    incremental=path == "incremental",
+                )
             figures.update(
                 seconds=time.perf_counter() - t0,
                 rows=outcome.records_read,
@@ -129,7 +138,7 @@ def test_steady_state_at_volume(benchmark: Any, stack: LocalStack, path: str, si
     figures["median"] = benchmark.stats.stats.median if benchmark.stats else figures["seconds"]
     benchmark.extra_info.update(figures)
     RESULTS[(size, path)] = figures
-    if len(RESULTS) == 2 * len(SIZES):
+    if len(RESULTS) == 3 * len(SIZES):
         print("\nsteady state at volume (one-record invocation, 50 ms per request)")
         print(
             "| records in the hours | path | source rows read | rows / touched minute | "
