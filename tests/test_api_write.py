@@ -219,6 +219,45 @@ def test_throttled_aliases_alone_are_re_sent(
     assert "c1" not in server.requests[1].variables
 
 
+def test_isolated_re_send_failure_fails_only_the_writes_it_carried(
+    server: FakeGraphQLServer, client: GraphQLClient, fake: AppSyncFake
+) -> None:
+    """Writes of two units share a request: the first lands, the second is throttled and
+    its re-send fails as a whole. Only the second gets the request error."""
+    throttled = {
+        "errorType": "DynamoDB:ProvisionedThroughputExceededException",
+        "message": "slow",
+        "path": ["c1"],
+    }
+    server.script = [
+        Reply(200, {"data": {"c0": {"compositeKey": "a"}, "c1": None}, "errors": [throttled]}),
+        *[Reply(500, {})] * 3,
+    ]
+    first = write(1, 1, create=True)
+    second = write(2, 2, create=True)
+    second = BucketWrite(
+        BucketKey("acct-2", "items", second.key.start, 1),
+        second.value,
+        second.snapshot_time,
+        second.create,
+    )
+    landed, failed = write_buckets(client, [first, second], parallelism=1, isolate=True)
+    assert landed.write == first and landed.ok and landed.request_error is None
+    assert failed.write == second and not failed.ok
+    assert isinstance(failed.request_error, WriteError) and failed.request_error.status == 500
+    assert len(server.requests) == 4
+
+
+def test_isolated_first_request_failure_fails_every_write_of_it(
+    server: FakeGraphQLServer, client: GraphQLClient
+) -> None:
+    server.script = [Reply(500, {})] * 3
+    writes = [write(1, 1, create=True), write(2, 2, create=True)]
+    results = write_buckets(client, writes, parallelism=1, isolate=True)
+    assert [r.write for r in results] == writes
+    assert all(isinstance(r.request_error, WriteError) and not r.ok for r in results)
+
+
 def test_no_writes_no_requests(server: FakeGraphQLServer, client: GraphQLClient) -> None:
     assert write_buckets(client, []) == []
     assert client.request_count == 0

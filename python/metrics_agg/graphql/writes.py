@@ -143,15 +143,27 @@ def stored_is_newer(stored_updated_at: str, snapshot_time: datetime) -> bool:
 
 
 def _write_chunk(
-    client: GraphQLApi, chunk: Sequence[BucketWrite], deadline: Deadline | None
+    client: GraphQLApi, chunk: Sequence[BucketWrite], deadline: Deadline | None, isolate: bool
 ) -> list[WriteResult]:
     """One request per attempt; aliases throttled by DynamoDB are re-sent on their own
-    (they did not execute), the others keep their first result."""
+    (they did not execute), the others keep their first result.
+
+    With ``isolate``, a request that fails as a whole gives its error only to the writes it
+    carried: after a re-send, the writes that landed in an earlier attempt keep that result.
+    """
     results: list[WriteResult | None] = [None] * len(chunk)
     pending = list(range(len(chunk)))
     attempt = 1
     while True:
-        sent = _send_writes(client, [chunk[i] for i in pending], deadline)
+        try:
+            sent = _send_writes(client, [chunk[i] for i in pending], deadline)
+        except TransportError as exc:
+            if not isolate:
+                raise
+            info = GraphQLErrorInfo(str(exc)[:300], type(exc).__name__)
+            for i in pending:
+                results[i] = WriteResult(chunk[i], False, False, info, exc)
+            break
         for i, result in zip(pending, sent, strict=True):
             results[i] = result
         pending = [
@@ -238,13 +250,7 @@ def write_buckets(
         def run(stop: threading.Event) -> list[WriteResult]:
             if stop.is_set():
                 raise Cancelled
-            if not isolate:
-                return _write_chunk(client, chunk, deadline)
-            try:
-                return _write_chunk(client, chunk, deadline)
-            except TransportError as exc:
-                info = GraphQLErrorInfo(str(exc)[:300], type(exc).__name__)
-                return [WriteResult(w, False, False, info, exc) for w in chunk]
+            return _write_chunk(client, chunk, deadline, isolate)
 
         return run
 
