@@ -312,6 +312,26 @@ def test_freshness_is_the_oldest_record_and_only_for_streams(
     }
 
 
+def test_hours_beyond_the_limits_are_warned_on_both_paths(
+    fake: FakeApi, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A record 200 h back (past max_hours_back) or 30 h ahead is not recounted; each such
+    hour is named in a warning, whichever stream path runs."""
+    caplog.set_level(logging.INFO, logger="metrics_agg")
+    ev = event("item_insert")
+    images = [r["dynamodb"]["NewImage"] for r in ev["Records"]]
+    images[0]["createdAt"] = {"S": "2024-04-23T04:40:00Z"}  # NOW - 200 h
+    images[2]["createdAt"] = {"S": "2024-05-02T18:40:00Z"}  # NOW + 30 h
+    run(ev)
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert [w for w in warned if "beyond the recount limits" in w] == [
+        "      Item · acct-1: hour 2024-04-23T04:00:00Z is beyond the recount limits: "
+        "not recounted",
+        "      Item · acct-2: hour 2024-05-02T18:00:00Z is beyond the recount limits: "
+        "not recounted",
+    ]
+
+
 def test_partial_log(fake: FakeApi, caplog: pytest.LogCaptureFixture, path: str) -> None:
     caplog.set_level(logging.INFO, logger="metrics_agg")
     if path == "shared":

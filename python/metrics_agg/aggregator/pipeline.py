@@ -73,6 +73,7 @@ from metrics_agg.aggregator.report import (
     log_counts,
     log_report,
     warn_offsets,
+    warn_skipped_hours,
     window_text,
 )
 from metrics_agg.aggregator.shared import run_shared_units
@@ -90,7 +91,7 @@ from metrics_agg.models import (
     VerifyReport,
     WorkUnit,
 )
-from metrics_agg.timestamps import format_bucket_time, utc_now
+from metrics_agg.timestamps import utc_now
 
 _log = logging.getLogger("metrics_agg")
 MIN_UNIT_SECONDS = 2.0  # a unit needs a few requests; starting one later would overrun
@@ -147,10 +148,7 @@ def run_unit(
             len(unit.ranges),
             window_text(unit),
         )
-    for hour in unit.skipped_hours:
-        _log.warning(
-            "      hour %s is beyond the recount limits: not recounted", format_bucket_time(hour)
-        )
+    warn_skipped_hours(unit)
     t0 = time.monotonic()
     offsets: OffsetTimestamps | None = None
     try:

@@ -7,7 +7,14 @@ invocation's figures as ``extra`` fields, which JSON logs (`logs`) turn into key
 
 from __future__ import annotations
 
-__all__ = ["fmt_count", "log_counts", "log_report", "warn_offsets", "window_text"]
+__all__ = [
+    "fmt_count",
+    "log_counts",
+    "log_report",
+    "warn_offsets",
+    "warn_skipped_hours",
+    "window_text",
+]
 
 import logging
 from collections.abc import Sequence
@@ -36,6 +43,19 @@ def fmt_count(value: int) -> str:
 def window_text(unit: WorkUnit) -> str:
     parts = [f"{format_bucket_time(r.start)}–{format_bucket_time(r.end)}" for r in unit.ranges]
     return ", ".join(parts)
+
+
+def warn_skipped_hours(unit: WorkUnit) -> None:
+    """Warn once per hour the planner left out (`WorkUnit.skipped_hours`): a record there
+    is not counted by this run, on either stream path, so the operator must hear of it."""
+    key = unit.key
+    for hour in unit.skipped_hours:
+        _log.warning(
+            "      %s · %s: hour %s is beyond the recount limits: not recounted",
+            key.model,
+            key.account_id,
+            format_bucket_time(hour),
+        )
 
 
 def log_counts(counts: UnitCounts, ok: bool) -> None:

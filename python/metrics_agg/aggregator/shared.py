@@ -44,6 +44,7 @@ from metrics_agg.aggregator.incremental import (
 )
 from metrics_agg.aggregator.invalidation import hour_ranges, minute_spans
 from metrics_agg.aggregator.read import merge_snapshot, read_unit
+from metrics_agg.aggregator.report import warn_skipped_hours
 from metrics_agg.aggregator.write import write_many
 from metrics_agg.config import Config
 from metrics_agg.deadline import Deadline
@@ -260,6 +261,8 @@ def run_shared_units(
     t0 = time.monotonic()
     rules = config.error_rules()
     state = [_Unit(u, bool(rules[u.key.model])) for u in units]
+    for u in units:
+        warn_skipped_hours(u)
     idle = [s for s in state if not touched_hours(s.unit)]
     for s in idle:
         _log.info(
