@@ -1,4 +1,4 @@
-"""Steady state at volume (issue 9): a one-record stream invocation into hours that hold
+"""Steady state at volume: a one-record stream invocation into hours that hold
 1k, 10k and 100k records, local server with 50 ms added per request.
 
     pytest benchmarks/bench_steady_state.py -s      # prints the table of docs/benchmarks.md
@@ -10,8 +10,9 @@ stream event is run through the *direct* path (the original design: recount the 
 and previous hour, every size from the source), the *incremental* path
 (docs/design.md §4.8: recount the touched minute, derive 5/15/60; one unit's own requests)
 and the *shared* path (the default stream path: the same work in requests the units of an
-invocation share, docs/incremental.md), all in the same run, in one benchmark group per size. Per round: source rows read, HTTP requests, wall time; the
-touched minute's own volume (records in that minute) is the yardstick for rows read.
+invocation share, docs/incremental.md), all in the same run, in one benchmark group per size.
+Per round: source rows read, HTTP requests, wall time; the touched minute's own volume
+(records in that minute) is the yardstick for rows read.
 """
 
 from __future__ import annotations
