@@ -142,13 +142,31 @@ def test_head_through_a_shell_pipeline(local_stack: LocalStack, event_file: Path
 # --------------------------------------------------------------------------- Ctrl-C
 
 
+def _default_sigint() -> None:
+    """In the child before exec: Ctrl-C's default action, whatever this runner inherited.
+
+    A shell starts a background job with SIGINT ignored, and Python then installs no
+    KeyboardInterrupt handler; a test that sends SIGINT must not depend on how pytest was
+    started."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def _popen_interruptible(argv: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        text=True,
+        preexec_fn=_default_sigint,
+    )
+
+
 def _interrupt(
     argv: list[str], env: dict[str, str], when: Callable[[str], bool], on: str = "err"
 ) -> tuple[int, str, str]:
     """Start ``argv``, wait for a line that ``when`` accepts on stdout/stderr, send SIGINT."""
-    proc = subprocess.Popen(
-        _cli(*argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True
-    )
+    proc = _popen_interruptible(_cli(*argv), env)
     watched = proc.stderr if on == "err" else proc.stdout
     assert watched is not None
     seen: list[str] = []
@@ -197,12 +215,8 @@ def test_ctrl_c_in_seed_and_show(
     assert err.strip().splitlines()[-1].startswith("metrics-agg seed: interrupted; the records")
 
     slow = make_local_stack(latency_ms=5000)
-    proc = subprocess.Popen(
-        _cli("show", "--account", "a", "--record-type", "items"),
-        stderr=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        env=_env(slow),
-        text=True,
+    proc = _popen_interruptible(
+        _cli("show", "--account", "a", "--record-type", "items"), _env(slow)
     )
     time.sleep(2.0)  # importing and the first request (5 s of added latency) under way
     proc.send_signal(signal.SIGINT)
@@ -444,13 +458,7 @@ def test_show_says_when_the_stream_is_still_delivering(
 
 
 def _serve(argv: list[str], env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen(
-        _cli("serve", "--port", "0", *argv),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=env,
-        text=True,
-    )
+    proc = _popen_interruptible(_cli("serve", "--port", "0", *argv), env)
     assert proc.stdout is not None
     first = proc.stdout.readline()
     assert "local AppSync on" in first, first + (proc.stderr.read() if proc.stderr else "")
