@@ -139,6 +139,15 @@ def _schema() -> graphql.GraphQLSchema:
     return graphql.build_schema(SCHEMA_PATH.read_text())
 
 
+def _skipped(sel: graphql.FieldNode, variables: dict[str, Any]) -> bool:
+    """``@skip(if: true)`` or ``@include(if: false)`` on a top-level field."""
+    for d in sel.directives:
+        value = graphql.value_from_ast_untyped(d.arguments[0].value, variables)
+        if (d.name.value, bool(value)) in (("skip", True), ("include", False)):
+            return True
+    return False
+
+
 @lru_cache(maxsize=256)
 def parse_checked(document: str) -> graphql.DocumentNode:
     """Parse and validate against schema.graphql (AppSync rejects invalid documents)."""
@@ -205,6 +214,8 @@ class AppSyncFake:
         errors: list[dict[str, Any]] = []
         for sel in op.selection_set.selections:
             assert isinstance(sel, graphql.FieldNode)
+            if _skipped(sel, variables):  # AppSync never runs a skipped alias's resolver
+                continue
             name = sel.name.value
             alias = sel.alias.value if sel.alias else name
             args = {

@@ -12,6 +12,7 @@ from metrics_agg.config import Config
 from metrics_agg.errors import WriteError
 from metrics_agg.graphql.api import bucket_input, write_buckets
 from metrics_agg.graphql.transport import GraphQLClient
+from metrics_agg.graphql.writes import _padded
 from metrics_agg.models import BucketKey, BucketValue, BucketWrite
 
 T0 = datetime(2024, 5, 1, 13, tzinfo=UTC)
@@ -147,7 +148,7 @@ def test_batched_writes_report_per_alias_results_in_order(
         assert seen.variables["w0"] == {"updatedAt": {"le": "2024-05-01T14:02:03.004000Z"}}
         assert "updateAggregatedMetrics(input: $u0, condition: $w0)" in seen.payload["query"]
         if "c0" in seen.variables:
-            assert "createAggregatedMetrics(input: $c0) {" in seen.payload["query"]
+            assert "createAggregatedMetrics(input: $c0) @skip(if: $sc0) {" in seen.payload["query"]
 
 
 def test_alias_error_that_is_not_a_conflict(
@@ -261,3 +262,28 @@ def test_isolated_first_request_failure_fails_every_write_of_it(
 def test_no_writes_no_requests(server: FakeGraphQLServer, client: GraphQLClient) -> None:
     assert write_buckets(client, []) == []
     assert client.request_count == 0
+
+
+def test_padded_aliases_are_skipped_and_shapes_are_few(
+    server: FakeGraphQLServer, client: GraphQLClient, fake: AppSyncFake
+) -> None:
+    """3 creates and 3 updates go as 4 + 4 aliases, the padding skipped: it never runs."""
+    for minute in (1, 2, 3):  # stored rows for the updates
+        write_buckets(client, [write(minute, 1, create=True)])
+    server.requests.clear()
+    ran: list[str] = []
+    fake.fail = lambda name, _args: ran.append(name)  # type: ignore[func-returns-value]
+    writes = [write(m, 5, create=False) for m in (1, 2, 3)]
+    writes += [write(m, 7, create=True) for m in (11, 12, 13)]
+    results = write_buckets(client, writes, per_request=6)
+    assert [(r.ok, r.conflict) for r in results] == [(True, False)] * 6
+    assert len(server.requests) == 1
+    query = server.requests[0].payload["query"]
+    assert query.startswith("mutation WriteAggregatedMetrics_4c_4u(")
+    assert server.requests[0].variables["sc3"] is True
+    assert server.requests[0].variables["su3"] is True
+    assert sorted(ran) == ["createAggregatedMetrics"] * 3 + ["updateAggregatedMetrics"] * 3
+    assert fake.metrics[("acct", "items#2024-05-01T13:01:00Z#1")]["count"] == 5
+    # Requests of up to 25 writes come in 46 documents, not one per (creates, updates): 351.
+    shapes = {(_padded(c), _padded(u)) for c in range(26) for u in range(26 - c)}
+    assert len(shapes) == 46
