@@ -126,6 +126,27 @@ class Scheduler:
                 self.running = None
             self.cond.notify_all()
 
+    def run(self, count: int, body: Callable[[int], None]) -> None:
+        """``body(i)`` for each of ``count`` invocations, each in its own thread, taking
+        turns by ``order``; the first error any of them raised is raised here."""
+        errors: list[BaseException] = []
+
+        def one(i: int) -> None:
+            try:
+                body(i)
+            except BaseException as exc:  # surfaced below
+                errors.append(exc)
+            finally:
+                self.finish(i)
+
+        threads = [threading.Thread(target=one, args=(i,), name=f"inv-{i}") for i in range(count)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        if errors:
+            raise errors[0]
+
 
 def _interleavings(n: int, steps: int) -> Iterator[tuple[int, ...]]:
     """Every order of ``n`` invocations of ``steps`` steps each (multiset permutations)."""
@@ -215,31 +236,19 @@ def _run(
 ) -> None:
     scheduler = Scheduler(order, merge)
     clock = Clock(datetime.now(UTC) + timedelta(seconds=1))
-    errors: list[BaseException] = []
 
     def run(i: int) -> None:
-        try:
-            out = run_stream_unit(
-                FakeClient(),
-                units[i],
-                config=CONFIG,
-                deadline=Deadline(),
-                clock=clock,
-                pause=scheduler.pause(i),
-            )
-            assert out.ok, out.error
-        except BaseException as exc:  # surfaced below
-            errors.append(exc)
-        finally:
-            scheduler.finish(i)
+        out = run_stream_unit(
+            FakeClient(),
+            units[i],
+            config=CONFIG,
+            deadline=Deadline(),
+            clock=clock,
+            pause=scheduler.pause(i),
+        )
+        assert out.ok, out.error
 
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(units))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
-    if errors:
-        raise errors[0]
+    scheduler.run(len(units), run)
 
 
 @pytest.fixture

@@ -106,32 +106,18 @@ def _run(
     scheduler = Scheduler(order)
     clock = Clock(datetime.now(UTC) + timedelta(seconds=1))
     results: list[list[UnitOutcome]] = [[] for _ in invocations]
-    errors: list[BaseException] = []
 
     def run(i: int) -> None:
-        try:
-            results[i] = run_shared_units(
-                FakeClient(),  # type: ignore[arg-type]
-                invocations[i],
-                config=CONFIG,
-                deadline=Deadline(),
-                clock=clock,
-                pause=scheduler.pause(i),
-            )
-        except BaseException as exc:  # surfaced below
-            errors.append(exc)
-        finally:
-            scheduler.finish(i)
+        results[i] = run_shared_units(
+            FakeClient(),  # type: ignore[arg-type]
+            invocations[i],
+            config=CONFIG,
+            deadline=Deadline(),
+            clock=clock,
+            pause=scheduler.pause(i),
+        )
 
-    threads = [
-        threading.Thread(target=run, args=(i,), name=f"inv-{i}") for i in range(len(invocations))
-    ]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
-    if errors:
-        raise errors[0]
+    scheduler.run(len(invocations), run)
     return results
 
 

@@ -11,7 +11,6 @@ same minute at every step.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -303,7 +302,6 @@ def _race_once(fake: FakeApi, order: tuple[int, ...]) -> None:
     assert {k.start.minute for k in units[1].touched if k.minutes == 1} == {40}
     scheduler = Scheduler(order)
     clock = Clock(now + timedelta(seconds=1))
-    errors: list[BaseException] = []
 
     def land_the_edit(pause: Callable[[str], None]) -> Callable[[str], None]:
         def hook(step: str) -> None:
@@ -317,25 +315,14 @@ def _race_once(fake: FakeApi, order: tuple[int, ...]) -> None:
 
     def run(i: int) -> None:
         pause = scheduler.pause(i)
-        try:
-            out = run_stream_unit(
-                FakeClient(),  # type: ignore[arg-type]
-                units[i],
-                config=CONFIG,
-                deadline=Deadline(),
-                clock=clock,
-                pause=land_the_edit(pause) if i == 1 else pause,
-            )
-            assert out.ok, out.error
-        except BaseException as exc:  # surfaced below
-            errors.append(exc)
-        finally:
-            scheduler.finish(i)
+        out = run_stream_unit(
+            FakeClient(),  # type: ignore[arg-type]
+            units[i],
+            config=CONFIG,
+            deadline=Deadline(),
+            clock=clock,
+            pause=land_the_edit(pause) if i == 1 else pause,
+        )
+        assert out.ok, out.error
 
-    threads = [threading.Thread(target=run, args=(i,)) for i in (0, 1)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
-    if errors:
-        raise errors[0]
+    scheduler.run(2, run)
