@@ -12,9 +12,7 @@ from pathlib import Path
 from random import Random
 from typing import Any
 
-from metrics_agg.aggregator import pipeline
 from metrics_agg.local.server import LocalStack
-from metrics_agg.local.server.seeding import seed_records
 
 MODELS = ("Item", "ScoreResult", "Task")
 # The share of each kind of write (the rest: inserts).
@@ -153,27 +151,10 @@ def accounts(n: int) -> list[str]:
 def warm_database(path: Path, workload: Workload) -> None:
     """Seed `warm` records per (model, account) over the previous and current hour and
     recount them, so the measured writes land in hours whose buckets exist (steady state)."""
-    now = datetime.now(UTC).replace(second=0, microsecond=0)
-    start = now.replace(minute=0) - timedelta(hours=1)
     with LocalStack(path, mapping=False) as stack:
-        for a, account in enumerate(accounts(workload.accounts)):
-            for m, model in enumerate(workload.models):
-                if workload.warm:
-                    seed_records(
-                        stack.store, model, account, workload.warm, start, now,
-                        seed=workload.seed * 1000 + a * 10 + m, stream=False,
-                    )  # fmt: skip
-                event = {
-                    "recount": {
-                        "accountId": account,
-                        "model": model,
-                        "start": _stamp(start),
-                        "end": _stamp(start + timedelta(hours=2)),
-                    }
-                }
-                response = pipeline.handle_event(event, config=stack.config())
-                if response.get("status") != "SUCCESS":
-                    raise RuntimeError(f"warm-up recount failed: {response}")
+        stack.fill_history(
+            accounts(workload.accounts), workload.models, workload.warm, seed=workload.seed
+        )
 
 
 def copy_db(src: Path, dst: Path) -> None:

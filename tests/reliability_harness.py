@@ -36,7 +36,6 @@ from metrics_agg.aggregator import emf, pipeline
 from metrics_agg.aggregator.event_kinds import event_kind
 from metrics_agg.deadline import Deadline
 from metrics_agg.local.server import LocalClient, LocalStack, Store
-from metrics_agg.local.server.seeding import seed_records
 from metrics_agg.local.server.stack import BACKFILL_QUEUE
 from truth_helpers import TIMESTAMP, Stream, iso, recent_now, truth, truth_problems
 
@@ -642,7 +641,7 @@ def run_load(
     holder["stack"] = stack
     names = [f"acct-load-{i}" for i in range(accounts)]
     if busy:
-        _fill_busy_hours(stack, names, busy, seed)
+        stack.fill_history(names, MODELS, busy, seed=seed)
     totals = {"inserts": 0, "updates": 0, "deletes": 0, "late": 0}
     times: list[float] = []
     try:
@@ -715,36 +714,6 @@ def run_load(
         recheck_drift=lag.recheck_drift,
         left_after_rechecks=left_after_rechecks,
     )
-
-
-def _fill_busy_hours(stack: LocalStack, names: Sequence[str], per_pair: int, seed: int) -> None:
-    """Seed ``per_pair`` records of every model for every account over the previous and
-    current hour (no stream records: they are history) and recount those hours directly."""
-    now = datetime.now(UTC).replace(second=0, microsecond=0)
-    start = now.replace(minute=0) - timedelta(hours=1)
-    for a, account in enumerate(names):
-        for m, model in enumerate(MODELS):
-            seed_records(
-                stack.store,
-                model,
-                account,
-                per_pair,
-                start,
-                now,
-                seed=seed * 1000 + a * 10 + m,
-                stream=False,
-            )
-            event = {
-                "recount": {
-                    "accountId": account,
-                    "model": model,
-                    "start": iso(start),
-                    "end": iso(start + timedelta(hours=2)),
-                }
-            }
-            response = pipeline.handle_event(event, config=stack.config())
-            if response.get("status") != "SUCCESS":
-                raise RuntimeError(f"recount of the busy hours failed: {response}")
 
 
 def run_concurrent(

@@ -18,7 +18,8 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any
 
@@ -37,8 +38,10 @@ from metrics_agg.local.server.dashboard import Delivery
 from metrics_agg.local.server.faults import FaultPlan
 from metrics_agg.local.server.mapping import EventSourceMapping, Handler
 from metrics_agg.local.server.queues import LocalQueues
+from metrics_agg.local.server.seeding import seed_records
 from metrics_agg.local.server.sqs_mapping import SqsEventSourceMapping
 from metrics_agg.local.server.store import Store
+from metrics_agg.timestamps import format_bucket_time
 
 log = logging.getLogger("metrics_agg.local.server")
 _FROM_ENVIRONMENT = (ZONE_MARGIN_ENV, COUNTER_ENV, EMF_ENV, ERRORS_ENV, INVOCATION_PATH_ENV)
@@ -313,6 +316,30 @@ class LocalStack:
                 return False
             time.sleep(0.02)
         return True
+
+    def fill_history(
+        self, accounts: Sequence[str], models: Sequence[str], per_pair: int, *, seed: int
+    ) -> None:
+        """Seed ``per_pair`` records of each model for each account over the previous and
+        current hour, as history (no stream records), and recount those hours directly, so
+        that the load a benchmark then runs lands in hours whose buckets exist."""
+        from metrics_agg.aggregator import pipeline  # lazy, as in `_default_handler`
+
+        now = datetime.now(UTC).replace(second=0, microsecond=0)
+        start = now.replace(minute=0) - timedelta(hours=1)
+        for a, account in enumerate(accounts):
+            for m, model in enumerate(models):
+                if per_pair:
+                    seed_records(
+                        self.store, model, account, per_pair, start, now,
+                        seed=seed * 1000 + a * 10 + m, stream=False,
+                    )  # fmt: skip
+                end = start + timedelta(hours=2)
+                window = {"start": format_bucket_time(start), "end": format_bucket_time(end)}
+                event = {"recount": {"accountId": account, "model": model, **window}}
+                response = pipeline.handle_event(event, config=self.config())
+                if response.get("status") != "SUCCESS":
+                    raise RuntimeError(f"recounting the seeded hours failed: {response}")
 
     def _default_handler(self, event: dict[str, Any]) -> Any:
         from metrics_agg.aggregator import pipeline  # lazy: the pipeline is optional for the server
