@@ -79,10 +79,11 @@ def _record_types() -> list[dict[str, Any]]:
 def local_status(store: Store, delivery: Delivery) -> dict[str, Any]:
     """What `/local/status` returns: accounts, recordTypes, delivery and the mapping's activity."""
     activity = store.activity(list(SOURCE_MODELS))
+    extents = store.bucket_extents()  # one pass over the buckets gives the accounts too
     return {
         "now": time.time(),
-        "accounts": store.metric_accounts(),
-        "extent": {a: {"first": f, "last": e} for a, (f, e) in store.bucket_extents().items()},
+        "accounts": sorted(extents),
+        "extent": {a: {"first": f, "last": e} for a, (f, e) in extents.items()},
         "recordTypes": _record_types(),
         "streamMapping": delivery.stream_mapping,
         "backfillQueue": delivery.backfill_queue,

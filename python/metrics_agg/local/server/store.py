@@ -391,17 +391,10 @@ class Store(StreamTables, ActivityRows, IndexLag):
     def all_metrics(self, account_id: str | None = None) -> list[Item]:
         return self.all_records("AggregatedMetrics", account_id)
 
-    def metric_accounts(self) -> list[str]:
-        """Every accountId that has AggregatedMetrics records (the dashboard's account list)."""
-        t = TABLES["AggregatedMetrics"]
-        rows = self._conn().execute(
-            f"SELECT DISTINCT accountId FROM {_q(t.name)} ORDER BY accountId"
-        )
-        return [str(r[0]) for r in rows]
-
     def bucket_extents(self) -> dict[str, tuple[str, str]]:
-        """accountId -> (earliest bucket start, latest bucket end): the dashboard's "since
-        first record", and its fit when the last day holds nothing."""
+        """accountId -> (earliest bucket start, latest bucket end) of every account with
+        buckets: the dashboard's account list, its "since first record", and its fit when the
+        last day holds nothing."""
         t = TABLES["AggregatedMetrics"]
         rows = self._conn().execute(
             f"SELECT accountId, MIN(timeRangeStart), MAX(json_extract(data, '$.timeRangeEnd')) "
