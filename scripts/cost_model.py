@@ -34,7 +34,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from metrics_agg.aggregator import emf, pipeline
 from metrics_agg.aggregator.event_kinds import event_kind
 from metrics_agg.cost import PRICES, Usage, application_cost, per_million, price
 from metrics_agg.local.server import LocalStack
@@ -92,27 +91,22 @@ def run_path(
     def handler(event: dict[str, Any]) -> Any:
         t0 = time.perf_counter()
         config = holder["stack"].config(invocation_path=path, recheck_delay_seconds=recheck_delay)
-        response = pipeline.handle_event(event, config=config)
+        result = holder["stack"].invoke(event, config)
         took = time.perf_counter() - t0
         with lock:
             durations.append(took)
             kind = event_kind(event)
             tallies["stream" if kind == "stream" else "sqs"] += 1
-        return response
-
-    original_emit = emf.emit
-
-    def emit(metrics: emf.InvocationMetrics, **kwargs: Any) -> None:
-        with lock:
-            tallies["requests"] += metrics.http_requests
-            tallies["fallbacks"] += metrics.derivation_fallbacks
-            tallies["buckets"] += metrics.buckets_written
-            tallies["rechecks"] += metrics.recheck_hours_queued
+            if result.metrics is not None:
+                tallies["requests"] += result.metrics.http_requests
+                tallies["fallbacks"] += result.metrics.derivation_fallbacks
+                tallies["buckets"] += result.metrics.buckets_written
+                tallies["rechecks"] += result.metrics.recheck_hours_queued
+        return result.response
 
     stack = LocalStack(db, mapping=True, batch_window=workload.window, handler=handler,
                        latency_ms=latency_ms)  # fmt: skip
     holder["stack"] = stack
-    emf.emit = emit  # type: ignore[assignment]
     notes: list[str] = []
     try:
         stack.start()
@@ -141,7 +135,6 @@ def run_path(
         requests = stack.faults.requests
         sqs = sum(stack.queues.requests.values())
     finally:
-        emf.emit = original_emit  # type: ignore[assignment]
         stack.stop()
     metrics = usage_by_table.get(METRICS_TABLE)
     sources = [u for t, u in usage_by_table.items() if t != METRICS_TABLE]

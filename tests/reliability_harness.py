@@ -36,6 +36,8 @@ from metrics_agg.aggregator import emf, pipeline
 from metrics_agg.aggregator.event_kinds import event_kind
 from metrics_agg.deadline import Deadline
 from metrics_agg.local.server import LocalClient, LocalStack, Store
+from metrics_agg.local.server.mapping import Handler
+from metrics_agg.local.server.sandboxes import Invocation
 from metrics_agg.local.server.stack import BACKFILL_QUEUE
 from truth_helpers import TIMESTAMP, Stream, iso, recent_now, truth, truth_problems
 
@@ -526,9 +528,15 @@ class _Lag:
             with self.lock:
                 self.recheck_drift += metrics.drift_repaired
 
-    def handler(self, config: Callable[[], Any]) -> Callable[[dict[str, Any]], Any]:
+    def handler(self, invoke: Callable[[dict[str, Any]], Invocation]) -> Handler:
+        """The mapping's handler: ``invoke`` (the stack's, in a thread or a sandbox), with
+        the invocation's metrics recorded and each delivered write's time taken."""
+
         def handle(event: dict[str, Any]) -> Any:
-            response = pipeline.handle_event(event, config=config())
+            result = invoke(event)
+            if result.metrics is not None:
+                self.record(result.metrics)
+            response = result.response
             if event_kind(event) != "stream":  # the rechecks, from the backfill queue
                 return response
             done = time.monotonic()
@@ -629,45 +637,37 @@ def run_load(
     holder: dict[str, LocalStack] = {}
     delay = {} if recheck_delay is None else {"recheck_delay_seconds": recheck_delay}
     stack = stack_factory(
-        mapping=True, handler=lag.handler(lambda: holder["stack"].config(**delay)), **stack_options
+        mapping=True,
+        handler=lag.handler(
+            lambda event: holder["stack"].invoke(event, holder["stack"].config(**delay))
+        ),
+        **stack_options,
     )
-    original_emit = emf.emit
-
-    def emit(metrics: emf.InvocationMetrics, **kwargs: Any) -> None:
-        lag.record(metrics)
-        original_emit(metrics, **kwargs)
-
-    emf.emit = emit  # type: ignore[assignment]
     holder["stack"] = stack
     names = [f"acct-load-{i}" for i in range(accounts)]
     if busy:
         stack.fill_history(names, MODELS, busy, seed=seed)
     totals = {"inserts": 0, "updates": 0, "deletes": 0, "late": 0}
     times: list[float] = []
-    try:
-        # The application's writers are processes of their own (as an app's clients are),
-        # so they do not share the aggregator's interpreter lock; CLOCK_MONOTONIC is one
-        # clock for every process, so their write times compare with delivery times.
-        spawn = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=writers, mp_context=spawn) as pool:
-            futures = [
-                pool.submit(
-                    _load_writer, stack.endpoint, stack.api_key, names, seconds, seed, w, pause
-                )
-                for w in range(writers)
-            ]
-            for future in futures:
-                counts, written = future.result()
-                for k, v in counts.items():
-                    totals[k] += v
-                for model, rid, at in written:
-                    lag.wrote(model, rid, at)
-                    times.append(at)
-        idle = stack.wait_idle(300)
-        t0, last_write = min(times, default=0.0), max(times, default=0.0)
-        idle_seconds = time.monotonic() - last_write
-    finally:
-        emf.emit = original_emit  # type: ignore[assignment]
+    # The application's writers are processes of their own (as an app's clients are),
+    # so they do not share the aggregator's interpreter lock; CLOCK_MONOTONIC is one
+    # clock for every process, so their write times compare with delivery times.
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=writers, mp_context=spawn) as pool:
+        futures = [
+            pool.submit(_load_writer, stack.endpoint, stack.api_key, names, seconds, seed, w, pause)
+            for w in range(writers)
+        ]
+        for future in futures:
+            counts, written = future.result()
+            for k, v in counts.items():
+                totals[k] += v
+            for model, rid, at in written:
+                lag.wrote(model, rid, at)
+                times.append(at)
+    idle = stack.wait_idle(300)
+    t0, last_write = min(times, default=0.0), max(times, default=0.0)
+    idle_seconds = time.monotonic() - last_write
     if not idle:
         raise RuntimeError("the stack did not reach quiescence in 300 s")
     mismatches = [f"{a}: {p}" for a in names for p in compare(stack.store, a)]

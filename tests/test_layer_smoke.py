@@ -31,6 +31,7 @@ import pytest
 
 from layout_rules import is_local_tooling, runtime_sources
 from metrics_agg.local.server import LocalStack
+from metrics_agg.local.server.stack import BACKFILL_QUEUE
 
 ROOT = Path(__file__).resolve().parents[1]
 LAYER_ZIP = ROOT / "dist" / "metrics-agg-layer-x86_64.zip"
@@ -43,7 +44,14 @@ import json, sys, time
 layer, task, event_path, result_path = sys.argv[1:5]
 sys.path[:0] = [task, layer]  # Lambda: /var/task, /opt/python, then the runtime's packages
 
-import handler  # cold start: config, logging, the package, the extension
+import handler  # cold start: config, logging, the package, the extension, SDK clients
+from metrics_agg.aggregator.activity import activity_for
+from metrics_agg.aggregator.recheck import sqs_sink
+made_at_init = [
+    sqs_sink(handler.CONFIG.recheck_queue_url, handler.CONFIG.recheck_delay_seconds)._client
+    is not None,
+    activity_for(handler.CONFIG).store._client is not None,
+]
 
 import botocore.session, metrics_agg, urllib3
 
@@ -63,6 +71,7 @@ botocore.session.get_session().create_client("sts", region_name="us-east-1")
 with open(result_path, "w") as f:
     json.dump({
         "response": response,
+        "made_at_init": made_at_init,
         "backend": metrics_agg.counter_backend(),
         "metrics_agg": metrics_agg.__file__,
         "urllib3": urllib3.__version__,
@@ -166,6 +175,11 @@ def _run(runtime: Path, layer: Path, task: Path, stack: LocalStack, event_path: 
         "AWS_LAMBDA_FUNCTION_NAME": "metrics-agg-smoke",
         "AWS_REGION": "us-east-1",
         "LOG_LEVEL": "INFO",
+        # As the template wires them: the init makes both botocore clients
+        # (`lambda_support.prepare`) with the runtime's botocore and the layer's urllib3.
+        "METRICS_AGG_RECHECK_QUEUE_URL": stack.queue_url(BACKFILL_QUEUE),
+        "METRICS_AGG_ACTIVITY_TABLE": stack.activity_table,
+        "METRICS_AGG_ACTIVITY_ENDPOINT": stack.endpoint.rsplit("/graphql", 1)[0],
     }
     argv = [str(runtime / "bin" / "python"), "-I", "-c", CHILD, str(layer), str(task)]
     argv += [str(event_path), str(result)]
@@ -195,6 +209,9 @@ def test_layer_runs_the_handler_with_and_without_the_compiled_counter(
     assert rust["urllib3"].startswith("2.")
     assert str(runtime) in rust["botocore"]
     assert rust["modules"] == []
+    assert rust["made_at_init"] == [True, True]
+    # The stream units recorded their pairs in the activity table through that client.
+    assert any(pair == f"Item#{ACCOUNT}" for _, pair in stack.store.activity_pairs())
     with_rust = _stored(stack)
     for record_type, expected in (
         ("items", sum(seeded.values())),

@@ -129,9 +129,14 @@ class DynamoActivityTable:
     def request_count(self) -> int:
         return self._requests
 
-    def _dynamodb(self) -> Any:
+    def connect(self) -> Any:
+        """The botocore client, made on first use (or at init: `lambda_support.prepare`).
+
+        Raises:
+            botocore.exceptions.BotoCoreError: botocore could not make it (no region).
+        """
         # botocore is imported on first use, so a cold start that records nothing (the
-        # schedule, a recount) does not pay for it.
+        # schedule, a recount) does not pay for it, unless the init made it.
         with self._lock:
             if self._client is None:
                 import botocore.config
@@ -158,7 +163,7 @@ class DynamoActivityTable:
     def _call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
         from botocore.exceptions import BotoCoreError, ClientError
 
-        client = self._dynamodb()
+        client = self.connect()
         with self._lock:
             self._requests += 1
         try:

@@ -438,8 +438,12 @@ def handle_event(
     now: datetime | None = None,
     recheck: RecheckSink | None = None,
     activity: ActivityLog | None = None,
+    metrics_sink: Callable[[emf.InvocationMetrics], None] | None = None,
 ) -> InvocationResponse:
     """Run one invocation; ``now`` (tests) fixes both the wall clock and the snapshot time.
+
+    ``metrics_sink``: also given the invocation's metrics (the EMF line's values), for the
+    local stack's Lambda sandboxes to hand back to their caller.
 
     ``activity``: where the units record their (model, account, hour) and the scheduled
     pass reads them (`activity`); None: the process's log for ``Config.activity_table``.
@@ -570,28 +574,27 @@ def handle_event(
         ),
         recheck,
     )
-    emf.emit(
-        emf.InvocationMetrics(
-            event_kind=kind,
-            records_counted=sum(o.records_counted for o in outcomes),
-            buckets_written=sum(o.buckets_written for o in outcomes),
-            invalid_timestamps=invalid_ts + sum(o.invalid for o in outcomes),
-            duration_ms=(time.monotonic() - t0) * 1000.0,
-            failed_units=len(failed),
-            http_requests=requests,
-            offset_timestamps_beyond_margin=offsets,
-            source_rows_read=sum(o.records_read for o in outcomes),
-            derivation_fallbacks=sum(o.fallback_hours for o in outcomes),
-            drift_repaired=sum(o.drift_repaired for o in outcomes),
-            freshness_seconds=None if freshness is None else max(0.0, freshness),
-            recheck_hours_queued=rechecks_queued,
-            recheck_hours_not_queued=rechecks_not_queued,
-            activity_records_written=records_written,
-            activity_records_not_written=records_not_written,
-        ),
-        to_stdout=config.emf_stdout,
-        stack=config.emf_stack,
+    metrics = emf.InvocationMetrics(
+        event_kind=kind,
+        records_counted=sum(o.records_counted for o in outcomes),
+        buckets_written=sum(o.buckets_written for o in outcomes),
+        invalid_timestamps=invalid_ts + sum(o.invalid for o in outcomes),
+        duration_ms=(time.monotonic() - t0) * 1000.0,
+        failed_units=len(failed),
+        http_requests=requests,
+        offset_timestamps_beyond_margin=offsets,
+        source_rows_read=sum(o.records_read for o in outcomes),
+        derivation_fallbacks=sum(o.fallback_hours for o in outcomes),
+        drift_repaired=sum(o.drift_repaired for o in outcomes),
+        freshness_seconds=None if freshness is None else max(0.0, freshness),
+        recheck_hours_queued=rechecks_queued,
+        recheck_hours_not_queued=rechecks_not_queued,
+        activity_records_written=records_written,
+        activity_records_not_written=records_not_written,
     )
+    emf.emit(metrics, to_stdout=config.emf_stdout, stack=config.emf_stack)
+    if metrics_sink is not None:
+        metrics_sink(metrics)
     if kind == "sqs":
         return _response(kind, outcomes, failed_messages)
     return _response(kind, outcomes, [o.sequence for o in failed if o.sequence])

@@ -22,6 +22,7 @@ __all__ = [
     "RECONCILE_REACH",
     "RecheckHour",
     "RecheckSink",
+    "SqsSink",
     "hand_over",
     "outside_reconcile",
     "recheck_events",
@@ -72,7 +73,7 @@ class RecheckSink(Protocol):
         """
 
 
-class _SqsSink:
+class SqsSink:
     """Recheck events to an SQS queue (the backfill queue) with DelaySeconds."""
 
     def __init__(self, queue_url: str, delay_seconds: int) -> None:
@@ -81,7 +82,12 @@ class _SqsSink:
         self._client: Any = None
         self._lock = threading.Lock()
 
-    def send(self, hours: Sequence[RecheckHour]) -> None:
+    def connect(self) -> Any:
+        """The sink's client, made on first use (or at init: `lambda_support.prepare`).
+
+        Raises:
+            QueueError: botocore could not make the client (no region, no credentials).
+        """
         from metrics_agg.backfill.sqs import QueueClient
 
         with self._lock:  # one client per sink, kept across warm invocations
@@ -92,21 +98,24 @@ class _SqsSink:
                     self._client = QueueClient.for_url(self.queue_url)
                 except BotoCoreError as exc:  # no region or credentials configuration
                     raise QueueError(f"SQS client: {type(exc).__name__}: {exc}") from exc
-            client = self._client
+            return self._client
+
+    def send(self, hours: Sequence[RecheckHour]) -> None:
+        client = self.connect()
         bodies = [json.dumps(e, separators=(",", ":")) for e in recheck_events(hours)]
         client.send(self.queue_url, bodies, delay_seconds=self.delay_seconds)
 
 
-_sinks: dict[tuple[str, int], _SqsSink] = {}
+_sinks: dict[tuple[str, int], SqsSink] = {}
 _sinks_lock = threading.Lock()
 
 
-def sqs_sink(queue_url: str, delay_seconds: int) -> RecheckSink:
+def sqs_sink(queue_url: str, delay_seconds: int) -> SqsSink:
     """The sink for ``queue_url`` (one per process: its botocore client is reused)."""
     with _sinks_lock:
         sink = _sinks.get((queue_url, delay_seconds))
         if sink is None:
-            sink = _sinks[(queue_url, delay_seconds)] = _SqsSink(queue_url, delay_seconds)
+            sink = _sinks[(queue_url, delay_seconds)] = SqsSink(queue_url, delay_seconds)
         return sink
 
 

@@ -6,6 +6,9 @@ same port, and an SQS mapping (`sqs_mapping`) onto the same handler with a bound
 concurrency, as `template.yaml` deploys them; and the activity table the stream units
 record their pairs in for the scheduled reconcile (`dynamodb`), over DynamoDB's protocol
 on the same port, stored in the SQLite file.
+
+The handler runs in the mappings' threads, or with ``sandboxes=N`` in Lambda-like worker
+processes apart from the server (`sandboxes`), as a deployment runs it.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from metrics_agg.local.server.dashboard import Delivery
 from metrics_agg.local.server.faults import FaultPlan
 from metrics_agg.local.server.mapping import EventSourceMapping, Handler
 from metrics_agg.local.server.queues import LocalQueues
+from metrics_agg.local.server.sandboxes import Invocation, Sandboxes
 from metrics_agg.local.server.seeding import seed_records
 from metrics_agg.local.server.sqs_mapping import SqsEventSourceMapping
 from metrics_agg.local.server.store import Store
@@ -61,9 +65,10 @@ class LocalStack:
         with LocalStack(tmp_path / "db.sqlite", mapping=False) as stack:
             stack.endpoint, stack.api_key, stack.store, stack.faults, stack.config()
 
-    `handler` defaults to
-    `metrics_agg.aggregator.pipeline.handle_event(event, config=stack.config())`,
-    imported on first delivery.
+    `handler` defaults to `stack.invoke(event).response`: the aggregator's
+    `metrics_agg.aggregator.pipeline.handle_event(event, config=stack.config())`, in the
+    mapping's thread (imported on first delivery), or with ``sandboxes=N`` in a worker
+    process (`sandboxes`; N start warm with the stack).
 
     Raises (start):
         OSError: the host/port cannot be bound (the message says which).
@@ -87,6 +92,7 @@ class LocalStack:
         backfill_concurrency: int = 5,
         backfill_visibility_timeout: float = 5.0,
         backfill_max_receives: int = 3,
+        sandboxes: int = 0,
     ) -> None:
         self.db_path = os.fspath(db_path)
         self.host = host
@@ -117,6 +123,7 @@ class LocalStack:
         )
         self.queues.create(PROGRESS_QUEUE)
         self._backfill_concurrency = backfill_concurrency
+        self.sandboxes = Sandboxes(sandboxes) if sandboxes > 0 else None
         self.backfill: SqsEventSourceMapping | None = None
         self._store: Store | None = None
         self.mapping: EventSourceMapping | None = None
@@ -189,6 +196,8 @@ class LocalStack:
                 if not self._thread.is_alive() or time.monotonic() > deadline:
                     raise RuntimeError("the local GraphQL server did not start")
                 time.sleep(0.01)
+            if self.sandboxes is not None:
+                self.sandboxes.start(self.config())
             if self._use_mapping:
                 self.mapping = EventSourceMapping(
                     self.store,
@@ -240,6 +249,8 @@ class LocalStack:
         if self.mapping is not None:
             self.mapping.stop(timeout)
             self.mapping = None
+        if self.sandboxes is not None:
+            self.sandboxes.stop()
         if self._server is not None:
             self._server.should_exit = True
         if self._thread is not None:
@@ -341,7 +352,22 @@ class LocalStack:
                 if response.get("status") != "SUCCESS":
                     raise RuntimeError(f"recounting the seeded hours failed: {response}")
 
-    def _default_handler(self, event: dict[str, Any]) -> Any:
+    def invoke(self, event: dict[str, Any], config: Config | None = None) -> Invocation:
+        """Run the aggregator's handler on ``event`` (``config`` defaults to `config()`):
+        in a sandbox process when the stack has them, else in the calling thread.
+
+        Raises:
+            SandboxError: in a sandbox, the handler raised or the sandbox ended.
+            Exception: in the calling thread, whatever the handler raised.
+        """
+        config = config or self.config()
+        if self.sandboxes is not None:
+            return self.sandboxes.invoke(event, config)
         from metrics_agg.aggregator import pipeline  # lazy: the pipeline is optional for the server
 
-        return pipeline.handle_event(event, config=self.config())
+        emitted: list[Any] = []
+        response = pipeline.handle_event(event, config=config, metrics_sink=emitted.append)
+        return Invocation(response, emitted[-1] if emitted else None)
+
+    def _default_handler(self, event: dict[str, Any]) -> Any:
+        return self.invoke(event).response

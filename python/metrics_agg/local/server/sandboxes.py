@@ -1,0 +1,231 @@
+"""Lambda execution environments as processes: the handler runs apart from the server.
+
+In AWS the aggregator's Lambda runs in execution environments of its own, apart from
+AppSync, DynamoDB and SQS. With ``LocalStack(sandboxes=N)`` the local stack does the same:
+each invocation runs `pipeline.handle_event` in a spawned worker process, one invocation
+per process at a time, and the process stays warm for the next one, as Lambda reuses an
+environment. ``N`` start warm with the stack; more start (cold, about half a second) when
+more invocations run at once than are idle, as Lambda scales out.
+
+Without sandboxes the handler runs in the mapping's threads, in the server's process. The
+server's parsing and the aggregator's counting then take turns on one interpreter lock,
+which no deployment has (docs/reliability.md, "Where the lag tail comes from").
+
+A worker's log records go to the parent's handlers (a `QueueListener`), at the levels the
+parent's loggers had when the sandboxes started, so the lines look the same either way.
+A sandbox that dies mid-invocation fails that invocation (the mapping retries the batch,
+as Lambda does after a runtime crash) and a fresh one takes its place on the next.
+"""
+
+from __future__ import annotations
+
+__all__ = ["Invocation", "SandboxError", "Sandboxes"]
+
+import contextlib
+import logging
+import logging.handlers
+import multiprocessing
+import os
+import signal
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the pipeline is imported in the workers, not by the server
+    from metrics_agg.aggregator.emf import InvocationMetrics
+    from metrics_agg.config import Config
+
+log = logging.getLogger("metrics_agg.local.server.sandboxes")
+
+
+@dataclass(frozen=True, slots=True)
+class Invocation:
+    """What one invocation returned, and the metrics it emitted (None: it emitted none)."""
+
+    response: Any
+    metrics: InvocationMetrics | None
+
+
+class SandboxError(RuntimeError):
+    """The handler raised in its sandbox, or the sandbox ended during the invocation."""
+
+
+def _logger_levels() -> dict[str, int]:
+    """The parent's explicitly set logger levels (root included), for a worker to copy."""
+    levels = {"": logging.getLogger().level}
+    for name, logger in logging.root.manager.loggerDict.items():
+        if isinstance(logger, logging.Logger) and logger.level != logging.NOTSET:
+            levels[name] = logger.level
+    return levels
+
+
+def _worker(conn: Connection, records: Any, levels: Mapping[str, int], config: Config) -> None:
+    """A sandbox's loop: (event, config) in, ("ok" | "raised", payload, metrics) out."""
+    # Ctrl-C reaches every process of the terminal's group; the stack stops its sandboxes.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    from metrics_agg import logs
+    from metrics_agg.aggregator import pipeline  # warm: imported before the first event
+    from metrics_agg.aggregator.lambda_support import prepare
+
+    handler = logging.handlers.QueueHandler(records)
+    logs.configure(os.environ, handler=handler, level=levels.get("metrics_agg", logging.NOTSET))
+    handler.setFormatter(logging.Formatter("%(message)s"))  # the parent's handlers format
+    for name, level in levels.items():
+        logging.getLogger(name or None).setLevel(level)
+    prepare(config)  # as the Lambda shell's init does
+    conn.send(("ready", os.getpid(), None))
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            return
+        if message is None:
+            return
+        event, config = message
+        emitted: list[InvocationMetrics] = []
+        reply: tuple[str, Any, InvocationMetrics | None]
+        try:
+            response = pipeline.handle_event(event, config=config, metrics_sink=emitted.append)
+        except BaseException as exc:  # a raising handler fails its batch, as in Lambda
+            reply = ("raised", f"{type(exc).__name__}: {exc}", emitted[-1] if emitted else None)
+        else:
+            reply = ("ok", response, emitted[-1] if emitted else None)
+        conn.send(reply)
+
+
+class _Sandbox:
+    def __init__(
+        self, context: Any, records: Any, levels: Mapping[str, int], config: Config
+    ) -> None:
+        self.conn, child = context.Pipe()
+        self.process = context.Process(
+            target=_worker,
+            args=(child, records, dict(levels), config),
+            name="lambda-sandbox",
+            daemon=True,
+        )
+        self.process.start()
+        child.close()
+
+    def wait_ready(self) -> None:
+        try:
+            self.conn.recv()
+        except (EOFError, OSError):
+            raise SandboxError(
+                f"a Lambda sandbox process did not start (exit code {self.process.exitcode})"
+            ) from None
+
+    def end(self, timeout: float) -> None:
+        with contextlib.suppress(OSError, ValueError):  # already gone
+            self.conn.send(None)
+        self.process.join(timeout)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join(timeout)
+        self.conn.close()
+
+
+class Sandboxes:
+    """Warm worker processes running the aggregator's handler, one invocation each."""
+
+    def __init__(self, warm: int) -> None:
+        self._warm = warm
+        self._context = multiprocessing.get_context("spawn")
+        self._records: Any = None
+        self._listener: logging.handlers.QueueListener | None = None
+        self._levels: dict[str, int] = {}
+        self._config: Config | None = None
+        self._idle: list[_Sandbox] = []
+        self._all: list[_Sandbox] = []
+        self._lock = threading.Lock()
+        self.cold_starts = 0
+
+    def start(self, config: Config) -> None:
+        """Start the listener and ``warm`` sandboxes, and wait until each has imported the
+        pipeline and made its clients for ``config`` (`lambda_support.prepare`).
+
+        Raises:
+            SandboxError: a sandbox process ended before it was ready.
+        """
+        self._levels = _logger_levels()
+        self._config = config
+        self._records = self._context.Queue()
+        self._listener = logging.handlers.QueueListener(self._records, _Forward())
+        self._listener.start()
+        started = [self._spawn() for _ in range(self._warm)]
+        for sandbox in started:
+            sandbox.wait_ready()
+        with self._lock:
+            self._idle.extend(started)
+
+    def invoke(self, event: dict[str, Any], config: Config) -> Invocation:
+        """Run ``pipeline.handle_event(event, config=config)`` in an idle sandbox.
+
+        Raises:
+            SandboxError: the handler raised (the message names the exception), or the
+                sandbox ended during the invocation.
+        """
+        sandbox = self._take()
+        try:
+            sandbox.conn.send((event, config))
+            status, payload, metrics = sandbox.conn.recv()
+        except (EOFError, OSError) as exc:
+            self._discard(sandbox)
+            raise SandboxError(
+                f"the Lambda sandbox (pid {sandbox.process.pid}) ended during the invocation "
+                f"(exit code {sandbox.process.exitcode}): {type(exc).__name__}"
+            ) from None
+        with self._lock:
+            self._idle.append(sandbox)
+        if status == "raised":
+            raise SandboxError(payload)
+        return Invocation(payload, metrics)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """End every sandbox (after the mappings stopped, so none is mid-invocation)."""
+        with self._lock:
+            sandboxes, self._all, self._idle = self._all, [], []
+        for sandbox in sandboxes:
+            sandbox.end(timeout)
+        if self._listener is not None:
+            self._listener.stop()
+            self._listener = None
+        if self._records is not None:
+            self._records.close()
+            self._records.join_thread()
+            self._records = None
+
+    def _spawn(self) -> _Sandbox:
+        assert self._config is not None, "start() first"
+        sandbox = _Sandbox(self._context, self._records, self._levels, self._config)
+        with self._lock:
+            self._all.append(sandbox)
+        return sandbox
+
+    def _take(self) -> _Sandbox:
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
+            self.cold_starts += 1
+        sandbox = self._spawn()  # a cold start, as Lambda scales out
+        try:
+            sandbox.wait_ready()
+        except SandboxError:
+            self._discard(sandbox)
+            raise
+        return sandbox
+
+    def _discard(self, sandbox: _Sandbox) -> None:
+        with self._lock:
+            if sandbox in self._all:
+                self._all.remove(sandbox)
+        sandbox.end(1.0)
+
+
+class _Forward(logging.Handler):
+    """A worker's record, handled by the parent's logger of the same name."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        logging.getLogger(record.name).handle(record)
