@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the pipeline is imported in the workers, not by the server
     from metrics_agg.aggregator.emf import InvocationMetrics
+    from metrics_agg.aggregator.pipeline import InvocationResponse
     from metrics_agg.config import Config
 
 log = logging.getLogger("metrics_agg.local.server.sandboxes")
@@ -44,7 +45,7 @@ log = logging.getLogger("metrics_agg.local.server.sandboxes")
 class Invocation:
     """What one invocation returned, and the metrics it emitted (None: it emitted none)."""
 
-    response: Any
+    response: InvocationResponse
     metrics: InvocationMetrics | None
 
 
@@ -61,8 +62,9 @@ def _logger_levels() -> dict[str, int]:
     return levels
 
 
-def _worker(conn: Connection, records: Any, levels: Mapping[str, int], config: Config) -> None:
-    """A sandbox's loop: (event, config) in, ("ok" | "raised", payload, metrics) out."""
+def _worker(conn: Connection, records: Any, levels: Mapping[str, int], init: Config) -> None:
+    """A sandbox's init (with the stack's config), then its loop: (event, config) in,
+    ("ok" | "raised", payload, metrics) out."""
     # Ctrl-C reaches every process of the terminal's group; the stack stops its sandboxes.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     from metrics_agg import logs
@@ -74,7 +76,7 @@ def _worker(conn: Connection, records: Any, levels: Mapping[str, int], config: C
     handler.setFormatter(logging.Formatter("%(message)s"))  # the parent's handlers format
     for name, level in levels.items():
         logging.getLogger(name or None).setLevel(level)
-    prepare(config)  # as the Lambda shell's init does
+    prepare(init)  # as the Lambda shell's init does
     conn.send(("ready", os.getpid(), None))
     while True:
         try:
@@ -210,6 +212,7 @@ class Sandboxes:
                 return self._idle.pop()
             self.cold_starts += 1
         sandbox = self._spawn()  # a cold start, as Lambda scales out
+        log.debug("cold start: sandbox pid %s", sandbox.process.pid)
         try:
             sandbox.wait_ready()
         except SandboxError:
