@@ -25,7 +25,8 @@ from metrics_agg.local.cli import main
 from metrics_agg.local.cli._common import parse_when, widen
 from metrics_agg.local.cli._invoke import event_problem, example_event
 from metrics_agg.local.cli._show import render_show, undelivered_records
-from metrics_agg.local.server import LocalStack, seed_records
+from metrics_agg.local.server import LocalClient, LocalStack, Store, seed_records
+from truth_helpers import iso
 
 ENTRY = "import sys; from metrics_agg.local.cli import main; sys.exit(main())"
 BACKFILL_2H = ["backfill", "--local", "--account", "a", "--since", "2h"]
@@ -497,6 +498,28 @@ def test_serve_creates_the_folder_and_runs_backfill_units_without_the_mapping(
         proc.send_signal(signal.SIGINT)
         proc.communicate(timeout=60)
     assert proc.returncode == 0
+
+
+def test_serve_with_sandboxes_delivers_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+    db = tmp_path / "sandboxed.sqlite3"
+    proc, endpoint = _serve(["--db", str(db), "--sandboxes", "1", "--batch-window", "0.1"], _env())
+    try:
+        with LocalClient(endpoint, "local-dev-key") as api:
+            api.create("Item", accountId="acct-sb", createdAt=iso(datetime.now(UTC)))
+        deadline = time.monotonic() + 60
+        store = Store(db)
+        try:
+            while not any(m["count"] for m in store.all_metrics("acct-sb")):
+                assert time.monotonic() < deadline, "the sandboxed handler wrote no bucket"
+                time.sleep(0.1)
+        finally:
+            store.close()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "in Lambda-like sandbox processes, 1 warm" in out
+    assert "Traceback" not in err
 
 
 # --------------------------------------------------------------------------- help

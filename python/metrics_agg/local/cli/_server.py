@@ -39,9 +39,15 @@ whether this server delivers at all. To watch a demo fill it:
   metrics-agg serve --db ./demo-data/demo.sqlite3 --no-mapping &
   metrics-agg demo --keep ./demo-data --records 5000
 
+By default the handler runs in the mapping's threads, in this process. --sandboxes N runs
+it in Lambda-like worker processes instead (N warm, more started when more batches run at
+once), apart from the server as a deployment runs it; each starts like a Lambda cold start
+(about half a second), then stays warm.
+
 examples:
   metrics-agg serve --db ./local.sqlite
   metrics-agg serve --db ./local.sqlite --latency-ms 50 --batch-window 1
+  metrics-agg serve --db ./local.sqlite --sandboxes 7
 """
 
 _SEED_EPILOG = """\
@@ -119,6 +125,14 @@ def register(sub: Any) -> None:
         "MaximumConcurrency; default 5)",
     )
     serve.add_argument(
+        "--sandboxes",
+        type=int,
+        default=0,
+        metavar="N",
+        help="run the handler in Lambda-like worker processes apart from the server, N of "
+        "them warm, as a deployment runs it (default 0: in the mapping's threads)",
+    )
+    serve.add_argument(
         "--no-mapping",
         action="store_true",
         help="serve the API without delivering stream records to the handler (the "
@@ -185,6 +199,7 @@ def register(sub: Any) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from metrics_agg.local.server.sandboxes import SandboxError
     from metrics_agg.local.server.stack import LocalStack
 
     mapping = not args.no_mapping
@@ -214,10 +229,11 @@ def _serve(args: argparse.Namespace) -> int:
         backfill_queue=backfill,
         batch_window=args.batch_window,
         backfill_concurrency=max(1, args.backfill_concurrency),
+        sandboxes=max(0, args.sandboxes) if mapping or backfill else 0,
     )
     try:
         stack.start()
-    except OSError as exc:
+    except (OSError, SandboxError) as exc:
         print(f"metrics-agg serve: {exc}", file=sys.stderr)
         return 2
     stop = threading.Event()
@@ -245,6 +261,8 @@ def _serve(args: argparse.Namespace) -> int:
                 f"  backfill queue: {stack.queue_url('metrics-agg-backfill')} "
                 f"(up to {max(1, args.backfill_concurrency)} units at once)"
             )
+        if stack.sandboxes is not None:
+            print(f"  handler: in Lambda-like sandbox processes, {args.sandboxes} warm")
         if args.latency_ms:
             print(f"  added latency: {args.latency_ms:g} ms per request")
         if args.index_lag_ms:
