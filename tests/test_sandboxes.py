@@ -5,6 +5,7 @@ clients before the first invocation (`lambda_support.prepare`)."""
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -107,18 +108,71 @@ def test_the_mapping_retries_a_batch_whose_sandbox_died(
     assert "ended during the invocation" in (item.last_error or "")
 
 
-def test_worker_log_records_reach_the_parents_handlers(
+def test_worker_log_records_reach_the_parents_handlers_once_at_its_levels(
     make_local_stack: Callable[..., LocalStack], caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="metrics_agg")
     stack = make_local_stack(sandboxes=1)
     stack.invoke(_recount("acct-log", "Item"))
-    deadline = time.monotonic() + 10
-    while not any("acct-log" in r.getMessage() for r in caplog.records):
-        assert time.monotonic() < deadline, "no record of the sandbox's invocation arrived"
-        time.sleep(0.05)
-    names = {r.name for r in caplog.records if "acct-log" in r.getMessage()}
-    assert names and all(n.split(".")[0] == "metrics_agg" for n in names), names
+    ours = [r for r in caplog.records if "acct-log" in r.getMessage()]
+    assert ours, "no record of the sandbox's invocation arrived before its reply"
+    assert all(r.name.split(".")[0] == "metrics_agg" for r in ours)
+    assert all(r.levelno >= logging.INFO for r in caplog.records)  # DEBUG stayed there
+    messages = [r.getMessage() for r in ours]
+    # Once each: the thread-mode invocation of the same event logs the same lines.
+    caplog.clear()
+    stack.sandboxes, sandboxes = None, stack.sandboxes
+    try:
+        stack.invoke(_recount("acct-log", "Item"))
+    finally:
+        stack.sandboxes = sandboxes
+    in_thread = [r.getMessage() for r in caplog.records if "acct-log" in r.getMessage()]
+    assert len(messages) == len(in_thread), (messages, in_thread)
+
+
+def test_a_sandbox_killed_mid_invocation_fails_it_and_is_replaced(
+    make_local_stack: Callable[..., LocalStack],
+) -> None:
+    stack = make_local_stack(sandboxes=1, latency_ms=1500)  # each request takes 1.5 s
+    assert stack.sandboxes is not None
+    (victim,) = stack.sandboxes._all
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            stack.invoke(_recount("acct-k", "Item"))
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    time.sleep(0.5)  # the invocation waits on its first request
+    victim.process.kill()
+    thread.join(30)
+    assert not thread.is_alive()
+    assert len(errors) == 1 and isinstance(errors[0], SandboxError), errors
+    assert "ended during the invocation" in str(errors[0])
+    ok = stack.invoke(_recount("acct-k", "Item"))
+    assert ok.response["status"] == "SUCCESS" and stack.sandboxes.cold_starts == 1
+
+
+def test_an_event_that_cannot_be_sent_leaves_the_sandbox_warm(
+    make_local_stack: Callable[..., LocalStack],
+) -> None:
+    stack = make_local_stack(sandboxes=1)
+    with pytest.raises(SandboxError, match="cannot be sent"):
+        stack.invoke({"Records": [lambda: None]})
+    stack.invoke(_recount("acct-p", "Item"))
+    assert stack.sandboxes is not None and stack.sandboxes.cold_starts == 0
+
+
+def test_invoke_after_stop_says_so(make_local_stack: Callable[..., LocalStack]) -> None:
+    stack = make_local_stack(sandboxes=1)
+    sandboxes = stack.sandboxes
+    assert sandboxes is not None
+    sandboxes.stop()
+    with pytest.raises(SandboxError, match="stopped"):
+        sandboxes.invoke(_recount("acct-x", "Item"), stack.config())
 
 
 def test_stop_ends_every_sandbox(make_local_stack: Callable[..., LocalStack]) -> None:
@@ -157,6 +211,23 @@ def test_prepare_leaves_a_client_it_cannot_make_to_the_invocation(
     assert log is not None and isinstance(log.store, DynamoActivityTable)
     assert log.store._client is None
     assert any("left to the first invocation" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("endpoint", ["not-a-url", "localhost:8000"])
+def test_prepare_never_fails_the_init(endpoint: str, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="metrics_agg")
+    table = f"bad-endpoint-{time.monotonic_ns()}"
+    config = Config(
+        endpoint="https://example.invalid/graphql",
+        region="us-east-1",
+        activity_table=table,
+        activity_endpoint=endpoint,
+        recheck_queue_url="https://sqs.us-east-1.amazonaws.com/123456789012/q",
+    )
+    prepare(config)  # botocore rejects the endpoint: logged, not raised
+    assert any("activity table's client is left" in r.getMessage() for r in caplog.records)
+    sink = sqs_sink(config.recheck_queue_url or "", config.recheck_delay_seconds)
+    assert sink._client is not None  # the other client is still made
 
 
 def test_handle_event_gives_the_sink_what_it_emits(

@@ -101,22 +101,24 @@ def prepare(config: Config) -> None:
     and the activity table's botocore clients (about 0.35 s of CPU together).
 
     Lambda's init phase, outside the handler, as AWS advises for SDK clients; the local
-    stack's sandboxes call it when they start. Best effort: a client that cannot be made
-    now is made, and its failure reported, by the invocation that needs it.
+    stack's sandboxes call it when they start. Best effort, and never fatal to the init: a
+    client that cannot be made now (no region, a malformed endpoint, no botocore) is left
+    to the invocation that needs it, which reports the failure as before.
     """
-    if not (config.recheck_queue_url or config.activity_table):
-        return  # nothing to make, and botocore stays unimported
-    from botocore.exceptions import BotoCoreError
+    if config.recheck_queue_url:
+        url, delay = config.recheck_queue_url, config.recheck_delay_seconds
+        try:
+            from metrics_agg.aggregator.recheck import sqs_sink
 
-    from metrics_agg.aggregator.activity import DynamoActivityTable, activity_for
-    from metrics_agg.aggregator.recheck import sqs_sink
-    from metrics_agg.errors import QueueError
+            sqs_sink(url, delay).connect()
+        except Exception as exc:  # reported by the invocation that needs the client
+            _log.info("init: the recheck queue's client is left to the first invocation: %s", exc)
+    if config.activity_table:
+        try:
+            from metrics_agg.aggregator.activity import DynamoActivityTable, activity_for
 
-    try:
-        if config.recheck_queue_url:
-            sqs_sink(config.recheck_queue_url, config.recheck_delay_seconds).connect()
-        activity = activity_for(config)
-        if activity is not None and isinstance(activity.store, DynamoActivityTable):
-            activity.store.connect()
-    except (QueueError, BotoCoreError) as exc:
-        _log.debug("init: a client is left to the first invocation: %s", exc)
+            activity = activity_for(config)
+            if activity is not None and isinstance(activity.store, DynamoActivityTable):
+                activity.store.connect()
+        except Exception as exc:  # reported by the invocation that needs the client
+            _log.info("init: the activity table's client is left to the first invocation: %s", exc)
