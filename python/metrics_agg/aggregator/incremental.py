@@ -26,9 +26,11 @@ from __future__ import annotations
 __all__ = [
     "STEPS",
     "MinutePlan",
+    "Pause",
     "coarse_counts",
     "count_snapshot",
     "finish",
+    "no_pause",
     "plan_minutes",
     "run_stream_unit",
     "touched_hours",
@@ -74,7 +76,8 @@ STEPS = ("stored-read", "source-read", "minute-writes", "derivation-read", "coar
 Pause = Callable[[str], None]
 
 
-def _no_pause(_step: str) -> None:
+def no_pause(_step: str) -> None:
+    """The default `Pause`: the race tests pass one that stops between steps."""
     return None
 
 
@@ -236,7 +239,7 @@ def run_stream_unit(
     config: Config,
     deadline: Deadline,
     clock: Callable[[], datetime] = utc_now,
-    pause: Pause = _no_pause,
+    pause: Pause = no_pause,
 ) -> UnitOutcome:
     """Recount the touched minutes of one stream unit and derive its coarser buckets.
 

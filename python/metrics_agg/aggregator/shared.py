@@ -36,9 +36,11 @@ from typing import Any
 
 from metrics_agg.aggregator.incremental import (
     MinutePlan,
+    Pause,
     coarse_counts,
     count_snapshot,
     finish,
+    no_pause,
     plan_minutes,
     touched_hours,
 )
@@ -69,10 +71,6 @@ from metrics_agg.timestamps import epoch_minute, parse_instant_or_none, utc_now
 _log = logging.getLogger("metrics_agg")
 
 SHARED_STEPS = ("read", "minute-writes", "derivation-read", "coarse-writes")
-
-
-def _no_pause(_step: str) -> None:
-    return None
 
 
 @dataclass
@@ -215,7 +213,7 @@ def _writes(
     client: GraphQLApi,
     live: list[_Unit],
     step: str,
-    pause: Callable[[str], None],
+    pause: Pause,
     config: Config,
     deadline: Deadline,
 ) -> list[_Unit]:
@@ -252,7 +250,7 @@ def run_shared_units(
     config: Config,
     deadline: Deadline,
     clock: Callable[[], datetime] = utc_now,
-    pause: Callable[[str], None] = _no_pause,
+    pause: Pause = no_pause,
 ) -> list[UnitOutcome]:
     """Every stream unit's incremental recount, in shared requests (module doc).
 
