@@ -28,7 +28,15 @@ from metrics_agg.local.server import LocalStack, seed_records
 from metrics_agg.local.server.streams import build_record, with_sequence
 from metrics_agg.models import ErrorRule, StreamChange
 from recording_client import RecordingClient
-from test_derivation_races import ACCOUNT, TABLE, Clock, Scheduler, _interleavings, _problems
+from test_derivation_races import (
+    ACCOUNT,
+    TABLE,
+    Clock,
+    Scheduler,
+    _interleavings,
+    _problems,
+    aggregate,
+)
 from truth_helpers import assert_matches_truth
 
 NOW = datetime(2026, 12, 6, 10, 30, tzinfo=UTC)
@@ -270,14 +278,7 @@ def _race_once(fake: FakeApi, order: tuple[int, ...]) -> None:
     seeds = [_row(hour + timedelta(minutes=m, seconds=2), f"seed-{m}") for m in (3, 10, 41)]
     for row in seeds:
         fake.add("Item", **row)
-    assert pipeline.recount(
-        config=CONFIG,
-        account_id=ACCOUNT,
-        model="Item",
-        start=hour,
-        end=hour + timedelta(hours=1),
-        client=FakeClient(),  # type: ignore[arg-type]
-    ).ok
+    aggregate(ACCOUNT, hour)
     inserted = _row(hour + timedelta(minutes=10, seconds=30), "new-a")
     fake.add("Item", **inserted)
     edited_old = seeds[1]
