@@ -19,7 +19,7 @@ from metrics_agg.aggregator.recheck import sqs_sink
 from metrics_agg.config import Config
 from metrics_agg.local.server import LocalClient, LocalStack
 from metrics_agg.local.server._store_tables import table_name
-from metrics_agg.local.server.sandboxes import SandboxError
+from metrics_agg.local.server.sandboxes import SandboxError, invoke_here
 from truth_helpers import assert_matches_truth, iso
 
 
@@ -55,11 +55,7 @@ def test_invoke_returns_the_invocations_metrics(
     assert sandboxed.response["status"] == "SUCCESS"
     assert sandboxed.metrics is not None and sandboxed.metrics.event_kind == "recount"
     assert sandboxed.metrics.http_requests > 0
-    stack.sandboxes, sandboxes = None, stack.sandboxes  # the same stack, in this thread
-    try:
-        threaded = stack.invoke(event)
-    finally:
-        stack.sandboxes = sandboxes
+    threaded = invoke_here(event, stack.config())  # the same stack, in this thread
     assert threaded.metrics is not None and threaded.metrics.event_kind == "recount"
     assert threaded.response["status"] == "SUCCESS"
 
@@ -121,11 +117,7 @@ def test_worker_log_records_reach_the_parents_handlers_once_at_its_levels(
     messages = [r.getMessage() for r in ours]
     # Once each: the thread-mode invocation of the same event logs the same lines.
     caplog.clear()
-    stack.sandboxes, sandboxes = None, stack.sandboxes
-    try:
-        stack.invoke(_recount("acct-log", "Item"))
-    finally:
-        stack.sandboxes = sandboxes
+    invoke_here(_recount("acct-log", "Item"), stack.config())
     in_thread = [r.getMessage() for r in caplog.records if "acct-log" in r.getMessage()]
     assert len(messages) == len(in_thread), (messages, in_thread)
 

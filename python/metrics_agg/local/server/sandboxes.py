@@ -20,7 +20,7 @@ as Lambda does after a runtime crash) and a fresh one takes its place on the nex
 
 from __future__ import annotations
 
-__all__ = ["Invocation", "SandboxError", "Sandboxes"]
+__all__ = ["Invocation", "SandboxError", "Sandboxes", "invoke_here"]
 
 import contextlib
 import logging
@@ -53,6 +53,20 @@ class Invocation:
 
 class SandboxError(RuntimeError):
     """The handler raised in its sandbox, or the sandbox ended during the invocation."""
+
+
+def invoke_here(event: dict[str, Any], config: Config) -> Invocation:
+    """Run ``pipeline.handle_event(event, config=config)`` in this process: a sandbox's
+    body, and the stack's handler without sandboxes.
+
+    Raises:
+        Exception: whatever the handler raised.
+    """
+    from metrics_agg.aggregator import pipeline  # lazy: the pipeline is optional for the server
+
+    emitted: list[InvocationMetrics] = []
+    response = pipeline.handle_event(event, config=config, metrics_sink=emitted.append)
+    return Invocation(response, emitted[-1] if emitted else None)
 
 
 def _logger_levels() -> dict[str, int]:
@@ -105,7 +119,7 @@ def _worker(conn: Connection, levels: Mapping[str, int], init: Config) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     from metrics_agg import logs
-    from metrics_agg.aggregator import pipeline  # warm: imported before the first event
+    from metrics_agg.aggregator import pipeline  # noqa: F401 - warm: imported before any event
     from metrics_agg.aggregator.lambda_support import prepare
 
     channel = _Channel(conn)
@@ -124,14 +138,13 @@ def _worker(conn: Connection, levels: Mapping[str, int], init: Config) -> None:
         if message is None:
             return
         event, config = message
-        emitted: list[InvocationMetrics] = []
         reply: tuple[str, Any, InvocationMetrics | None]
         try:
-            response = pipeline.handle_event(event, config=config, metrics_sink=emitted.append)
+            done = invoke_here(event, config)
         except BaseException as exc:  # a raising handler fails its batch, as in Lambda
-            reply = ("raised", f"{type(exc).__name__}: {exc}", emitted[-1] if emitted else None)
+            reply = ("raised", f"{type(exc).__name__}: {exc}", None)
         else:
-            reply = ("ok", response, emitted[-1] if emitted else None)
+            reply = ("ok", done.response, done.metrics)
         channel.send(reply)
 
 

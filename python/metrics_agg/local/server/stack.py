@@ -41,7 +41,7 @@ from metrics_agg.local.server.dashboard import Delivery
 from metrics_agg.local.server.faults import FaultPlan
 from metrics_agg.local.server.mapping import EventSourceMapping, Handler
 from metrics_agg.local.server.queues import LocalQueues
-from metrics_agg.local.server.sandboxes import Invocation, Sandboxes
+from metrics_agg.local.server.sandboxes import Invocation, Sandboxes, invoke_here
 from metrics_agg.local.server.seeding import seed_records
 from metrics_agg.local.server.sqs_mapping import SqsEventSourceMapping
 from metrics_agg.local.server.store import Store
@@ -363,11 +363,7 @@ class LocalStack:
         config = config or self.config()
         if self.sandboxes is not None:
             return self.sandboxes.invoke(event, config)
-        from metrics_agg.aggregator import pipeline  # lazy: the pipeline is optional for the server
-
-        emitted: list[Any] = []
-        response = pipeline.handle_event(event, config=config, metrics_sink=emitted.append)
-        return Invocation(response, emitted[-1] if emitted else None)
+        return invoke_here(event, config)
 
     def _default_handler(self, event: dict[str, Any]) -> Any:
         return self.invoke(event).response
