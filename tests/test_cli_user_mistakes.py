@@ -503,6 +503,11 @@ def test_serve_creates_the_folder_and_runs_backfill_units_without_the_mapping(
 def test_serve_with_sandboxes_delivers_and_stops_on_ctrl_c(tmp_path: Path) -> None:
     db = tmp_path / "sandboxed.sqlite3"
     proc, endpoint = _serve(["--db", str(db), "--sandboxes", "1", "--batch-window", "0.1"], _env())
+    assert proc.stdout is not None
+    banner = [proc.stdout.readline()]  # the rest of its startup lines, read before any wait
+    while banner[-1] and "Ctrl-C to stop" not in banner[-1]:
+        banner.append(proc.stdout.readline())
+    assert any("in Lambda-like sandbox processes, 1 warm" in line for line in banner), banner
     try:
         with LocalClient(endpoint, "local-dev-key") as api:
             api.create("Item", accountId="acct-sb", createdAt=iso(datetime.now(UTC)))
@@ -518,8 +523,7 @@ def test_serve_with_sandboxes_delivers_and_stops_on_ctrl_c(tmp_path: Path) -> No
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
-    assert "in Lambda-like sandbox processes, 1 warm" in out
-    assert "Traceback" not in err
+    assert "Traceback" not in err + out
 
 
 # --------------------------------------------------------------------------- help
